@@ -1,0 +1,165 @@
+"""The `gatec` command line: compile, verify, inspect, bench, passes, targets."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import GatecError
+
+
+def shape_arg(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.replace("x", ",").split(",") if d.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad shape '{text}': expected integers like 1,50,16") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"bad shape '{text}': expected positive integers like 1,50,16")
+    return dims
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file: .pt (TorchScript or torch.save), .pt2 (torch.export), .onnx")
+    p.add_argument("--input-shape", type=shape_arg, action="append", dest="input_shapes", metavar="SHAPE",
+                   help="example input shape, e.g. 1,50,16; repeat for several inputs")
+    p.add_argument("--import", action="append", dest="imports", default=[], metavar="MODULE_OR_FILE.py",
+                   help="module or file whose classes a pickled model may use (nothing else is unpickled)")
+    p.add_argument("--batch-axis", type=int, default=0, help="the batch axis of the inputs (default 0)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gatec", description="Compile gated and logic-gate networks to verified targets.")
+    ap.add_argument("--version", action="version", version=f"gatec {__import__('gatec').__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile a model for a target (verified unless --no-verify)")
+    add_model_args(p)
+    p.add_argument("--target", default="cpu")
+    p.add_argument("-o", "--output", help="artifact folder (default build/<model>_<target>)")
+    p.add_argument("--passes", help="comma-separated passes to run instead of the target's defaults")
+    p.add_argument("--no-verify", action="store_true", help="skip the emulator check")
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--data", help="verification inputs: .npy (one input) or .npz (one array per input)")
+
+    p = sub.add_parser("verify", help="run the model and each target on the same inputs and compare")
+    add_model_args(p)
+    p.add_argument("--targets", default="cpu", help="comma-separated targets")
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--data")
+    p.add_argument("--json", help="write the report here")
+
+    p = sub.add_parser("inspect", help="ops, parameters, MACs and gates of a model")
+    add_model_args(p)
+    p.add_argument("--json", help="write the summary here")
+
+    p = sub.add_parser("bench", help="latency (batch 1) and throughput (batch 64) against PyTorch eager")
+    add_model_args(p)
+    p.add_argument("--targets", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="write the rows here")
+
+    sub.add_parser("passes", help="list the passes")
+    sub.add_parser("targets", help="list the targets")
+    return ap
+
+
+def load_source(args):
+    from .frontend import load
+    return load(args.model, args.input_shapes, args.imports, args.batch_axis)
+
+
+def cmd_compile(args) -> int:
+    from .compiler import compile
+    from .emulator import load_data
+    source = load_source(args)
+    output = args.output or f"build/{Path(args.model).stem}_{args.target}"
+    data = load_data(args.data, source.ir) if args.data else None
+    passes = None if args.passes is None else [p for p in args.passes.split(",") if p]
+    art = compile(None, args.target, output, source=source, passes_to_run=passes, verify=not args.no_verify,
+                  samples=args.samples, data=data, log=print)
+    print(f"wrote {art.path} ({', '.join(art.manifest['files'])})")
+    return 0
+
+
+def compile_targets(source, names, threads=0):
+    """Build each named target into a temporary folder; returns {name: (runner, tolerance, tmp)}."""
+    import tempfile
+    from . import passes as pass_mod, targets
+    from .compiler import DEFAULT_PASSES
+    built = {}
+    for name in names:
+        tgt = targets.get(name)
+        ir = pass_mod.apply(source.ir, DEFAULT_PASSES.get(name, []))
+        tgt.check(ir)
+        tmp = tempfile.TemporaryDirectory(prefix="gatec-")
+        tgt.build(ir, Path(tmp.name), {"threads": threads})
+        built[name] = (tgt.load(Path(tmp.name), {"threads": threads}), tgt.tolerance(ir), tmp)
+    return built
+
+
+def cmd_verify(args) -> int:
+    from . import emulator
+    source = load_source(args)
+    data = emulator.load_data(args.data, source.ir) if args.data else None
+    built = compile_targets(source, [t for t in args.targets.split(",") if t])
+    checks = emulator.verify(source.ir, source.reference, {n: (r.run, tol) for n, (r, tol, _) in built.items()},
+                             args.samples, data)
+    print(emulator.format_table(checks))
+    report = emulator.per_target(checks)
+    if args.json:
+        emulator.write_json(args.json, report)
+    ok = all(t["ok"] for t in report.values())
+    print("verification " + ("passed" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def cmd_inspect(args) -> int:
+    from .summary import format_inspect, inspect_ir
+    info = inspect_ir(load_source(args).ir)
+    print(format_inspect(info))
+    if args.json:
+        Path(args.json).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench, format_rows
+    source = load_source(args)
+    built = compile_targets(source, [t for t in args.targets.split(",") if t], threads=args.threads)
+    rows = bench(source, {n: r.run for n, (r, _, _) in built.items()}, threads=args.threads,
+                 progress=sys.stderr.isatty())
+    print(format_rows(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def cmd_passes(args) -> int:
+    from .passes import load_all
+    for p in sorted(load_all().values(), key=lambda p: p.name):
+        print(f"{p.name:<20} {p.help}")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from . import targets
+    for name in targets.TARGETS:
+        print(f"{name:<8} {targets.get(name).describe()}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    import warnings
+    warnings.filterwarnings("ignore")
+    try:
+        return {"compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "bench": cmd_bench,
+                "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
+    except GatecError as e:
+        print(f"gatec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,115 @@
+"""compile(): front end -> passes -> target -> artifact folder -> emulator.
+
+The artifact is built in a temporary folder beside the output and moved into place only once
+it is complete and (unless verify=False) verified, so a failed compile leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, emulator, passes, targets
+from .errors import GatecError
+from .frontend import Source, load
+from .ir import IR
+
+MANIFEST = "manifest.json"
+DEFAULT_PASSES: dict[str, list[str]] = {}  # per target; none yet
+
+
+class Artifact:
+    """A compiled model: its folder, its manifest, and `.run(inputs)`."""
+
+    def __init__(self, path: Path, target: str, options: dict | None = None, _keep=None):
+        self.path = Path(path)
+        self.manifest = json.loads((self.path / MANIFEST).read_text())
+        self.target = target
+        self.runner = targets.get(target).load(self.path, options or {})
+        self._keep = _keep  # keeps a temporary folder alive as long as the artifact
+
+    @classmethod
+    def open(cls, path: str | Path, options: dict | None = None) -> "Artifact":
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+        return cls(Path(path), manifest["target"], options)
+
+    def run(self, inputs) -> list[np.ndarray]:
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if isinstance(inputs, dict):
+            inputs = [inputs[i["name"]] for i in self.manifest["inputs"]]
+        return self.runner.run([np.asarray(a) for a in inputs])
+
+
+def write_atomically(build, output: Path) -> None:
+    """Run `build(folder)` in a temporary folder beside `output`, then move it into place."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        build(tmp)
+        old = None
+        if output.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
+            os.replace(output, old / "x")
+        os.replace(tmp, output)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict) -> dict:
+    def tensors(specs):
+        return [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic, "dtype": s.dtype, "values": s.values}
+                for s in specs]
+    return {"gatec_version": __version__, "target": target.NAME, "target_description": target.describe(),
+            "kind": ir.kind, "source": ir.source, "inputs": tensors(ir.inputs), "outputs": tensors(ir.outputs),
+            "options": options, "passes": ir.passes, "files": sorted(files), "verification": verification}
+
+
+def compile(model, target: str = "cpu", output: str | Path | None = None, *, input_shapes=None, imports=(),
+            batch_axis: int = 0, passes_to_run: list[str] | None = None, verify: bool = True, samples: int = 256,
+            data: list[np.ndarray] | None = None, options: dict | None = None, source: Source | None = None,
+            log=None) -> Artifact:
+    """Compile `model` (a path or an nn.Module) for `target`; returns the verified Artifact.
+
+    Raises GatecError when the model cannot be loaded or compiled, or when the artifact
+    disagrees with the model (then nothing is written)."""
+    options = dict(options or {})
+    tgt = targets.get(target)
+    source = source or load(model, input_shapes, imports, batch_axis)
+    ir = passes.apply(source.ir, DEFAULT_PASSES.get(target, []) if passes_to_run is None else passes_to_run)
+    tgt.check(ir)
+    result = {}
+
+    def build(folder: Path):
+        files = tgt.build(ir, folder, options)
+        verification = None
+        if verify:
+            runner = tgt.load(folder, options)
+            checks = emulator.verify(ir, source.reference, {target: (runner.run, tgt.tolerance(ir))}, samples, data)
+            result["checks"] = checks
+            if log:
+                log(emulator.format_table(checks))
+            verification = emulator.per_target(checks)[target]
+            if not verification["ok"]:
+                raise GatecError(f"the compiled {target} artifact disagrees with the model (max abs err "
+                                 f"{verification['max_abs_err']:.3g}); nothing was written")
+        (folder / MANIFEST).write_text(json.dumps(manifest_for(ir, tgt, files + [MANIFEST], verification, options),
+                                                  indent=2, sort_keys=True) + "\n")
+
+    if output is None:
+        keep = tempfile.TemporaryDirectory(prefix="gatec-")
+        output = Path(keep.name) / "artifact"
+    else:
+        keep = None
+    write_atomically(build, Path(output))
+    artifact = Artifact(Path(output), target, options, keep)
+    artifact.checks = result.get("checks")
+    return artifact

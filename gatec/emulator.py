@@ -1,0 +1,154 @@
+"""The emulator: runs the reference and each target on the same inputs and says, per target
+and output, whether they agree: bit for bit for logic networks, within the target's tolerance
+for arithmetic.
+
+Inputs come in two shapes: the example shape with `samples` in the batch, and a second one
+with another batch size (not a multiple of 64) and every other dynamic axis (time, space)
+changed, so that a graph that baked in a sequence length is caught.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import GatecError
+from .frontend import example_array, variant_shape
+from .ir import IR
+from .targets import Tolerance
+
+Run = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+@dataclass
+class Check:
+    """One target compared with the reference on one output, over every input set."""
+    target: str
+    output: str
+    tolerance: Tolerance
+    max_abs_err: float = 0.0
+    max_rel_err: float = 0.0
+    mismatches: int = 0  # elements outside the tolerance
+    elements: int = 0
+    argmax_agreement: float | None = None
+    shapes: list = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.mismatches == 0 and self.elements > 0
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "output": self.output, "ok": self.ok, "tolerance": self.tolerance.describe(),
+                "max_abs_err": self.max_abs_err, "max_rel_err": self.max_rel_err, "mismatches": self.mismatches,
+                "elements": self.elements, "argmax_agreement": self.argmax_agreement, "shapes": self.shapes,
+                "error": self.error}
+
+
+def input_sets(ir: IR, samples: int, data: list[np.ndarray] | None = None, seed: int = 0) -> list[list[np.ndarray]]:
+    """Two input sets: the example shape with `samples` in the batch, and the second shape."""
+    second_batch = max(1, samples // 2 + 1) | 1  # odd, so never a multiple of 64
+    sets = []
+    if data is not None:
+        sets.append(data)
+    else:
+        sets.append([example_array(s, variant_shape(s, samples, 0), seed + i) for i, s in enumerate(ir.inputs)])
+    sets.append([example_array(s, variant_shape(s, second_batch, 1), seed + 100 + i) for i, s in enumerate(ir.inputs)])
+    return sets
+
+
+def load_data(path: str, ir: IR) -> list[np.ndarray]:
+    """User data: a .npy array for a one-input model, or a .npz with one array per input name."""
+    try:
+        loaded = np.load(path)
+    except Exception as e:
+        raise GatecError(f"--data {path}: cannot read it ({str(e).splitlines()[0]})") from None
+    if isinstance(loaded, np.ndarray):
+        arrays = [loaded]
+    else:
+        missing = [s.name for s in ir.inputs if s.name not in loaded.files]
+        arrays = [loaded[s.name] for s in ir.inputs] if not missing else [loaded[k] for k in loaded.files]
+    if len(arrays) != len(ir.inputs):
+        raise GatecError(f"--data {path}: holds {len(arrays)} array(s), the model has {len(ir.inputs)} input(s)")
+    out = []
+    for a, s in zip(arrays, ir.inputs):
+        fixed = [i for i in range(len(s.shape)) if i not in s.dynamic]
+        if a.ndim != len(s.shape) or any(a.shape[i] != s.shape[i] for i in fixed):
+            raise GatecError(f"--data {path}: array of shape {list(a.shape)} does not fit input '{s.name}' "
+                             f"(example shape {s.shape}, dynamic axes {s.dynamic})")
+        out.append(a.astype(s.dtype))
+    return out
+
+
+def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
+    if ref.shape != out.shape:
+        check.error = f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"
+        return
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    diff = np.abs(ref64 - out64)
+    tol = check.tolerance
+    bad = diff > 0 if tol.exact else ~(diff <= tol.atol + tol.rtol * np.abs(ref64))
+    check.mismatches += int(bad.sum())
+    check.elements += int(diff.size)
+    if diff.size:
+        check.max_abs_err = max(check.max_abs_err, float(diff.max()))
+        check.max_rel_err = max(check.max_rel_err, float((diff / np.maximum(np.abs(ref64), 1e-6)).max()))
+    if ref.ndim >= 2 and ref.shape[-1] > 1:
+        agree = float((ref.argmax(-1) == out.argmax(-1)).mean())
+        check.argmax_agreement = agree if check.argmax_agreement is None else min(check.argmax_agreement, agree)
+    check.shapes.append(list(out.shape))
+
+
+def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], samples: int = 256,
+           data: list[np.ndarray] | None = None) -> list[Check]:
+    """Compare every target with the reference; returns one Check per target and output."""
+    sets = input_sets(ir, samples, data)
+    refs = [reference(inputs) for inputs in sets]
+    checks = []
+    for name, (run, tol) in targets.items():
+        per_output = [Check(name, o.name, tol) for o in ir.outputs]
+        for inputs, ref in zip(sets, refs):
+            try:
+                outs = run(inputs)
+            except Exception as e:
+                for c in per_output:
+                    c.error = f"failed to run: {str(e).splitlines()[0][:200]}"
+                break
+            for c, r, o in zip(per_output, ref, outs):
+                compare(c, np.asarray(r), np.asarray(o))
+        checks += per_output
+    return checks
+
+
+def format_table(checks: list[Check]) -> str:
+    head = f"{'target':<10} {'output':<12} {'max abs err':>12} {'max rel err':>12} {'argmax agree':>13}  {'tolerance':<26} result"
+    rows = [head, "-" * len(head)]
+    for c in checks:
+        agree = "-" if c.argmax_agreement is None else f"{100 * c.argmax_agreement:.2f}%"
+        result = "PASS" if c.ok else ("FAIL: " + c.error if c.error else f"FAIL ({c.mismatches} of {c.elements} off)")
+        rows.append(f"{c.target:<10} {c.output:<12} {c.max_abs_err:>12.3g} {c.max_rel_err:>12.3g} {agree:>13}  "
+                    f"{c.tolerance.describe():<26} {result}")
+    return "\n".join(rows)
+
+
+def per_target(checks: list[Check]) -> dict:
+    """The JSON report: per target, `ok`, worst `max_abs_err`, lowest `argmax_agreement`, and the checks."""
+    report = {}
+    for c in checks:
+        t = report.setdefault(c.target, {"ok": True, "max_abs_err": 0.0, "max_rel_err": 0.0,
+                                         "argmax_agreement": None, "outputs": []})
+        t["ok"] = t["ok"] and c.ok
+        t["max_abs_err"] = max(t["max_abs_err"], c.max_abs_err)
+        t["max_rel_err"] = max(t["max_rel_err"], c.max_rel_err)
+        if c.argmax_agreement is not None:
+            t["argmax_agreement"] = c.argmax_agreement if t["argmax_agreement"] is None else \
+                min(t["argmax_agreement"], c.argmax_agreement)
+        t["outputs"].append(c.as_dict())
+    return report
+
+
+def write_json(path: str | Path, report: dict) -> None:
+    import json
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

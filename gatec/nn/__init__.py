@@ -1,0 +1,27 @@
+"""gatec's PyTorch modules: gated blocks (`gated.py`) and logic-gate layers (`logic.py`)."""
+import torch
+
+from .gated import (GLU, GatedConv1d, GatedConv2d, GatedMultimodalUnit, GatedResidual, MixtureOfExperts,
+                    RecurrentClassifier, SwiGLU)
+
+__all__ = ["GLU", "SwiGLU", "GatedConv1d", "GatedConv2d", "GatedMultimodalUnit", "MixtureOfExperts",
+           "GatedResidual", "RecurrentClassifier", "adopt", "reads_bits"]
+
+
+def adopt(module: torch.nn.Module) -> torch.nn.Module:
+    """Swap modules gatec knows under another library's layout (difflogic's logic layers) for
+    gatec's own, so that they trace into the IR. Returns the module."""
+    try:
+        from . import logic
+    except ImportError:
+        return module
+    return logic.adopt(module)
+
+
+def reads_bits(module: torch.nn.Module) -> bool:
+    """True when the model's first computing layer is a logic layer (its input is bits)."""
+    try:
+        from . import logic
+    except ImportError:
+        return False
+    return logic.reads_bits(module)

@@ -1,0 +1,93 @@
+"""Target `cpu`: an ONNX model run by ONNX Runtime on the CPU.
+
+Arithmetic graphs run as traced; QONNX quantizers are lowered to QuantizeLinear/Clip/
+DequantizeLinear (qonnx's QuantToQCDQ); logic networks are lowered to a bit-packed graph (64
+samples per uint64 word, Bitwise* ops) that ONNX Runtime runs with no custom ops.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ...errors import GatecError
+from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
+from .. import Tolerance
+
+ort.set_default_logger_severity(3)
+NAME = "cpu"
+MODEL_FILE = "model.onnx"
+QONNX_OPS = {"Quant", "BipolarQuant", "Trunc"}
+
+
+def describe() -> str:
+    return f"ONNX Runtime {ort.__version__} on the CPU (logic networks bit-packed, 64 samples per word)"
+
+
+def check(ir: IR) -> None:
+    from ...custom_op import custom_op as LOGIC_OPS
+    for node in ir.model.graph.node:
+        if node.domain in ("", "ai.onnx"):
+            if not onnx.defs.has(node.op_type):
+                raise unsupported(node)
+        elif node.domain == LOGIC_DOMAIN:
+            if node.op_type not in LOGIC_OPS:
+                raise unsupported(node)
+        elif node.domain in QONNX_DOMAINS:
+            if node.op_type not in QONNX_OPS:
+                raise unsupported(node)
+        else:
+            raise unsupported(node)
+
+
+def unsupported(node) -> GatecError:
+    from ...custom_op import custom_op as LOGIC_OPS
+    op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+    return GatecError(f"node '{node.name or node.output[0]}' has op {op}, which no gatec target supports "
+                      f"(supported: standard ONNX ops up to opset 18, {LOGIC_DOMAIN}::{{{','.join(sorted(LOGIC_OPS))}}}, "
+                      f"QONNX {{{','.join(sorted(QONNX_OPS))}}})")
+
+
+def lower(ir: IR) -> onnx.ModelProto:
+    if ir.kind == "logic":
+        from .bitpacked import lower_logic
+        return lower_logic(ir)
+    if ir.is_qonnx:
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.transformation.qcdq_to_qonnx import QuantToQCDQ  # noqa: F401
+        raise GatecError("quantized (QONNX) models are not supported by the cpu target yet")
+    return ir.model
+
+
+def build(ir: IR, folder: Path, options: dict) -> list[str]:
+    check(ir)
+    model = lower(ir)
+    (Path(folder) / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
+    return [MODEL_FILE]
+
+
+class Runner:
+    def __init__(self, path: Path, threads: int = 0):
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise GatecError(f"ONNX Runtime cannot load the compiled model: {str(e).splitlines()[0]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.input_names, arrays)))
+
+
+def load(folder: Path, options: dict) -> Runner:
+    return Runner(Path(folder) / MODEL_FILE, int(options.get("threads", 0)))
+
+
+def tolerance(ir: IR) -> Tolerance:
+    return Tolerance(exact=True) if ir.kind == "logic" else Tolerance(atol=1e-4, rtol=1e-4)
