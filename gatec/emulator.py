@@ -33,7 +33,7 @@ class Check:
     mismatches: int = 0  # elements outside the tolerance
     elements: int = 0
     argmax_agreement: float | None = None
-    shapes: list = field(default_factory=list)
+    shapes: list = field(default_factory=list)  # the input shapes of each input set
     error: str | None = None
 
     @property
@@ -98,7 +98,6 @@ def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
     if ref.ndim >= 2 and ref.shape[-1] > 1:
         agree = float((ref.argmax(-1) == out.argmax(-1)).mean())
         check.argmax_agreement = agree if check.argmax_agreement is None else min(check.argmax_agreement, agree)
-    check.shapes.append(list(out.shape))
 
 
 def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], samples: int = 256,
@@ -118,18 +117,21 @@ def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], sa
                 break
             for c, r, o in zip(per_output, ref, outs):
                 compare(c, np.asarray(r), np.asarray(o))
+                c.shapes.append([list(a.shape) for a in inputs])
         checks += per_output
     return checks
 
 
 def format_table(checks: list[Check]) -> str:
-    head = f"{'target':<10} {'output':<12} {'max abs err':>12} {'max rel err':>12} {'argmax agree':>13}  {'tolerance':<26} result"
+    head = f"{'target':<10} {'output':<12} {'max abs err':>12} {'max rel err':>12} {'argmax agree':>13}  {'tolerance':<30} result"
     rows = [head, "-" * len(head)]
     for c in checks:
         agree = "-" if c.argmax_agreement is None else f"{100 * c.argmax_agreement:.2f}%"
         result = "PASS" if c.ok else ("FAIL: " + c.error if c.error else f"FAIL ({c.mismatches} of {c.elements} off)")
         rows.append(f"{c.target:<10} {c.output:<12} {c.max_abs_err:>12.3g} {c.max_rel_err:>12.3g} {agree:>13}  "
-                    f"{c.tolerance.describe():<26} {result}")
+                    f"{c.tolerance.describe():<30} {result}")
+    sets = {" + ".join("x".join(map(str, s)) for s in shapes): None for c in checks for shapes in c.shapes}
+    rows.append(f"inputs checked: {', '.join(sets)}")
     return "\n".join(rows)
 
 
