@@ -10,8 +10,13 @@ install:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"
 
+# The bundled example: a GRU trained on scikit-learn's digits (examples/train_gru_digits.py).
 demo: install
-	$(PYTHON) examples/gated_demo.py
+	$(PYTHON) -m gatec inspect examples/gru_digits.pt --input-shape 1,8,8
+	$(PYTHON) -m gatec compile examples/gru_digits.pt --input-shape 1,8,8 --target cpu -o build/gru_digits_cpu \
+		--data examples/digits_test.npy
+	$(PYTHON) -m gatec verify examples/gru_digits.pt --input-shape 1,8,8 --targets cpu --data examples/digits_test.npy \
+		--json build/gru_digits_verify.json
 
 test: install
 	$(PYTHON) -m pytest -q -ra

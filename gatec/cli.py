@@ -110,6 +110,7 @@ def cmd_verify(args) -> int:
     report = emulator.per_target(checks)
     if args.json:
         emulator.write_json(args.json, report)
+        emulator.plot_errors(checks, Path(args.json).with_suffix(".png"))
     ok = all(t["ok"] for t in report.values())
     print("verification " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1

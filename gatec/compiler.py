@@ -98,6 +98,8 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
             if log:
                 log(emulator.format_table(checks))
             verification = emulator.per_target(checks)[target]
+            emulator.plot_errors(checks, folder / "verification.png")
+            files.append("verification.png")
             if not verification["ok"]:
                 raise GatecError(f"the compiled {target} artifact disagrees with the model (max abs err "
                                  f"{verification['max_abs_err']:.3g}); nothing was written")

@@ -20,6 +20,7 @@ from .ir import IR
 from .targets import Tolerance
 
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
+HIST_EDGES = 10.0 ** np.arange(-12, 3)  # decades of |error| for the error histogram
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Check:
     argmax_agreement: float | None = None
     shapes: list = field(default_factory=list)  # the input shapes of each input set
     error: str | None = None
+    histogram: list = field(default_factory=lambda: [0] * (len(HIST_EDGES) + 2))  # |err| == 0, then per decade
 
     @property
     def ok(self) -> bool:
@@ -44,7 +46,8 @@ class Check:
         return {"target": self.target, "output": self.output, "ok": self.ok, "tolerance": self.tolerance.describe(),
                 "max_abs_err": self.max_abs_err, "max_rel_err": self.max_rel_err, "mismatches": self.mismatches,
                 "elements": self.elements, "argmax_agreement": self.argmax_agreement, "shapes": self.shapes,
-                "error": self.error}
+                "error": self.error, "error_histogram": {"zero": self.histogram[0], "decade_edges":
+                                                         [float(e) for e in HIST_EDGES], "counts": self.histogram[1:]}}
 
 
 def input_sets(ir: IR, samples: int, data: list[np.ndarray] | None = None, seed: int = 0) -> list[list[np.ndarray]]:
@@ -91,6 +94,10 @@ def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
     tol = check.tolerance
     bad = diff > 0 if tol.exact else ~(diff <= tol.atol + tol.rtol * np.abs(ref64))
     check.mismatches += int(bad.sum())
+    nonzero = diff[diff > 0]
+    check.histogram[0] += int(diff.size - nonzero.size)
+    for i, n in enumerate(np.histogram(nonzero, bins=np.concatenate([[0], HIST_EDGES, [np.inf]]))[0]):
+        check.histogram[1 + i] += int(n)
     check.elements += int(diff.size)
     if diff.size:
         check.max_abs_err = max(check.max_abs_err, float(diff.max()))
@@ -154,3 +161,25 @@ def per_target(checks: list[Check]) -> dict:
 def write_json(path: str | Path, report: dict) -> None:
     import json
     Path(path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def plot_errors(checks: list[Check], path: str | Path) -> None:
+    """A bar chart of |error| per decade for every target and output, beside the JSON."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = ["0"] + [f"<1e{int(np.log10(e))}" for e in HIST_EDGES] + [f">=1e{int(np.log10(HIST_EDGES[-1]))}"]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    width = 0.8 / max(len(checks), 1)
+    for i, c in enumerate(checks):
+        ax.bar(np.arange(len(labels)) + i * width, c.histogram, width, label=f"{c.target}:{c.output}"
+               + (" PASS" if c.ok else " FAIL"))
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=45, fontsize=7)
+    ax.set_yscale("symlog")
+    ax.set_xlabel("|target - reference|")
+    ax.set_ylabel("elements")
+    ax.set_title("error histogram per target and output")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

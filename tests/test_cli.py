@@ -34,7 +34,7 @@ def test_compile_verify_inspect(cli, gru_file, tmp_path):
     out = tmp_path / "art"
     code, stdout, _ = cli("compile", gru_file, "--input-shape", "1,10,6", "-o", out, "--samples", "32")
     assert code == 0 and "PASS" in stdout
-    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx", "verification.png"]
     code, stdout, _ = cli("verify", gru_file, "--input-shape", "1,10,6", "--json", tmp_path / "v.json")
     assert code == 0 and "verification passed" in stdout
     import json
@@ -56,7 +56,7 @@ def test_console_script_exit_status(tmp_path):
 def test_same_input_gives_identical_bytes(cli, gru_file, tmp_path):
     for name in ("a", "b"):
         assert cli("compile", gru_file, "--input-shape", "1,10,6", "-o", tmp_path / name, "--samples", "16")[0] == 0
-    for f in ("model.onnx", "manifest.json"):
+    for f in ("model.onnx", "manifest.json", "verification.png"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
 
