@@ -1,0 +1,149 @@
+"""A logic network as a flat netlist, and its plan for the C interpreter (gatec/csrc).
+
+Netlist: nodes 0..n_inputs-1 are the input bits; gate g is node n_inputs+g and reads nodes
+a[g], b[g] (earlier nodes) through op[g] (truth-table id, FIELD_NOTES section 1); `outputs` lists
+the nodes GroupSum counts, class by class (k equal groups). A layered network is the special
+case where each layer reads only the one before; pruned networks need not be layered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WIRE_A, WIRE_B = 3, 5  # ops that pass one input through unchanged
+CONSTANT_OPS = (0, 15)
+
+
+@dataclass
+class Netlist:
+    n_inputs: int
+    a: np.ndarray  # int64, per gate
+    b: np.ndarray
+    op: np.ndarray  # uint8, per gate
+    outputs: np.ndarray  # node ids, class by class
+    k: int = 1
+    tau: float = 1.0
+
+    @property
+    def n_gates(self) -> int:
+        return len(self.op)
+
+    @classmethod
+    def from_layers(cls, n_inputs: int, layers, k: int = 1, tau: float = 1.0) -> "Netlist":
+        """layers: [(in_a, in_b, ops)], each layer indexing the previous layer's outputs."""
+        a, b, op = [], [], []
+        offset, width, next_node = 0, n_inputs, n_inputs  # the previous layer's first node and width
+        for in_a, in_b, ops in layers:
+            in_a, in_b = np.asarray(in_a, np.int64), np.asarray(in_b, np.int64)
+            if len(in_a) and (max(in_a.max(), in_b.max()) >= width or min(in_a.min(), in_b.min()) < 0):
+                raise ValueError("a logic layer reads an index outside the previous layer")
+            a.append(in_a + offset)
+            b.append(in_b + offset)
+            op.append(np.asarray(ops, np.uint8))
+            offset, width, next_node = next_node, len(ops), next_node + len(ops)
+        n_gates = sum(len(x) for x in op)
+        outputs = np.arange(n_inputs + n_gates - width, n_inputs + n_gates) if layers else np.arange(n_inputs)
+        cat = (lambda xs, t: np.concatenate(xs).astype(t) if xs else np.zeros(0, t))
+        return cls(n_inputs, cat(a, np.int64), cat(b, np.int64), cat(op, np.uint8), outputs, k, tau)
+
+    def evaluate(self, bits: np.ndarray) -> np.ndarray:
+        """Reference evaluation in numpy on unpacked bits (N, n_inputs) -> class counts (N, k)."""
+        values = np.zeros((self.n_inputs + self.n_gates, bits.shape[0]), dtype=bool)
+        values[: self.n_inputs] = bits.T.astype(bool)
+        table = ((np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1).astype(bool)  # op -> f(00),f(01),f(10),f(11)
+        for g in range(self.n_gates):
+            x, y = values[self.a[g]], values[self.b[g]]
+            values[self.n_inputs + g] = table[self.op[g]][2 * x + y]
+        out = values[self.outputs].reshape(self.k, -1, bits.shape[0]).sum(1)
+        return out.T.astype(np.int32)
+
+
+@dataclass
+class Program:
+    """The interpreter's program: gates grouped by (level, op), slots reused."""
+    n_inputs: int
+    n_slots: int
+    group_op: np.ndarray  # uint8
+    group_count: np.ndarray  # uint32
+    a_slot: np.ndarray  # uint32, per executed gate
+    b_slot: np.ndarray
+    out_slot: np.ndarray
+    output_slot: np.ndarray  # uint32
+    k: int
+    tau: float
+    gates_total: int = 0
+
+    @property
+    def gates_executed(self) -> int:
+        return len(self.out_slot)
+
+
+def plan(net: Netlist) -> Program:
+    """Lower a netlist to a Program.
+
+    Wires (ops 3 and 5) become aliases and gates no output depends on are skipped, so they
+    cost nothing; the rest run level by level, grouped by op so that each group is one tight
+    loop; a slot is reused once the last level that reads it is done, which keeps a tile's
+    working set near the width of two layers."""
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    source = np.arange(n_nodes)  # the node whose value each node carries (wires resolved)
+    for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
+        node = n_in + g
+        source[node] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
+    a, b = source[net.a], source[net.b]
+    constant = np.isin(net.op, CONSTANT_OPS)
+    outputs = source[net.outputs]
+
+    live = np.zeros(n_nodes, bool)
+    live[outputs] = True
+    for g in range(net.n_gates - 1, -1, -1):  # gates in topological order: walk back once
+        node = n_in + g
+        if live[node] and source[node] == node and not constant[g]:
+            live[a[g]] = live[b[g]] = True
+    gate_live = live[n_in:] & (source[n_in:] == np.arange(n_in, n_nodes))
+
+    level = np.zeros(n_nodes, np.int64)
+    for g in np.flatnonzero(gate_live):
+        level[n_in + g] = 1 if constant[g] else 1 + max(level[a[g]], level[b[g]])
+    order = np.flatnonzero(gate_live)
+    order = order[np.lexsort((a[order], net.op[order], level[n_in + order]))]  # reads in address order
+
+    last_read = np.full(n_nodes, -1, np.int64)  # the last level that reads each node
+    reads = order[~constant[order]]
+    np.maximum.at(last_read, a[reads], level[n_in + reads])
+    np.maximum.at(last_read, b[reads], level[n_in + reads])
+    last_read[outputs] = np.iinfo(np.int64).max
+
+    slot = np.full(n_nodes, -1, np.int64)
+    slot[:n_in] = np.arange(n_in)
+    free: list[int] = []
+    n_slots = n_in
+    frees_at: dict[int, list[int]] = {}
+    for node in range(n_in):
+        frees_at.setdefault(int(last_read[node]), []).append(node)
+    current = -1  # level -1 frees what nothing reads
+    levels = level[n_in + order]
+    for g, lev in zip(order.tolist(), levels.tolist()):
+        if lev != current:
+            for lv in range(current, lev):  # slots whose last reader ran before this level
+                for node in frees_at.pop(lv, []):
+                    free.append(int(slot[node]))
+            current = lev
+        if free:
+            slot[n_in + g] = free.pop()
+        else:
+            slot[n_in + g] = n_slots
+            n_slots += 1
+        frees_at.setdefault(int(last_read[n_in + g]), []).append(n_in + g)
+
+    ops_sorted = net.op[order]
+    key = levels * 16 + ops_sorted
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[starts, len(key)])
+    u32 = lambda x: np.ascontiguousarray(x, dtype=np.uint32)  # noqa: E731
+    reads_a = np.where(constant[order], 0, slot[a[order]])  # constants read nothing
+    reads_b = np.where(constant[order], 0, slot[b[order]])
+    return Program(n_in, int(n_slots), np.ascontiguousarray(ops_sorted[starts], np.uint8), u32(counts),
+                   u32(reads_a), u32(reads_b), u32(slot[n_in + order]), u32(slot[outputs]),
+                   net.k, net.tau, net.n_gates)
