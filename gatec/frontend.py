@@ -417,7 +417,8 @@ def lazy(make: Callable[[], Reference]) -> Reference:
 def qonnx_reference(model: onnx.ModelProto) -> Reference:
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
-    wrapper = ModelWrapper(model)
+    from qonnx.transformation.infer_shapes import InferShapes
+    wrapper = ModelWrapper(model).transform(InferShapes())  # the executor needs every shape
     init_names = {i.name for i in model.graph.initializer}
     names = [v.name for v in model.graph.input if v.name not in init_names]
     outs = [v.name for v in model.graph.output]

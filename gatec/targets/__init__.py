@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import GatecError
 
-TARGETS = {"cpu": "gatec.targets.cpu"}
+TARGETS = {"cpu": "gatec.targets.cpu", "c": "gatec.targets.c"}
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,45 @@ def lower(ir: IR) -> onnx.ModelProto:
     return ir.model
 
 
+ENGINE_FILE = "logic.onnx"  # the compact logic network, for gatec's engine
+
+
+def engine_applies(ir: IR, options: dict) -> bool:
+    """gatec's C engine runs a logic network that reads its input bits directly (it beats
+    ONNX Runtime's bit-packed graph by far; benchmarks/bench_logic_engine.py); `engine=onnxruntime`
+    keeps ONNX Runtime."""
+    if ir.kind != "logic" or options.get("engine", "auto") == "onnxruntime":
+        return False
+    from ..logic_input import logic_netlist
+    try:
+        logic_netlist(ir)
+    except GatecError:
+        return False
+    return True
+
+
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
     check(ir)
     model = lower(ir)
     (Path(folder) / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
+    if engine_applies(ir, options):
+        ir.save(Path(folder) / ENGINE_FILE)
+        return [MODEL_FILE, ENGINE_FILE]
     return [MODEL_FILE]
+
+
+class EngineRunner:
+    """gatec's logic engine (gatec/engine.py) on the artifact's logic network."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        from ...engine import Engine
+        from ...netlist import plan
+        from ..logic_input import logic_netlist
+        self.engine = Engine(plan(logic_netlist(IR.load(path))), threads or 1)
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        x = arrays[0]
+        return [self.engine.run(x if x.dtype in (np.uint8, np.bool_) else x.astype(np.uint8))]
 
 
 class Runner:
@@ -85,7 +119,9 @@ class Runner:
         return self.session.run(None, dict(zip(self.input_names, arrays)))
 
 
-def load(folder: Path, options: dict) -> Runner:
+def load(folder: Path, options: dict):
+    if (Path(folder) / ENGINE_FILE).exists() and options.get("engine", "auto") != "onnxruntime":
+        return EngineRunner(Path(folder) / ENGINE_FILE, int(options.get("threads", 0)))
     return Runner(Path(folder) / MODEL_FILE, int(options.get("threads", 0)))
 
 
