@@ -415,15 +415,32 @@ def lazy(make: Callable[[], Reference]) -> Reference:
 
 
 def qonnx_reference(model: onnx.ModelProto) -> Reference:
+    """qonnx's executor needs static shapes: the graph is fixed to each batch's input shapes."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
-    wrapper = ModelWrapper(model).transform(InferShapes())  # the executor needs every shape
     init_names = {i.name for i in model.graph.initializer}
-    names = [v.name for v in model.graph.input if v.name not in init_names]
+    inputs = [v for v in model.graph.input if v.name not in init_names]
     outs = [v.name for v in model.graph.output]
+    fixed: dict = {}
+
+    def wrapper_for(shapes):
+        if shapes not in fixed:
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            del m.graph.value_info[:]
+            for v, shape in zip([i for i in m.graph.input if i.name not in init_names], shapes):
+                dims = v.type.tensor_type.shape.dim
+                for d, size in zip(dims, shape):
+                    d.Clear()
+                    d.dim_value = size
+            for v in m.graph.output:
+                v.type.tensor_type.ClearField("shape")
+            fixed[shapes] = ModelWrapper(m).transform(InferShapes())
+        return fixed[shapes]
 
     def run(arrays):
-        result = execute_onnx(wrapper, dict(zip(names, arrays)))
+        wrapper = wrapper_for(tuple(tuple(a.shape) for a in arrays))
+        result = execute_onnx(wrapper, {v.name: a for v, a in zip(inputs, arrays)})
         return [result[o] for o in outs]
     return run
