@@ -50,10 +50,16 @@ def unsupported(node) -> GatecError:
                       f"QONNX {{{','.join(sorted(QONNX_OPS))}}})")
 
 
-def lower(ir: IR) -> onnx.ModelProto:
+LOGIC_FORMS = ("bitpacked", "float")
+
+
+def lower(ir: IR, options: dict | None = None) -> onnx.ModelProto:
     if ir.kind == "logic":
-        from .bitpacked import lower_logic
-        return lower_logic(ir)
+        from .bitpacked import lower_logic, lower_logic_float
+        form = (options or {}).get("logic_form", "bitpacked")
+        if form not in LOGIC_FORMS:
+            raise GatecError(f"unknown logic_form '{form}' (use {' or '.join(LOGIC_FORMS)})")
+        return lower_logic(ir) if form == "bitpacked" else lower_logic_float(ir)
     if ir.is_qonnx:
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.transformation.qcdq_to_qonnx import QuantToQCDQ  # noqa: F401
@@ -80,7 +86,7 @@ def engine_applies(ir: IR, options: dict) -> bool:
 
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
     check(ir)
-    model = lower(ir)
+    model = lower(ir, options)
     (Path(folder) / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
     if engine_applies(ir, options):
         ir.save(Path(folder) / ENGINE_FILE)
