@@ -137,7 +137,8 @@ def trusted_globals(imports: Sequence[str]) -> list:
     """Classes a pickled module may name: torch.nn's and gatec.nn's modules, and the classes of
     the modules the user named with --import (also under `__main__`, where a training script
     that defined them saved them)."""
-    import gatec.nn  # noqa: F401  (registers gatec's modules)
+    import gatec.nn.gated  # noqa: F401  (gatec's own modules are trusted: import them first)
+    import gatec.nn.logic  # noqa: F401
     allowed = []
     roots = [m for name, m in sys.modules.items()
              if m is not None and (name.startswith("torch.nn.modules") or name.startswith("gatec.nn"))]

@@ -151,13 +151,13 @@ class Runner:
     """Builds the firmware as a shared library with the artifact's own sources and flags, and
     runs it on the emulator's inputs."""
 
-    def __init__(self, folder: Path, tau: float, n_inputs: int, k: int):
+    def __init__(self, folder: Path, tau: float, n_inputs: int, k: int, extra_flags: list[str] = ()):
         self.tmp = tempfile.TemporaryDirectory(prefix="gatec-c-")
         lib = Path(self.tmp.name) / "libmodel.so"
         cc = shutil.which("cc") or shutil.which("gcc")
         if not cc:
             raise GatecError("the c target needs a C compiler (cc or gcc) on PATH to verify the firmware")
-        proc = subprocess.run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), "model.c", "gatec_logic.c"],
+        proc = subprocess.run([cc, *CFLAGS, *extra_flags, "-shared", "-fPIC", "-o", str(lib), "model.c", "gatec_logic.c"],
                               cwd=folder, capture_output=True, text=True)
         if proc.returncode != 0:
             raise GatecError(f"the firmware does not compile: {proc.stderr.strip()[:500]}")
@@ -178,7 +178,7 @@ def load(folder: Path, options: dict) -> Runner:
     def define(name):
         return next(line.split()[2] for line in header.splitlines() if line.startswith(f"#define {name} "))
     return Runner(Path(folder), float(define("GATEC_MODEL_TAU").rstrip("f")), int(define("GATEC_MODEL_INPUTS")[:-1]),
-                  int(define("GATEC_MODEL_CLASSES")[:-1]))
+                  int(define("GATEC_MODEL_CLASSES")[:-1]), str(options.get("cflags", "")).split())
 
 
 def tolerance(ir: IR) -> Tolerance:

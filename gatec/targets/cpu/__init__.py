@@ -108,6 +108,10 @@ class EngineRunner:
         return [self.engine.run(x if x.dtype in (np.uint8, np.bool_) else x.astype(np.uint8))]
 
 
+ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+                 "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
 class Runner:
     def __init__(self, path: Path, threads: int = 0):
         opts = ort.SessionOptions()
@@ -120,8 +124,10 @@ class Runner:
         except Exception as e:
             raise GatecError(f"ONNX Runtime cannot load the compiled model: {str(e).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_dtypes = [ONNX_TO_NUMPY.get(i.type, None) for i in self.session.get_inputs()]
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        arrays = [a if t is None or a.dtype == t else a.astype(t) for a, t in zip(arrays, self.input_dtypes)]
         return self.session.run(None, dict(zip(self.input_names, arrays)))
 
 
