@@ -165,7 +165,7 @@ def network_of_module(module) -> Network:
     """A discretized gatec model's logic part as gate lists (LogicLayer, LogicConv2d, GroupSum, in order)."""
     from .nn import logic as L
     layers, gs, in_dim = [], None, None
-    for m in module.modules():
+    for m in logic_units(module):
         if isinstance(m, (L.LogicLayer, L.LogicConv2d)):
             for layer in m.gate_lists():
                 if in_dim is None:
@@ -176,6 +176,15 @@ def network_of_module(module) -> Network:
     net = Network(layers, in_dim or 0, gs)
     net.check()
     return net
+
+
+def logic_units(module):
+    """Modules in order, not descending into a LogicConv2d (its tree levels are its own)."""
+    from .nn import logic as L
+    yield module
+    if not isinstance(module, L.LogicConv2d):
+        for child in module.children():
+            yield from logic_units(child)
 
 
 def op_stats(ops: np.ndarray) -> dict:
