@@ -262,19 +262,65 @@ def mark_binary_inputs(module, specs):
 
 def find_dynamic_axes(module, specs: list[TensorSpec]) -> None:
     """An axis is dynamic when the model also runs with another size there (batch, time,
-    spatial axes); feature and channel axes fail and stay fixed."""
+    spatial axes); feature and channel axes fail and stay fixed. An axis that inputs share
+    (the time axis of two streams that are concatenated) is changed in all of them at once."""
     for i, s in enumerate(specs):
         s.dynamic = [s.batch_axis]
         for axis in range(len(s.shape)):
             if axis == s.batch_axis:
                 continue
-            arrays = [example_array(t) for t in specs]
-            shape = list(s.shape)
-            shape[axis] = perturbed(shape[axis])
-            arrays[i] = example_array(s, shape)
-            if try_forward(module, arrays)[1] is None:
+            if any(try_forward(module, arrays_with_axis_changed(specs, i, axis, joint))[1] is None
+                   for joint in ((False, True) if len(specs) > 1 else (False,))):
                 s.dynamic.append(axis)
         s.dynamic.sort()
+
+
+def arrays_with_axis_changed(specs: list[TensorSpec], i: int, axis: int, joint: bool,
+                             among=lambda t, axis: True) -> list[np.ndarray]:
+    """Example inputs with `axis` of input `i` resized; with `joint`, also that axis of every other
+    input (for which `among` holds) where it has the same size and is not the batch axis."""
+    arrays = []
+    for j, t in enumerate(specs):
+        shape = list(t.shape)
+        if j == i or (joint and axis < len(shape) and axis != t.batch_axis and shape[axis] == specs[i].shape[axis]
+                      and among(t, axis)):
+            shape[axis] = perturbed(shape[axis])
+        arrays.append(example_array(t, shape, j))
+    return arrays
+
+
+def fix_axes_the_graph_baked(model: onnx.ModelProto, specs: list[TensorSpec], reference: Reference) -> None:
+    """Keep a non-batch axis dynamic only where the exported graph runs at another size and agrees
+    with the model there: an exporter may bake a sequence length into a Reshape (FIELD_NOTES). An
+    axis it baked is fixed in the graph's input as well, so another size is refused, not answered wrongly."""
+    if any(n.domain not in ("", "ai.onnx") for n in model.graph.node):
+        return  # logic or QONNX nodes: ONNX Runtime cannot run the graph as it stands
+    if not any(a != s.batch_axis for s in specs for a in s.dynamic):
+        return
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception:
+        return  # the target's own checks report a graph ONNX Runtime cannot load
+    names = [v.name for v in session.get_inputs()]
+    for i, s in enumerate(specs):
+        for axis in [a for a in s.dynamic if a != s.batch_axis]:
+            arrays = arrays_with_axis_changed(specs, i, axis, True, among=lambda t, a: a in t.dynamic)
+            try:
+                got = session.run(None, dict(zip(names, arrays)))
+                want = reference(arrays)
+                ok = len(got) == len(want) and all(
+                    g.shape == w.shape and np.abs(g - w).max(initial=0) <= 1e-3 * (1 + np.abs(w).max(initial=0))
+                    for g, w in zip(got, want))
+            except Exception:
+                ok = False
+            if not ok:
+                s.dynamic.remove(axis)
+                dim = next(v for v in model.graph.input if v.name == s.name).type.tensor_type.shape.dim[axis]
+                dim.Clear()
+                dim.dim_value = s.shape[axis]
 
 
 def perturbed(size: int) -> int:
@@ -309,6 +355,7 @@ def trace(module, specs: list[TensorSpec], n_outputs: int, info: dict) -> IR:
         except Exception as e:
             raise GatecError(f"tracing to ONNX failed: {first_line(e)}") from None
     model = onnx.load_model_from_string(buf.getvalue())
+    fix_axes_the_graph_baked(model, specs, torch_reference(module))
     outputs = value_info_specs(model.graph.output)
     for o, spec in zip(outputs, specs[:1] * len(outputs)):
         o.batch_axis = spec.batch_axis if spec.batch_axis < len(o.shape) else 0
@@ -347,6 +394,7 @@ def from_exported(path: Path, input_shapes, batch_axis, info) -> Source:
     model = prog.model_proto
     for s, v in zip(specs, model.graph.input):  # the program fixes what it specialised
         s.dynamic = [a for a in s.dynamic if not v.type.tensor_type.shape.dim[a].HasField("dim_value")]
+    fix_axes_the_graph_baked(model, specs, torch_reference(module))
     return Source(IR(model, specs, value_info_specs(model.graph.output), info), torch_reference(module), module)
 
 

@@ -28,7 +28,31 @@ def shapes_of(ir: IR) -> dict[str, list[int]]:
         shapes[v.name] = dims
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
+    unknown = [o for n in model.graph.node for o in n.output if o and not all(shapes.get(o) or [0])]
+    if unknown:
+        shapes.update(run_shapes(ir, unknown))
     return shapes
+
+
+def run_shapes(ir: IR, names: list[str]) -> dict[str, list[int]]:
+    """Shapes that inference could not tell (a chunk's dynamic Slice), by running the graph in
+    ONNX Runtime at the example shape; none for graphs it cannot run (logic, QONNX nodes)."""
+    if any(n.domain not in ("", "ai.onnx") for n in ir.model.graph.node):
+        return {}
+    import onnxruntime as ort
+    from .frontend import example_array
+    model = onnx.ModelProto()
+    model.CopyFrom(ir.model)
+    del model.graph.output[:]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        values = session.run(None, {s.name: example_array(s) for s in ir.inputs})
+    except Exception:
+        return {}
+    return {n: list(np.shape(v)) for n, v in zip(names, values)}
 
 
 def node_macs(node, shapes) -> int:
@@ -53,45 +77,91 @@ def node_macs(node, shapes) -> int:
     return 0
 
 
-GATES_PER_UNIT = {"GRU": 3, "LSTM": 4, "RNN": 0}
+GATES_PER_UNIT = {"GRU": 3, "LSTM": 4}
 
 
-def gated_layers(ir: IR) -> list[dict]:
-    """Recurrent cells (gates per unit x hidden x directions) and sigmoid gates that multiply a
-    signal (GLU, gated convolutions, gated residuals, GMU); logic layers with their gate count."""
+def gated_layers(ir: IR, shapes: dict[str, list[int]] | None = None) -> list[dict]:
+    """Recurrent cells (gates per unit x hidden x directions); sigmoid gates that multiply a
+    signal (GLU, gated convolutions, gated residuals, GMU) and SiLU gates (SwiGLU), counted as
+    gates per position (channels after a Conv, else the last axis); top-k expert routers; logic
+    layers with their gate count."""
+    shapes = shapes if shapes is not None else shapes_of(ir)
     rows = []
-    consumers = {}
+    consumers, producer = {}, {}
     for n in ir.model.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
+        for o in n.output:
+            producer[o] = n
+
+    def mul_partner(mul, name):
+        return next((i for i in mul.input if i != name), name)
+
+    def units(sigmoid):
+        shape = shapes.get(sigmoid.output[0]) or shapes.get(sigmoid.input[0]) or []
+        src = producer.get(sigmoid.input[0])
+        axis = 1 if src is not None and src.op_type == "Conv" and len(shape) > 2 else -1
+        return shape[axis] or None if shape else None
+
     for n in ir.model.graph.node:
         attrs = {a.name: a for a in n.attribute}
-        if n.op_type in ("GRU", "LSTM"):
+        if n.op_type in GATES_PER_UNIT:
             hidden = attrs["hidden_size"].i
             dirs = 2 if "direction" in attrs and attrs["direction"].s == b"bidirectional" else 1
             rows.append({"node": n.name, "type": n.op_type, "gates": GATES_PER_UNIT[n.op_type] * hidden * dirs,
                          "detail": f"{GATES_PER_UNIT[n.op_type]} gates x {hidden} units x {dirs} direction(s)"})
-        elif n.op_type == "Sigmoid" and any(c.op_type == "Mul" for c in consumers.get(n.output[0], [])):
-            rows.append({"node": n.name, "type": "sigmoid gate", "gates": None, "detail": "sigmoid(.) * signal"})
+        elif n.op_type == "Sigmoid":
+            muls = [c for c in consumers.get(n.output[0], []) if c.op_type == "Mul"]
+            silu = [m for m in muls if mul_partner(m, n.output[0]) == n.input[0]]  # x * sigmoid(x)
+            if any(c.op_type == "Mul" for m in silu for c in consumers.get(m.output[0], [])):
+                rows.append({"node": n.name, "type": "SiLU gate", "gates": units(n), "detail": "silu(a) * b"})
+            elif len(silu) < len(muls):
+                rows.append({"node": n.name, "type": "sigmoid gate", "gates": units(n), "detail": "sigmoid(.) * signal"})
+        elif n.op_type == "TopK":
+            experts = (shapes.get(n.input[0]) or [0])[-1] or None
+            k = constant_value(ir.model, n.input[1]) if len(n.input) > 1 else None
+            rows.append({"node": n.name, "type": "top-k router", "gates": experts,
+                         "detail": f"top-{'?' if k is None else int(k)} of {experts or '?'} experts"})
         elif n.domain == LOGIC_DOMAIN and n.op_type == "LogicLayer":
             ops = next(a.ints for a in n.attribute if a.name == "ops")
             rows.append({"node": n.name, "type": "LogicLayer", "gates": len(ops), "detail": "two-input logic gates"})
     return rows
 
 
+def constant_value(model, name):
+    """The single value of an initializer or Constant node named `name`, else None."""
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init).ravel()[0]
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.output[0] == name:
+            return next((numpy_helper.to_array(a.t).ravel()[0] for a in n.attribute if a.name == "value"), None)
+    return None
+
+
+def count_parameters(model: onnx.ModelProto) -> int:
+    """Floating-point weights: initializers and multi-element Constants. Integer tensors (shapes,
+    indices, axes) and BatchNormalization's running statistics (buffers in PyTorch) are not parameters."""
+    stats = {i for n in model.graph.node if n.op_type == "BatchNormalization" for i in n.input[3:5]}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    tensors = [(i.name, i) for i in model.graph.initializer]
+    tensors += [(n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant"
+                for a in n.attribute if a.name == "value" and int(np.prod(a.t.dims)) > 1]
+    return sum(int(np.prod(t.dims)) for name, t in tensors if t.data_type in floats and name not in stats)
+
+
 def inspect_ir(ir: IR) -> dict:
     shapes = shapes_of(ir)
     ops = Counter((f"{n.domain}::{n.op_type}" if n.domain else n.op_type) for n in ir.model.graph.node)
-    params = sum(int(np.prod(i.dims)) for i in ir.model.graph.initializer)
-    params += sum(numpy_helper.to_array(a.t).size for n in ir.model.graph.node if n.op_type == "Constant"
-                  for a in n.attribute if a.name == "value" and a.t.dims and np.prod(a.t.dims) > 1)
     macs = sum(node_macs(n, shapes) for n in ir.model.graph.node)
-    gates = gated_layers(ir)
+    gates = gated_layers(ir, shapes)
     return {"source": ir.source, "kind": ir.kind,
             "inputs": [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic} for s in ir.inputs],
-            "outputs": [{"name": s.name, "shape": s.shape} for s in ir.outputs],
-            "nodes": len(ir.model.graph.node), "ops": dict(sorted(ops.items())), "parameters": params,
-            "macs": macs, "gated_layers": gates, "logic_gates": sum(g["gates"] for g in gates if g["type"] == "LogicLayer")}
+            "outputs": [{"name": s.name, "shape": shapes.get(s.name) if all(shapes.get(s.name) or [0]) else s.shape}
+                        for s in ir.outputs],
+            "nodes": len(ir.model.graph.node), "ops": dict(sorted(ops.items())),
+            "parameters": count_parameters(ir.model), "macs": macs, "gated_layers": gates,
+            "logic_gates": sum(g["gates"] for g in gates if g["type"] == "LogicLayer")}
 
 
 def format_inspect(info: dict) -> str:
