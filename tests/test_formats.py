@@ -1,0 +1,147 @@
+"""One GRU->LSTM model saved in every format gatec reads; each loads, compiles to `cpu`, verifies,
+and agrees with PyTorch at a second batch size and sequence length where the format allows one."""
+import importlib.util
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import gatec
+from gatec.errors import GatecError
+from gatec.nn import SwiGLU
+
+D, HIDDEN, CLASSES = 8, 12, 5
+EXAMPLE = [2, 10, D]
+CHECKS = [(3, 50), (17, 23)]  # (batch, sequence length)
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class GRUThenLSTM(nn.Module):
+    def __init__(self, d, hidden, classes):
+        super().__init__()
+        self.gru = nn.GRU(d, hidden, batch_first=True)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        y, _ = self.lstm(y)
+        return self.head(y[:, -1])
+'''
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """{format: path} for one model, plus the live module and the file defining its class."""
+    folder = tmp_path_factory.mktemp("formats")
+    source = folder / "formats_seq_model.py"
+    source.write_text(MODEL_FILE)
+    spec = importlib.util.spec_from_file_location("formats_seq_model", source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["formats_seq_model"] = module
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.GRUThenLSTM(D, HIDDEN, CLASSES).eval()
+    x = torch.randn(*EXAMPLE)
+    paths = {name: folder / file for name, file in [("script", "script.pt"), ("trace", "trace.pt"),
+                                                     ("pickle", "pickle.pt"), ("export", "program.pt2"),
+                                                     ("onnx", "model.onnx")]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(model), paths["script"])
+        torch.jit.save(torch.jit.trace(model, x), paths["trace"])
+        torch.save(model, paths["pickle"])
+        program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.export.save(program, paths["export"])
+        torch.onnx.export(model, (x,), paths["onnx"], dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch", 1: "time"}})
+    return {"paths": paths, "model": model, "source": source}
+
+
+def random_input(batch, t, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, t, D)).astype(np.float32)
+
+
+def torch_output(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def checked_shapes(art):
+    return [s[0] for o in art.manifest["verification"]["outputs"] for s in o["shapes"]]
+
+
+@pytest.mark.parametrize("fmt, recorded", [("script", "torchscript"), ("trace", "torchscript"),
+                                           ("pickle", "pickle"), ("onnx", "onnx")])
+def test_format_loads_verifies_and_generalises(saved, fmt, recorded):
+    imports = [str(saved["source"])] if fmt == "pickle" else []
+    art = gatec.compile(saved["paths"][fmt], "cpu", input_shapes=[EXAMPLE], imports=imports, samples=64)
+    assert art.manifest["source"]["format"] == recorded
+    assert art.manifest["verification"]["ok"]
+    assert art.manifest["inputs"][0]["dynamic_axes"] == [0, 1]
+    assert len({s[1] for s in checked_shapes(art)}) == 2  # verified at two sequence lengths
+    for seed, (batch, t) in enumerate(CHECKS):
+        x = random_input(batch, t, seed)
+        assert np.abs(art.run([x])[0] - torch_output(saved["model"], x)).max() <= 1e-4
+
+
+def test_onnx_reference_is_onnx_runtime_on_the_original_file(saved):
+    import onnxruntime as ort
+    source = gatec.load(saved["paths"]["onnx"], [EXAMPLE])
+    session = ort.InferenceSession(str(saved["paths"]["onnx"]), providers=["CPUExecutionProvider"])
+    x = random_input(5, 7)
+    assert np.array_equal(source.reference([x])[0], session.run(None, {"x": x})[0])
+    assert source.module is None
+
+
+def test_export_program_reports_the_length_it_fixed(saved):
+    # torch.export specialises a GRU's sequence length: only the batch Dim stays dynamic
+    art = gatec.compile(saved["paths"]["export"], "cpu", input_shapes=[EXAMPLE], samples=64)
+    assert art.manifest["source"]["format"] == "export"
+    assert art.manifest["verification"]["ok"]
+    assert art.manifest["inputs"][0]["dynamic_axes"] == [0]
+    shapes = checked_shapes(art)
+    assert {s[1] for s in shapes} == {EXAMPLE[1]}  # no second length claimed
+    assert len({s[0] for s in shapes}) == 2  # but two batch sizes
+    for seed, batch in enumerate((3, 17)):
+        x = random_input(batch, EXAMPLE[1], seed)
+        assert np.abs(art.run([x])[0] - torch_output(saved["model"], x)).max() <= 1e-4
+    with pytest.raises(Exception):
+        art.run([random_input(3, EXAMPLE[1] + 1)])
+
+
+def test_export_program_shapes_come_from_its_example_inputs(saved):
+    source = gatec.load(saved["paths"]["export"])
+    assert source.ir.inputs[0].shape == EXAMPLE
+
+
+def test_export_program_with_dynamic_length(tmp_path):
+    torch.manual_seed(0)
+    model = SwiGLU(D, 16, form="chunk").eval()
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("time")}
+    program = torch.export.export(model, (torch.randn(*EXAMPLE),), dynamic_shapes=(dims,))
+    torch.export.save(program, tmp_path / "swiglu.pt2")
+    art = gatec.compile(tmp_path / "swiglu.pt2", "cpu", input_shapes=[EXAMPLE], samples=64)
+    assert art.manifest["verification"]["ok"]
+    assert art.manifest["inputs"][0]["dynamic_axes"] == [0, 1]
+    for seed, (batch, t) in enumerate(CHECKS):
+        x = random_input(batch, t, seed)
+        assert np.abs(art.run([x])[0] - torch_output(model, x)).max() <= 1e-4
+
+
+def test_pickled_module_needs_the_file_that_defines_it(saved):
+    with pytest.raises(GatecError, match="--import"):
+        gatec.load(saved["paths"]["pickle"], [EXAMPLE])
+
+
+def test_traced_onnx_records_dynamic_axes(saved):
+    art = gatec.compile(saved["paths"]["script"], "cpu", input_shapes=[EXAMPLE], verify=False)
+    dims = onnx.load(art.path / "model.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.HasField("dim_value") for d in dims] == [False, False, True]
+    assert dims[2].dim_value == D
