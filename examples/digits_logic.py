@@ -69,16 +69,14 @@ def run(name: str, train_set, test_set, encoder, args, **options) -> tuple[torch
     start = time.perf_counter()
     train(net, train_set, args.epochs, args.lr, seed=args.seed)
     seconds = time.perf_counter() - start
-    soft = accuracy(net, *test_set, train_mode=True) if not options.get("gumbel") else None
+    layers = [m for m in net.modules() if isinstance(m, LogicLayer)]
+    noise = [m.gumbel for m in layers]
+    for m in layers:  # the soft accuracy: the relaxation without noise (the gap's other side)
+        m.gumbel = False
+    soft = accuracy(net, *test_set, train_mode=True)
+    for m, g in zip(layers, noise):
+        m.gumbel = g
     discrete = accuracy(net, *test_set, train_mode=False)
-    if options.get("gumbel"):  # the soft path is noisy; measure it with the noise's expectation off
-        for m in net.modules():
-            if isinstance(m, LogicLayer):
-                m.gumbel = False
-        soft = accuracy(net, *test_set, train_mode=True)
-        for m in net.modules():
-            if isinstance(m, LogicLayer):
-                m.gumbel = True
     stats = op_stats(np.concatenate([layer.ops for layer in network_of_module(net).layers]))
     row = {"option": name, "soft_accuracy": soft, "discrete_accuracy": discrete, "gap": soft - discrete,
            "train_seconds": seconds, "constants": stats["constants"], "wires": stats["wires"], "gates": stats["gates"]}
@@ -98,6 +96,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gumbel", type=float, default=1.0, help="Gumbel noise scale for the gumbel option")
     ap.add_argument("--options", default="gumbel,light,residual", help="training options to compare ('' for none)")
     ap.add_argument("--out", default="build/digits_logic", help="folder for the model, artifact and results")
     args = ap.parse_args(argv)
@@ -116,7 +115,7 @@ def main(argv=None) -> dict:
     net, base = run("plain", train_set, test_set, encoder, args)
     rows = [base]
     for option in [o for o in args.options.split(",") if o]:
-        kwargs = {"gumbel": {"gumbel": True}, "light": {"light": True},
+        kwargs = {"gumbel": {"gumbel": args.gumbel}, "light": {"light": True},
                   "residual": {"residual_init": 5.0}}.get(option)
         if kwargs is None:
             raise SystemExit(f"unknown option {option!r}")

@@ -42,15 +42,16 @@ def test_all_forms_agree_bit_for_bit(depth):
     assert [n.op_type for n in nodes] == ["LogicLayer"] * depth + ["GroupSum"]
     ops = np.concatenate([l.ops for l in network_of_model(ir.model).layers])
     assert len(np.unique(ops)) == 16  # the test covers every op
-    packed, dense = lower_logic(ir), lower_logic_float(ir)
-    assert not any(n.domain for m in (packed, dense) for n in m.graph.node)  # standard ONNX only
+    packed, anf, dense = lower_logic(ir), lower_logic(ir, grouped=False), lower_logic_float(ir)
+    assert not any(n.domain for m in (packed, anf, dense) for n in m.graph.node)  # standard ONNX only
     x_all = np.random.default_rng(depth).integers(0, 2, (10_000, in_dim)).astype(np.float32)
     for batch in (1, 63, 65, 1000, 10_000):
         x = x_all[:batch]
         expected = net(torch.from_numpy(x)).numpy()
         assert expected.shape == (batch, 5)
         forms = {"gate lists": run(network_of_module(net), x), "compact ONNX (qonnx)": run_qonnx(ir.model, [x])[0],
-                 "float ONNX (ORT)": ort_run(dense, x), "bit-packed ONNX (ORT)": ort_run(packed, x)}
+                 "float ONNX (ORT)": ort_run(dense, x), "bit-packed ONNX (ORT)": ort_run(packed, x),
+                 "bit-packed normal form (ORT)": ort_run(anf, x)}
         for name, got in forms.items():
             assert got.dtype == np.float32 and np.array_equal(got, expected), (name, batch)
 
@@ -65,8 +66,8 @@ def test_forms_without_group_sum_and_with_encoder_and_conv():
     x = np.random.default_rng(1).normal(size=(130, 2 * 9 * 9)).astype(np.float32)
     expected = net(torch.from_numpy(x)).numpy()
     assert set(np.unique(expected)) == {0.0, 1.0}
-    for form in (lower_logic, lower_logic_float):
-        assert np.array_equal(ort_run(form(ir), x), expected), form.__name__
+    for form in (lower_logic, lambda ir: lower_logic(ir, grouped=False), lower_logic_float):
+        assert np.array_equal(ort_run(form(ir), x), expected)
     assert np.array_equal(run_qonnx(ir.model, [x])[0], expected)
 
 

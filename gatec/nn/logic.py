@@ -88,12 +88,13 @@ def connections(in_dim: int, out_dim: int, kind: str) -> tuple[torch.Tensor, tor
 class LogicLayer(nn.Module):
     """`out_dim` two-input gates reading `in_dim` inputs.
 
-    gumbel: Gumbel noise and a straight-through hard op in training ("Mind the Gap").
+    gumbel: Gumbel noise and a straight-through hard op in training ("Mind the Gap"); a number
+        scales the noise (True = 1).
     light: each gate learns 4 truth-table logits instead of 16 op weights ("Light DLGN").
     residual_init: start every gate near pass-through A (op 3) with this logit margin.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, connections: str = "random", gumbel: bool = False,
+    def __init__(self, in_dim: int, out_dim: int, connections: str = "random", gumbel: bool | float = False,
                  temperature: float = 1.0, light: bool = False, residual_init: float | None = None):
         super().__init__()
         if in_dim < 1 or out_dim < 1:
@@ -134,13 +135,14 @@ class LogicLayer(nn.Module):
         if self.light:
             if self.gumbel:  # logistic noise is the two-class Gumbel difference
                 u = torch.rand_like(w).clamp(1e-6, 1 - 1e-6)
-                soft = torch.sigmoid((w + torch.log(u) - torch.log1p(-u)) / self.temperature)
+                soft = torch.sigmoid((w + float(self.gumbel) * (torch.log(u) - torch.log1p(-u))) / self.temperature)
                 t = (soft > 0.5).to(w.dtype) - soft.detach() + soft
             else:
                 t = torch.sigmoid(w)
             return truth_to_coeffs(t)
         if self.gumbel:
-            soft = F.softmax((w - torch.log(-torch.log(torch.rand_like(w).clamp(1e-10, 1)))) / self.temperature, -1)
+            noise = -torch.log(-torch.log(torch.rand_like(w).clamp(1e-10, 1)))
+            soft = F.softmax((w + float(self.gumbel) * noise) / self.temperature, -1)
             p = F.one_hot(soft.argmax(-1), 16).to(w.dtype) - soft.detach() + soft
         else:
             p = F.softmax(w, -1)

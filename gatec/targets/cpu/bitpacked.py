@@ -1,8 +1,10 @@
 """Logic networks lowered to standard ONNX (opset 18) that ONNX Runtime runs with no custom ops.
 
 Bit-packed form (`lower_logic`): inputs of a logic layer are packed 64 samples per uint64 word
-in layout (features, words), so that a Gather on axis 0 copies contiguous rows. A gate is its
-algebraic normal form f = k0 ^ a(k1 ^ k3 b) ^ k2 b with per-gate masks (0 or all ones). GroupSum
+in layout (features, words), so that a Gather on axis 0 copies contiguous rows. Gates are grouped
+by op and each group is one or two bitwise ops on its gathered rows (measured 2x faster on
+6 x 8,000 gates than every gate through its algebraic normal form f = k0 ^ a(k1 ^ k3 b) ^ k2 b with
+per-gate masks, which `grouped=False` keeps). GroupSum
 adds each group's bit-rows with a bit-sliced adder tree (so only log2(n)+1 rows per class are
 ever unpacked), then unpacks, slices back to the true batch and divides by tau.
 
@@ -59,20 +61,25 @@ class Builder:
 # ---------------------------------------------------------------- bit-packed form
 
 def pack(g: Builder, x: str) -> tuple[str, str]:
-    """x (N, F) float 0/1 -> (packed (F, W) uint64, n (1,) int64). Bit j of word w is sample 64w + j."""
-    n = g.op("Slice", [g.op("Shape", [x]), g.i64([0]), g.i64([1])], "batch")
+    """x (N, F) float 0/1 -> (packed (F, W) uint64, n (1,) int64). Bit j of word w is sample 64w + j.
+
+    Samples are combined along the batch axis first and only the 64x smaller packed words are
+    transposed (transposing the float input took twice as long)."""
+    shape = g.op("Shape", [x])
+    n = g.op("Slice", [shape, g.i64([0]), g.i64([1])], "batch")
+    features = g.op("Slice", [shape, g.i64([1]), g.i64([2])])
     pad = g.op("Mod", [g.op("Sub", [g.i64([WORD]), g.op("Mod", [n, g.i64([WORD])])]), g.i64([WORD])])
     padded = g.op("Pad", [x, g.op("Concat", [g.i64([0, 0]), pad, g.i64([0])], axis=0)])
-    rows = g.op("Transpose", [padded], perm=[1, 0])  # (F, Npad)
+    blocks = g.op("Reshape", [padded, g.op("Concat", [g.i64([-1, 16]), features], axis=0)])  # (4W, 16, F)
     # 16 samples -> one integer < 2^16 by a float MatMul (exact: every partial sum is an integer < 2^24)
-    chunks = g.op("MatMul", [g.op("Reshape", [rows, g.i64([0, -1, 16])]),
-                             g.const((2.0 ** np.arange(16)).astype(np.float32).reshape(16, 1), "pow2")])
-    quarters = g.op("Cast", [g.op("Reshape", [chunks, g.i64([0, -1, 4])])], to=TensorProto.UINT64)
-    shifted = g.op("BitShift", [quarters, g.u64([0, 16, 32, 48])], direction="LEFT")
+    sums = g.op("MatMul", [g.const((2.0 ** np.arange(16)).astype(np.float32).reshape(1, 16), "pow2"), blocks])
+    quarters = g.op("Cast", [g.op("Reshape", [sums, g.op("Concat", [g.i64([-1, 4]), features], axis=0)])],
+                    to=TensorProto.UINT64)  # (W, 4, F)
+    shifted = g.op("BitShift", [quarters, g.u64(np.array([0, 16, 32, 48]).reshape(1, 4, 1))], direction="LEFT")
     # OR the four quarters (ORT's int64 ReduceSum goes through doubles and drops low bits)
-    q = [g.op("Slice", [shifted, g.i64([i]), g.i64([i + 1]), g.i64([2])]) for i in range(4)]
-    words = g.op("BitwiseOr", [g.op("BitwiseOr", [q[0], q[1]]), g.op("BitwiseOr", [q[2], q[3]])])
-    return g.op("Squeeze", [words, g.i64([2])], "packed"), n
+    q = [g.op("Slice", [shifted, g.i64([i]), g.i64([i + 1]), g.i64([1])]) for i in range(4)]
+    words = g.op("BitwiseOr", [g.op("BitwiseOr", [q[0], q[1]]), g.op("BitwiseOr", [q[2], q[3]])])  # (W, 1, F)
+    return g.op("Transpose", [g.op("Squeeze", [words, g.i64([1])])], "packed", perm=[1, 0]), n
 
 
 def mask(g: Builder, bits: np.ndarray) -> str | None:
@@ -111,6 +118,42 @@ def packed_layer(g: Builder, words: str, node: onnx.NodeProto) -> str:
     return out
 
 
+# per op: the ONNX ops on rows A, B (see FIELD_NOTES section 1 for the ids)
+OP_GRAPHS = {
+    0: lambda g, a, b: g.op("BitwiseXor", [a, a]), 1: lambda g, a, b: g.op("BitwiseAnd", [a, b]),
+    2: lambda g, a, b: g.op("BitwiseAnd", [a, g.op("BitwiseNot", [b])]), 3: lambda g, a, b: a,
+    4: lambda g, a, b: g.op("BitwiseAnd", [g.op("BitwiseNot", [a]), b]), 5: lambda g, a, b: b,
+    6: lambda g, a, b: g.op("BitwiseXor", [a, b]), 7: lambda g, a, b: g.op("BitwiseOr", [a, b]),
+    8: lambda g, a, b: g.op("BitwiseNot", [g.op("BitwiseOr", [a, b])]),
+    9: lambda g, a, b: g.op("BitwiseNot", [g.op("BitwiseXor", [a, b])]),
+    10: lambda g, a, b: g.op("BitwiseNot", [b]), 11: lambda g, a, b: g.op("BitwiseOr", [a, g.op("BitwiseNot", [b])]),
+    12: lambda g, a, b: g.op("BitwiseNot", [a]), 13: lambda g, a, b: g.op("BitwiseOr", [g.op("BitwiseNot", [a]), b]),
+    14: lambda g, a, b: g.op("BitwiseNot", [g.op("BitwiseAnd", [a, b])]),
+    15: lambda g, a, b: g.op("BitwiseNot", [g.op("BitwiseXor", [a, a])]),
+}
+READS_B = {1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14}
+READS_A = set(range(16)) - {5, 10}
+
+
+def grouped_layer(g: Builder, words: str, rows_of: np.ndarray | None, node: onnx.NodeProto) -> tuple[str, np.ndarray]:
+    """One layer with its gates grouped by op, each group computed by its own 0-2 bitwise ops and
+    the groups concatenated. Returns the words and rows_of: gate index -> row in the words (the
+    next layer's Gathers read through it, so the grouping costs no reordering copy)."""
+    layer = layer_of(node)
+    in_a, in_b = (layer.in_a, layer.in_b) if rows_of is None else (rows_of[layer.in_a], rows_of[layer.in_b])
+    order = np.argsort(layer.ops, kind="stable")
+    parts = []
+    for op in np.unique(layer.ops):
+        gates = order[layer.ops[order] == op]
+        a = g.op("Gather", [words, g.i64(in_a[gates])], "a", axis=0) if op in READS_A else None
+        b = g.op("Gather", [words, g.i64(in_b[gates])], "b", axis=0) if op in READS_B else None
+        parts.append(OP_GRAPHS[int(op)](g, a, b))
+    out = g.op("Concat", parts, axis=0) if len(parts) > 1 else g.op("Identity", parts)
+    rows = np.empty(len(layer), dtype=np.int64)
+    rows[order] = np.arange(len(layer))
+    return out, rows
+
+
 def unpack(g: Builder, words: str, n: str) -> str:
     """(G, W) packed -> (N, G) float 0/1."""
     bits = g.op("BitwiseAnd", [g.op("BitShift", [g.op("Unsqueeze", [words, g.i64([2])]), g.u64(np.arange(WORD))],
@@ -134,7 +177,8 @@ def add_bits(g: Builder, xs: list[str], ys: list[str]) -> list[str]:
     return out + [carry]
 
 
-def packed_group_sum(g: Builder, words: str, n: str, node: onnx.NodeProto, width: int) -> str:
+def packed_group_sum(g: Builder, words: str, n: str, node: onnx.NodeProto, width: int,
+                     rows_of: np.ndarray | None = None) -> str:
     """(G, W) packed -> (N, k) float: per group, a bit-sliced adder tree, then unpack and weigh."""
     k, tau = group_sum_of(node)
     if width % k:
@@ -144,7 +188,7 @@ def packed_group_sum(g: Builder, words: str, n: str, node: onnx.NodeProto, width
     zero = g.op("BitwiseXor", [g.op("Slice", [words, g.i64([0]), g.i64([1]), g.i64([0])])] * 2)
     rows = g.op("Concat", [words, zero], axis=0)
     idx = np.full((k, size), width, dtype=np.int64)
-    idx[:, :per] = np.arange(width).reshape(k, per)
+    idx[:, :per] = (np.arange(width) if rows_of is None else rows_of).reshape(k, per)
     planes = [g.op("Gather", [rows, g.i64(idx)], "groups", axis=0)]  # (k, size, W)
     while size > 1:
         half = size // 2
@@ -161,33 +205,43 @@ def packed_group_sum(g: Builder, words: str, n: str, node: onnx.NodeProto, width
     return g.op("Div", [scores, g.const(np.float32(tau), "tau")], "group_sum")
 
 
-def lower_logic(ir: IR) -> onnx.ModelProto:
-    """The bit-packed form of a logic network."""
+def lower_logic(ir: IR, grouped: bool = True) -> onnx.ModelProto:
+    """The bit-packed form of a logic network. grouped: gates grouped by op (each group its own
+    bitwise ops) rather than every gate through the masked normal form."""
     g = Builder()
-    packed: dict[str, tuple[str, str, int]] = {}  # float tensor or logic output -> (words, n, width)
+    packed: dict[str, tuple] = {}  # float tensor or logic output -> (words, n, width or -1, rows_of)
     floats: dict[str, str] = {}  # logic output -> its unpacked float tensor
 
-    def as_words(name: str) -> tuple[str, str]:
+    def as_words(name: str):
         if name not in packed:
             words, n = pack(g, floats.get(name, name))
-            packed[name] = (words, n, -1)
-        return packed[name][:2]
+            packed[name] = (words, n, -1, None)
+        return packed[name]
 
     def as_float(name: str) -> str:
         if name in packed and packed[name][2] >= 0 and name not in floats:
-            floats[name] = unpack(g, packed[name][0], packed[name][1])
+            words, n, _, rows_of = packed[name]
+            if rows_of is not None:  # back to gate order
+                words = g.op("Gather", [words, g.i64(rows_of)], axis=0)
+            floats[name] = unpack(g, words, n)
         return floats.get(name, name)
 
     for node in ir.model.graph.node:
         if node.domain == LOGIC_DOMAIN and node.op_type == "LogicLayer":
-            words, n = as_words(node.input[0])
-            packed[node.output[0]] = (packed_layer(g, words, node), n, len(layer_of(node)))
+            words, n, _, rows_of = as_words(node.input[0])
+            if grouped:
+                out, rows = grouped_layer(g, words, rows_of, node)
+            else:
+                if rows_of is not None:
+                    words = g.op("Gather", [words, g.i64(rows_of)], axis=0)
+                out, rows = packed_layer(g, words, node), None
+            packed[node.output[0]] = (out, n, len(layer_of(node)), rows)
         elif node.domain == LOGIC_DOMAIN and node.op_type == "GroupSum":
             if node.input[0] not in packed or packed[node.input[0]][2] < 0:
                 raise GatecError(f"GroupSum node '{node.name}' does not read a LogicLayer; the bit-packed form "
                                  f"needs it right after one")
-            words, n, width = packed[node.input[0]]
-            floats[node.output[0]] = packed_group_sum(g, words, n, node, width)
+            words, n, width, rows_of = packed[node.input[0]]
+            floats[node.output[0]] = packed_group_sum(g, words, n, node, width, rows_of)
         elif node.domain == LOGIC_DOMAIN:
             raise GatecError(f"node '{node.name}' has op {LOGIC_DOMAIN}::{node.op_type}, which the cpu target "
                              f"cannot lower")
