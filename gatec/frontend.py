@@ -382,7 +382,8 @@ def from_exported(path: Path, input_shapes, batch_axis, info) -> Source:
     arrays = [example_array(s) for s in specs]
     outs, err = try_forward(module, arrays)
     if err is not None:
-        raise GatecError(f"input shape {specs[0].shape} does not fit the model: {first_line(err)}")
+        shapes = ", ".join("x".join(map(str, s.shape)) for s in specs)
+        raise GatecError(f"input shape {shapes} does not fit the program: {first_line(err)}")
     find_dynamic_axes(module, specs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

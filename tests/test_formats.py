@@ -145,3 +145,8 @@ def test_traced_onnx_records_dynamic_axes(saved):
     dims = onnx.load(art.path / "model.onnx").graph.input[0].type.tensor_type.shape.dim
     assert [d.HasField("dim_value") for d in dims] == [False, False, True]
     assert dims[2].dim_value == D
+
+
+def test_export_program_refuses_a_length_it_fixed(saved):
+    with pytest.raises(GatecError, match="does not fit the program"):
+        gatec.load(saved["paths"]["export"], [[2, EXAMPLE[1] + 5, D]])
