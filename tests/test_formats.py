@@ -150,3 +150,24 @@ def test_traced_onnx_records_dynamic_axes(saved):
 def test_export_program_refuses_a_length_it_fixed(saved):
     with pytest.raises(GatecError, match="does not fit the program"):
         gatec.load(saved["paths"]["export"], [[2, EXAMPLE[1] + 5, D]])
+
+
+def test_onnx_file_that_baked_its_length_gets_that_axis_fixed(tmp_path):
+    """A graph that declares its time axis dynamic but reshapes to a constant length (as torch's
+    dynamo exporter did to a GRU->LSTM model) runs only at that length: the axis is reported fixed."""
+    from onnx import TensorProto, helper, numpy_helper
+    steps = 6
+    weight = np.random.default_rng(0).standard_normal((steps * D, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "flat_shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+        "baked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(np.array([-1, steps * D], np.int64), "flat_shape"), numpy_helper.from_array(weight, "w")])
+    path = tmp_path / "baked.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    art = gatec.compile(path, "cpu", input_shapes=[[2, steps, D]], samples=64)
+    assert art.manifest["inputs"][0]["dynamic_axes"] == [0]
+    assert art.manifest["verification"]["ok"]
+    x = random_input(5, steps)
+    assert np.abs(art.run([x])[0] - x.reshape(5, -1) @ weight).max() <= 1e-4
+    assert onnx.load(path).graph.input[0].type.tensor_type.shape.dim[1].dim_param == "time"  # file untouched
