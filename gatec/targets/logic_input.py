@@ -1,29 +1,74 @@
-"""Shared by the targets that run logic networks natively (c, the cpu engine): the IR's
-logic chain as a Netlist, for graphs whose logic layers read the graph input directly."""
+"""Shared by the targets that run logic networks natively (c, the cpu engine): the IR split
+into its arithmetic prefix (an input encoder, run by ONNX Runtime) and its logic chain (a
+Netlist of LogicLayer nodes ending in GroupSum)."""
 from __future__ import annotations
+
+import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
 from ..netlist import Netlist
 
 
-def logic_netlist(ir: IR) -> Netlist:
+def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
+    """(prefix model from the graph inputs to the bits the first logic layer reads, or None
+    when it reads a graph input; the logic chain as a Netlist)."""
     from ..logic import network_of_model
     if ir.kind != "logic":
         raise GatecError("this target compiles logic-gate networks only; the model has no logic layers")
     graph = ir.model.graph
-    first = next(n for n in graph.node if n.domain == LOGIC_DOMAIN)
-    inputs = {s.name: s for s in ir.inputs}
-    if len(ir.inputs) != 1 or first.input[0] not in inputs:
-        other = next((n for n in graph.node if n.domain != LOGIC_DOMAIN), None)
-        raise GatecError(f"this target needs the logic layers to read the model's input bits directly; "
-                         f"node '{other.name if other else first.name}' ({other.op_type if other else first.op_type}) "
-                         f"comes first")
-    tail = [n for n in graph.node if n.domain != LOGIC_DOMAIN]
-    if tail:
-        raise GatecError(f"node '{tail[0].name}' ({tail[0].op_type}) is not a logic layer; this target needs "
-                         f"a graph of LogicLayer nodes and a final GroupSum")
+    nodes = list(graph.node)
+    first = next(i for i, n in enumerate(nodes) if n.domain == LOGIC_DOMAIN)
+    after = [n for n in nodes[first:] if n.domain != LOGIC_DOMAIN]
+    if after:
+        raise GatecError(f"node '{after[0].name}' ({after[0].op_type}) follows the logic layers; this target "
+                         f"needs the logic layers (and a final GroupSum) last")
+    bits_name = nodes[first].input[0]
     net = network_of_model(ir.model)
     k, tau = net.group_sum or (1, 1.0)
-    n_inputs = ir.inputs[0].shape[-1]
-    return Netlist.from_layers(n_inputs, [(l.in_a, l.in_b, l.ops) for l in net.layers], k, tau)
+    if len(graph.output) != 1:
+        raise GatecError("this target needs one output (the class scores)")
+    spec = next((s for s in ir.inputs if s.name == bits_name), None)
+    prefix = None
+    if spec is not None:
+        n_inputs = spec.shape[-1]
+    else:
+        prefix = prefix_model(ir, nodes[:first], bits_name)
+        fixed = onnx.ModelProto()
+        fixed.CopyFrom(prefix)
+        for v, s in zip(fixed.graph.input, ir.inputs):
+            for d, size in zip(v.type.tensor_type.shape.dim, s.shape):
+                d.Clear()
+                d.dim_value = size
+        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+        dims = inferred.graph.output[0].type.tensor_type.shape.dim
+        if not dims or not dims[-1].HasField("dim_value"):
+            raise GatecError(f"cannot tell the width of '{bits_name}', the bits the first logic layer reads")
+        n_inputs = dims[-1].dim_value
+    return prefix, Netlist.from_layers(n_inputs, [(l.in_a, l.in_b, l.ops) for l in net.layers], k, tau)
+
+
+def prefix_model(ir: IR, nodes, bits_name: str) -> onnx.ModelProto:
+    """The nodes that compute `bits_name` from the graph inputs, as a model of their own."""
+    needed, keep = {bits_name}, []
+    for n in reversed(nodes):
+        if any(o in needed for o in n.output):
+            keep.append(n)
+            needed.update(n.input)
+    graph = ir.model.graph
+    inputs = [v for v in graph.input if v.name in needed]
+    inits = [i for i in graph.initializer if i.name in needed]
+    out = onnx.helper.make_tensor_value_info(bits_name, onnx.TensorProto.FLOAT, ["n", "bits"])
+    model = onnx.helper.make_model(onnx.helper.make_graph(keep[::-1], "encoder", inputs, [out], inits),
+                                   opset_imports=[o for o in ir.model.opset_import if o.domain in ("", "ai.onnx")])
+    onnx.checker.check_model(model)
+    return model
+
+
+def logic_netlist(ir: IR) -> Netlist:
+    """The logic chain of a network whose logic layers read the model's input bits directly."""
+    prefix, net = split_logic(ir)
+    if prefix is not None:
+        raise GatecError(f"this target needs the logic layers to read the model's input bits directly; "
+                         f"an input encoder ({', '.join(sorted({n.op_type for n in prefix.graph.node}))}) comes first")
+    return net

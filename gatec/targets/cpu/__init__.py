@@ -67,44 +67,46 @@ def lower(ir: IR, options: dict | None = None) -> onnx.ModelProto:
     return ir.model
 
 
-ENGINE_FILE = "logic.onnx"  # the compact logic network, for gatec's engine
-
-
-def engine_applies(ir: IR, options: dict) -> bool:
-    """gatec's C engine runs a logic network that reads its input bits directly (it beats
-    ONNX Runtime's bit-packed graph by far; benchmarks/bench_logic_engine.py); `engine=onnxruntime`
-    keeps ONNX Runtime."""
-    if ir.kind != "logic" or options.get("engine", "auto") == "onnxruntime":
-        return False
-    from ..logic_input import logic_netlist
-    try:
-        logic_netlist(ir)
-    except GatecError:
-        return False
-    return True
+ENGINE_FILE = "logic.npz"  # the logic chain as a netlist, for gatec's engine
+PREFIX_FILE = "encoder.onnx"  # the input encoder before the logic layers, run by ONNX Runtime
 
 
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
+    """model.onnx always (ONNX Runtime's form); for logic networks also the netlist that gatec's
+    C engine runs (it beats the bit-packed graph by far: benchmarks/bench_logic_engine.py),
+    unless options["engine"] == "onnxruntime"."""
     check(ir)
     model = lower(ir, options)
-    (Path(folder) / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
-    if engine_applies(ir, options):
-        ir.save(Path(folder) / ENGINE_FILE)
-        return [MODEL_FILE, ENGINE_FILE]
-    return [MODEL_FILE]
+    folder = Path(folder)
+    (folder / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
+    files = [MODEL_FILE]
+    if ir.kind == "logic" and options.get("engine", "auto") != "onnxruntime":
+        from ..logic_input import split_logic
+        prefix, net = split_logic(ir)
+        with open(folder / ENGINE_FILE, "wb") as f:  # np.savez writes no timestamps: same bytes each time
+            np.savez(f, n_inputs=net.n_inputs, a=net.a, b=net.b, op=net.op, outputs=net.outputs, k=net.k,
+                     tau=np.float64(net.tau))
+        files.append(ENGINE_FILE)
+        if prefix is not None:
+            (folder / PREFIX_FILE).write_bytes(prefix.SerializeToString(deterministic=True))
+            files.append(PREFIX_FILE)
+    return files
 
 
 class EngineRunner:
-    """gatec's logic engine (gatec/engine.py) on the artifact's logic network."""
+    """gatec's logic engine (gatec/engine.py) on the artifact's netlist, after the input encoder
+    (run by ONNX Runtime) where there is one."""
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, folder: Path, threads: int = 1):
         from ...engine import Engine
-        from ...netlist import plan
-        from ..logic_input import logic_netlist
-        self.engine = Engine(plan(logic_netlist(IR.load(path))), threads or 1)
+        from ...netlist import Netlist, plan
+        z = np.load(folder / ENGINE_FILE)
+        net = Netlist(int(z["n_inputs"]), z["a"], z["b"], z["op"], z["outputs"], int(z["k"]), float(z["tau"]))
+        self.engine = Engine(plan(net), threads or 1)
+        self.prefix = Runner(folder / PREFIX_FILE, threads) if (folder / PREFIX_FILE).exists() else None
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        x = arrays[0]
+        x = self.prefix.run(arrays)[0] if self.prefix else arrays[0]
         return [self.engine.run(x if x.dtype in (np.uint8, np.bool_) else x.astype(np.uint8))]
 
 
@@ -133,7 +135,7 @@ class Runner:
 
 def load(folder: Path, options: dict):
     if (Path(folder) / ENGINE_FILE).exists() and options.get("engine", "auto") != "onnxruntime":
-        return EngineRunner(Path(folder) / ENGINE_FILE, int(options.get("threads", 0)))
+        return EngineRunner(Path(folder), int(options.get("threads", 0)))
     return Runner(Path(folder) / MODEL_FILE, int(options.get("threads", 0)))
 
 
