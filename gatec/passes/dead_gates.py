@@ -1,0 +1,17 @@
+"""Dead-gate elimination: gates no output (GroupSum input) depends on, through the inputs each
+op really reads, across layer boundaries."""
+from __future__ import annotations
+
+from ..netlist import Netlist
+from . import register
+from .logic_common import compact, live_gates, run_logic_pass
+
+
+def remove_dead(net: Netlist) -> tuple[Netlist, dict]:
+    live = live_gates(net)
+    return compact(net, live), {"gates_removed": int((~live).sum())}
+
+
+@register("dead-gates", "dead-gate elimination: drop gates no output depends on")
+def run(ir):
+    return run_logic_pass(ir, remove_dead)

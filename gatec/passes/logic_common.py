@@ -1,0 +1,288 @@
+"""Shared by the logic passes: truth-table algebra on op ids, the IR's logic chain as a flat
+Netlist and back, and re-layering a netlist into a chain of LogicLayers.
+
+Op ids pack truth tables (FIELD_NOTES section 1): bit 3-(2a+b) of the id is f(a, b).
+Passes work on the netlist, where a gate may read any earlier node, so simplifications cross
+layer boundaries. Writing back re-layers the netlist: each live gate gets a level, and a value
+read more than one layer later is carried by pass-through wires (op 3), counted as
+"wires_added"; the C engine and firmware alias such wires for free.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..errors import GatecError
+from ..ir import IR, LOGIC_DOMAIN
+from ..logic import Layer, layer_of, logic_layer_node
+from ..netlist import Netlist
+
+# ---------------------------------------------------------------- truth tables
+
+TABLES = ((np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1).astype(np.int64)  # op -> f00 f01 f10 f11
+
+
+def op_of(table) -> int:
+    t = [int(v) for v in table]
+    return 8 * t[0] + 4 * t[1] + 2 * t[2] + t[3]
+
+
+def _remap(order) -> np.ndarray:
+    """A lookup op -> op whose table is the old table read at positions `order`."""
+    return np.array([op_of(TABLES[op][list(order)]) for op in range(16)], np.int64)
+
+
+FLIP_A = _remap((2, 3, 0, 1))  # f(NOT a, b)
+FLIP_B = _remap((1, 0, 3, 2))  # f(a, NOT b)
+TRANSPOSE = _remap((0, 2, 1, 3))  # f(b, a)
+FIX_A = np.stack([_remap((0, 1, 0, 1)), _remap((2, 3, 2, 3))])  # FIX_A[c]: f(c, b)
+FIX_B = np.stack([_remap((0, 0, 2, 2)), _remap((1, 1, 3, 3))])  # FIX_B[c]: f(a, c)
+SAME_INPUT = _remap((0, 0, 3, 3))  # f(a, a), as a function of a
+READS_A = (TABLES[:, 0] != TABLES[:, 2]) | (TABLES[:, 1] != TABLES[:, 3])
+READS_B = (TABLES[:, 0] != TABLES[:, 1]) | (TABLES[:, 2] != TABLES[:, 3])
+CONSTANT = ~READS_A & ~READS_B  # ops 0 and 15
+PASS_THROUGH = 3  # f = a
+
+
+# ---------------------------------------------------------------- IR <-> netlist
+
+def logic_chain(ir: IR) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None]:
+    """The IR's LogicLayer nodes (one chain) and its GroupSum node, if any."""
+    if ir.kind != "logic":
+        raise GatecError("logic passes need a logic network; this model has no LogicLayer nodes")
+    nodes = [n for n in ir.model.graph.node if n.domain == LOGIC_DOMAIN]
+    layers = [n for n in nodes if n.op_type == "LogicLayer"]
+    group_sum = next((n for n in nodes if n.op_type == "GroupSum"), None)
+    readers: dict[str, int] = {}
+    for n in ir.model.graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    outputs = {o.name for o in ir.model.graph.output}
+    for prev, node in zip(layers, layers[1:]):
+        if node.input[0] != prev.output[0] or readers.get(prev.output[0]) != 1 or prev.output[0] in outputs:
+            raise GatecError(f"logic node '{node.name}': logic passes need one chain of LogicLayers, "
+                             f"each read only by the next")
+    if group_sum is not None and group_sum.input[0] != layers[-1].output[0]:
+        raise GatecError(f"GroupSum node '{group_sum.name}' does not read the last LogicLayer")
+    return layers, group_sum
+
+
+def netlist_of_ir(ir: IR) -> Netlist:
+    """The logic chain as a Netlist; without GroupSum, outputs are the last layer's bits (k=1)."""
+    from ..logic import group_sum_of
+    layers, gs = logic_chain(ir)
+    gate_lists = [layer_of(n) for n in layers]
+    specs = {s.name: s for s in ir.inputs}
+    first = layers[0].input[0]
+    width = max(int(gate_lists[0].in_a.max(initial=-1)), int(gate_lists[0].in_b.max(initial=-1))) + 1
+    if first in specs:  # the graph input's own width, so the netlist matches what targets see
+        width = max(width, specs[first].shape[-1])
+    k, tau = group_sum_of(gs) if gs is not None else (1, 1.0)
+    return Netlist.from_layers(width, [(l.in_a, l.in_b, l.ops) for l in gate_lists], k, tau)
+
+
+def write_back(ir: IR, net: Netlist) -> tuple[IR, int]:
+    """Replace the IR's logic chain by `net`, re-layered; returns (ir, wires added)."""
+    layers, gs = logic_chain(ir)
+    new_layers, wires = relayer(net)
+    first_in, last_out = layers[0].input[0], layers[-1].output[0]
+    names = [f"{layers[0].name or 'logic'}/opt_{i}" for i in range(len(new_layers))]
+    tensors = [first_in] + [f"{n}_output" for n in names[:-1]] + [last_out]
+    new_nodes = [logic_layer_node(tensors[i], tensors[i + 1], layer, names[i]) for i, layer in enumerate(new_layers)]
+    old = {n.output[0] for n in layers}  # node outputs are unique names
+    nodes = []
+    for n in graph_nodes(ir):
+        if n.output and n.output[0] == layers[0].output[0]:
+            nodes += new_nodes
+        elif not (n.output and n.output[0] in old):
+            nodes.append(n)
+    graph = ir.model.graph
+    del graph.node[:]
+    graph.node.extend(nodes)
+    stale = {n.output[0] for n in layers[:-1]}
+    value_info = [v for v in graph.value_info if v.name not in stale and v.name != last_out]
+    del graph.value_info[:]
+    graph.value_info.extend(value_info)
+    return ir, wires
+
+
+def graph_nodes(ir: IR) -> list[onnx.NodeProto]:
+    """Copies of the graph's nodes (safe to keep while the graph is rewritten)."""
+    out = []
+    for n in ir.model.graph.node:
+        c = onnx.NodeProto()
+        c.CopyFrom(n)
+        out.append(c)
+    return out
+
+
+def layered_counts(ir: IR) -> dict:
+    """Gates in the IR's LogicLayers: all of them, and pass-through wires (ops 3, 5) among them."""
+    layers, _ = logic_chain(ir)
+    ops = np.concatenate([layer_of(n).ops for n in layers])
+    return {"gates": int(len(ops)), "wires": int(np.isin(ops, (3, 5)).sum()), "layers": len(layers)}
+
+
+# ---------------------------------------------------------------- netlist helpers
+
+def live_gates(net: Netlist) -> np.ndarray:
+    """Per gate: does some output depend on it (through the inputs its op really reads)?"""
+    n_in = net.n_inputs
+    live = np.zeros(n_in + net.n_gates, bool)
+    live[net.outputs] = True
+    reads_a, reads_b = READS_A[net.op], READS_B[net.op]
+    for g in range(net.n_gates - 1, -1, -1):
+        if live[n_in + g]:
+            if reads_a[g]:
+                live[net.a[g]] = True
+            if reads_b[g]:
+                live[net.b[g]] = True
+    return live[n_in:]
+
+
+def canonical_inputs(net: Netlist) -> Netlist:
+    """Inputs an op ignores point at the one it reads (or node 0 for constants): fewer false edges."""
+    a, b = net.a.copy(), net.b.copy()
+    ra, rb = READS_A[net.op], READS_B[net.op]
+    b[ra & ~rb] = a[ra & ~rb]
+    a[~ra & rb] = b[~ra & rb]
+    a[~ra & ~rb] = 0
+    b[~ra & ~rb] = 0
+    return Netlist(net.n_inputs, a, b, net.op.copy(), net.outputs.copy(), net.k, net.tau)
+
+
+def compact(net: Netlist, keep: np.ndarray, alias: np.ndarray | None = None) -> Netlist:
+    """Keep the gates where `keep` is set; reads of any node go through `alias` (node -> node, an
+    earlier node carrying the same value) first. Gate order (topological) is kept."""
+    net = canonical_inputs(net)  # ignored inputs may point at removed gates
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    alias = np.arange(n_nodes) if alias is None else alias
+    new_id = np.full(n_nodes, -1, np.int64)
+    new_id[:n_in] = np.arange(n_in)
+    kept = np.flatnonzero(keep)
+    new_id[n_in + kept] = n_in + np.arange(len(kept))
+    target = new_id[alias]
+    a, b, outputs = target[net.a[kept]], target[net.b[kept]], target[net.outputs]
+    op = net.op[kept].astype(np.uint8)
+    a = np.where(CONSTANT[op], 0, a)  # constants read nothing
+    b = np.where(CONSTANT[op], 0, b)
+    if (a < 0).any() or (b < 0).any() or (outputs < 0).any():
+        raise AssertionError("compact: a kept gate reads a removed one")
+    return canonical_inputs(Netlist(n_in, a, b, op, outputs, net.k, net.tau))
+
+
+def eval_nodes(net: Netlist, bits: np.ndarray) -> np.ndarray:
+    """Output bits (N, n_outputs) uint8: a finer check than the class counts."""
+    values = np.zeros((net.n_inputs + net.n_gates, bits.shape[0]), bool)
+    values[: net.n_inputs] = bits.T.astype(bool)
+    table = TABLES.astype(bool)
+    for g in range(net.n_gates):
+        values[net.n_inputs + g] = table[net.op[g]][2 * values[net.a[g]] + values[net.b[g]]]
+    return values[net.outputs].T.astype(np.uint8)
+
+
+# ---------------------------------------------------------------- re-layering
+
+def relayer(net: Netlist) -> tuple[list[Layer], int]:
+    """Layers (each reading the previous one) computing the same outputs, in order; live gates
+    only. Levels as soon as possible and as late as possible are both tried; the one needing
+    fewer pass-through wires wins. Returns (layers, wires added)."""
+    net = canonical_inputs(net)
+    live = live_gates(net)
+    n_in = net.n_inputs
+    asap = np.zeros(n_in + net.n_gates, np.int64)
+    for g in np.flatnonzero(live):
+        asap[n_in + g] = 1 if CONSTANT[net.op[g]] else 1 + max(asap[net.a[g]], asap[net.b[g]])
+    depth = max(1, int(asap[net.outputs].max(initial=0)))
+    alap = np.full(n_in + net.n_gates, depth, np.int64)
+    alap[:n_in] = 0
+    for g in np.flatnonzero(live)[::-1]:
+        if CONSTANT[net.op[g]]:
+            continue
+        for d in {int(net.a[g]), int(net.b[g])}:
+            if d >= n_in:
+                alap[d] = min(alap[d], alap[n_in + g] - 1)
+    best = None
+    for level in (asap, alap):
+        layers, wires = _layers_at(net, live, level, depth)
+        if best is None or sum(map(len, layers)) < sum(map(len, best[0])):
+            best = (layers, wires)
+    return best
+
+
+def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> tuple[list[Layer], int]:
+    n_in = net.n_inputs
+    const = np.zeros(n_in + net.n_gates, bool)
+    const[n_in:] = CONSTANT[net.op]
+    level = level.copy()
+    level[const] = 0  # constants are made where they are read, as copies
+    need: dict[int, int] = {}  # node -> the last layer whose output must hold it
+    const_reads: dict[int, set] = {}  # constant node -> the layers whose output must hold it
+    for g in np.flatnonzero(live):
+        if const[n_in + g]:
+            continue
+        for d in {int(net.a[g]), int(net.b[g])}:
+            at = int(level[n_in + g]) - 1
+            if const[d]:
+                const_reads.setdefault(d, set()).add(at)
+            else:
+                need[d] = max(need.get(d, 0), at)
+    for o in net.outputs.tolist():
+        if const[o]:
+            const_reads.setdefault(o, set()).add(depth)
+        elif level[o] < depth:
+            need[o] = max(need.get(o, 0), depth - 1)  # carried to the layer before last; the last copies it
+    by_level: dict[int, list[int]] = {}
+    for g in np.flatnonzero(live):
+        node = n_in + int(g)
+        if not const[node] and level[node] < depth:
+            by_level.setdefault(int(level[node]), []).append(node)
+    carried: dict[int, list[int]] = {}
+    for node, last in need.items():
+        for lv in range(int(level[node]) + 1, last + 1):
+            carried.setdefault(lv, []).append(node)
+    for node, lvs in const_reads.items():
+        for lv in lvs:
+            carried.setdefault(lv, []).append(node)
+
+    row = {i: i for i in range(n_in)}  # node -> row in the previous layer's output
+    layers, wires = [], 0
+    for lv in range(1, depth + 1):
+        a, b, op, new_row = [], [], [], {}
+        if lv < depth:
+            rows = [(node, False) for node in by_level.get(lv, [])] + [(node, True) for node in carried.get(lv, [])]
+        else:
+            rows = []
+            for o in net.outputs.tolist():
+                rows.append((o, not (level[o] == depth and not const[o])))
+        for node, copy in rows:
+            if const[node]:
+                a.append(0), b.append(0), op.append(int(net.op[node - n_in]))
+            elif copy:  # a pass-through wire from the previous layer
+                a.append(row[node]), b.append(row[node]), op.append(PASS_THROUGH)
+                wires += 1
+            else:
+                g = node - n_in
+                a.append(row[int(net.a[g])]), b.append(row[int(net.b[g])])
+                op.append(int(net.op[g]))
+            new_row.setdefault(node, len(op) - 1)
+        layers.append(Layer(a, b, op))
+        row = new_row
+    return layers, wires
+
+
+# ---------------------------------------------------------------- running a logic pass
+
+def run_logic_pass(ir: IR, transform) -> tuple[IR, dict]:
+    """netlist -> transform(net) -> (net, {what changed}) -> re-layered IR, with before/after
+    counts of the layered form. A self-check on random inputs guards every rewrite."""
+    before = layered_counts(ir)
+    net = netlist_of_ir(ir)
+    new, changed = transform(net)
+    ir, wires = write_back(ir, new)
+    after = layered_counts(ir)
+    after["wires_added"] = wires
+    bits = np.random.default_rng(0).integers(0, 2, (256, net.n_inputs)).astype(np.uint8)
+    if not np.array_equal(eval_nodes(net, bits), eval_nodes(netlist_of_ir(ir), bits)):
+        raise GatecError("a logic pass changed the network's outputs (a bug in gatec; please report it)")
+    return ir, {"before": before, "after": after, "changed": changed}

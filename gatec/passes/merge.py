@@ -1,0 +1,45 @@
+"""Merging of identical gates: the same op on the same inputs, also with the inputs swapped
+(the op's table transposed), so symmetric ops match either way round."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..netlist import Netlist
+from . import register
+from .logic_common import CONSTANT, READS_A, READS_B, SAME_INPUT, TRANSPOSE, canonical_inputs, run_logic_pass
+
+
+def merge_gates(net: Netlist) -> tuple[Netlist, dict]:
+    net = canonical_inputs(net)
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    rep = np.arange(n_nodes)  # node -> the first node computing the same function of the same inputs
+    a, b, op = net.a.copy(), net.b.copy(), net.op.astype(np.int64)
+    seen: dict[tuple, int] = {}
+    merged = 0
+    for g in range(net.n_gates):
+        o, x, y = int(op[g]), int(rep[a[g]]), int(rep[b[g]])
+        if CONSTANT[o]:
+            x = y = 0
+        else:
+            if READS_A[o] and READS_B[o] and x == y:
+                o = int(SAME_INPUT[o])
+            elif READS_A[o] and READS_B[o] and x > y:
+                x, y, o = y, x, int(TRANSPOSE[o])
+            elif not READS_A[o]:  # a function of b alone: read it as a
+                x, o = y, int(TRANSPOSE[o])
+            if not READS_B[o]:
+                y = x
+        a[g], b[g], op[g] = x, y, o
+        key = (o, x, y)
+        if key in seen:
+            rep[n_in + g] = seen[key]
+            merged += 1
+        else:
+            seen[key] = n_in + g
+    out = canonical_inputs(Netlist(n_in, a, b, op.astype(np.uint8), rep[net.outputs], net.k, net.tau))
+    return out, {"gates_merged": int(merged)}
+
+
+@register("merge", "merge identical gates (same op on the same inputs, either order)")
+def run(ir):
+    return run_logic_pass(ir, merge_gates)

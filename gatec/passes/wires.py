@@ -1,0 +1,49 @@
+"""Wire and inverter collapse: pass-through gates (ops 3, 5) become plain connections, and an
+inverter (10, 12) is absorbed into each gate that reads it (the reader's truth table flipped
+along that input). An output that is an inverter keeps one: GroupSum counts ones."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..netlist import Netlist
+from . import register
+from .logic_common import FLIP_A, FLIP_B, READS_A, READS_B, canonical_inputs, run_logic_pass
+
+NOT_A, NOT_B, A, B = 12, 10, 3, 5
+
+
+def collapse_wires(net: Netlist) -> tuple[Netlist, dict]:
+    net = canonical_inputs(net)
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    source = np.arange(n_nodes)  # the non-wire node a node's value comes from...
+    inverted = np.zeros(n_nodes, bool)  # ...and whether it is that node's complement
+    a, b, op = net.a.copy(), net.b.copy(), net.op.astype(np.int64)
+    absorbed = 0
+    for g in range(net.n_gates):
+        o = int(op[g])
+        if READS_A[o]:
+            x = a[g]
+            a[g] = source[x]
+            if inverted[x]:
+                o, absorbed = int(FLIP_A[o]), absorbed + 1
+        if READS_B[o]:
+            y = b[g]
+            b[g] = source[y]
+            if inverted[y]:
+                o, absorbed = int(FLIP_B[o]), absorbed + 1
+        op[g] = o
+        node = n_in + g
+        if o in (A, NOT_A):
+            source[node], inverted[node] = a[g], o == NOT_A
+        elif o in (B, NOT_B):
+            source[node], inverted[node] = b[g], o == NOT_B
+    # an inverted output keeps its own gate (now an inverter reading the source directly)
+    outputs = np.where(inverted[net.outputs], net.outputs, source[net.outputs])
+    wires = int(np.isin(op, (A, B)).sum())
+    out = canonical_inputs(Netlist(n_in, a, b, op.astype(np.uint8), outputs, net.k, net.tau))
+    return out, {"wires_collapsed": wires, "inverters_absorbed": int(absorbed)}
+
+
+@register("wires", "wire and inverter collapse: ops 3, 5 become connections; inverters fold into their readers")
+def run(ir):
+    return run_logic_pass(ir, collapse_wires)
