@@ -29,6 +29,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-axis", type=int, default=0, help="the batch axis of the inputs (default 0)")
 
 
+def add_target_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target options")
+    g.add_argument("--word-bits", type=int, choices=(8, 16, 32, 64), help="c: the firmware's word size (default 32)")
+    g.add_argument("--engine", choices=("auto", "onnxruntime"),
+                   help="cpu, logic networks: gatec's engine (auto) or ONNX Runtime's bit-packed graph")
+    g.add_argument("--logic-form", choices=("bitpacked", "float"), help="cpu, logic networks: the form of model.onnx")
+    g.add_argument("--threads", type=int, help="threads the artifact's runtime may use (default: its own)")
+
+
+def target_options(args) -> dict:
+    names = ("word_bits", "engine", "logic_form", "threads")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gatec", description="Compile gated and logic-gate networks to verified targets.")
     ap.add_argument("--version", action="version", version=f"gatec {__import__('gatec').__version__}")
@@ -42,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the emulator check")
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--data", help="verification inputs: .npy (one input) or .npz (one array per input)")
+    add_target_options(p)
 
     p = sub.add_parser("verify", help="run the model and each target on the same inputs and compare")
     add_model_args(p)
@@ -78,7 +93,7 @@ def cmd_compile(args) -> int:
     data = load_data(args.data, source.ir) if args.data else None
     passes = None if args.passes is None else [p for p in args.passes.split(",") if p]
     art = compile(None, args.target, output, source=source, passes_to_run=passes, verify=not args.no_verify,
-                  samples=args.samples, data=data, log=print)
+                  samples=args.samples, data=data, options=target_options(args), log=print)
     print(f"wrote {art.path} ({', '.join(art.manifest['files'])})")
     return 0
 
