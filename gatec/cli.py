@@ -43,6 +43,13 @@ def target_options(args) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def add_opt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1, 2), default=1, metavar="LEVEL",
+                   help="optimization level: -O0 no passes, -O1 exact logic simplifications (default), "
+                        "-O2 also resynthesis and pruning of gates that are off")
+    p.add_argument("--passes", help="comma-separated passes to run instead of the level's (see `gatec passes`)")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gatec", description="Compile gated and logic-gate networks to verified targets.")
     ap.add_argument("--version", action="version", version=f"gatec {__import__('gatec').__version__}")
@@ -52,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--target", default="cpu")
     p.add_argument("-o", "--output", help="artifact folder (default build/<model>_<target>)")
-    p.add_argument("--passes", help="comma-separated passes to run instead of the target's defaults")
+    add_opt_args(p)
     p.add_argument("--no-verify", action="store_true", help="skip the emulator check")
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--data", help="verification inputs: .npy (one input) or .npz (one array per input)")
@@ -61,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="run the model and each target on the same inputs and compare")
     add_model_args(p)
     p.add_argument("--targets", default="cpu", help="comma-separated targets")
+    add_opt_args(p)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--data")
     p.add_argument("--json", help="write the report here")
@@ -72,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency (batch 1) and throughput (batch 64) against PyTorch eager")
     add_model_args(p)
     p.add_argument("--targets", default="cpu")
+    add_opt_args(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the rows here")
 
@@ -91,26 +100,30 @@ def cmd_compile(args) -> int:
     source = load_source(args)
     output = args.output or f"build/{Path(args.model).stem}_{args.target}"
     data = load_data(args.data, source.ir) if args.data else None
-    passes = None if args.passes is None else [p for p in args.passes.split(",") if p]
-    art = compile(None, args.target, output, source=source, passes_to_run=passes, verify=not args.no_verify,
-                  samples=args.samples, data=data, options=target_options(args), log=print)
+    art = compile(None, args.target, output, source=source, passes_to_run=pass_list(args), verify=not args.no_verify,
+                  samples=args.samples, data=data, options=target_options(args), log=print, opt_level=args.opt_level)
     print(f"wrote {art.path} ({', '.join(art.manifest['files'])})")
     return 0
 
 
-def compile_targets(source, names, threads=0):
+def pass_list(args) -> list[str] | None:
+    return None if args.passes is None else [p for p in args.passes.split(",") if p]
+
+
+def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None):
     """Build each named target into a temporary folder; returns {name: (runner, tolerance, tmp)}."""
     import tempfile
     from . import passes as pass_mod, targets
-    from .compiler import DEFAULT_PASSES
+    from .compiler import default_passes, widened
     built = {}
     for name in names:
         tgt = targets.get(name)
-        ir = pass_mod.apply(source.ir, DEFAULT_PASSES.get(name, []))
+        ir = pass_mod.apply(source.ir, default_passes(name, source.ir, opt_level) if pass_names is None
+                            else pass_names, data)
         tgt.check(ir)
         tmp = tempfile.TemporaryDirectory(prefix="gatec-")
         tgt.build(ir, Path(tmp.name), {"threads": threads})
-        built[name] = (tgt.load(Path(tmp.name), {"threads": threads}), tgt.tolerance(ir), tmp)
+        built[name] = (tgt.load(Path(tmp.name), {"threads": threads}), widened(tgt.tolerance(ir), ir), tmp)
     return built
 
 
@@ -118,7 +131,7 @@ def cmd_verify(args) -> int:
     from . import emulator
     source = load_source(args)
     data = emulator.load_data(args.data, source.ir) if args.data else None
-    built = compile_targets(source, [t for t in args.targets.split(",") if t])
+    built = compile_targets(source, [t for t in args.targets.split(",") if t], 0, args.opt_level, pass_list(args), data)
     checks = emulator.verify(source.ir, source.reference, {n: (r.run, tol) for n, (r, tol, _) in built.items()},
                              args.samples, data)
     print(emulator.format_table(checks))
@@ -143,7 +156,8 @@ def cmd_inspect(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import bench, format_rows
     source = load_source(args)
-    built = compile_targets(source, [t for t in args.targets.split(",") if t], threads=args.threads)
+    built = compile_targets(source, [t for t in args.targets.split(",") if t], args.threads, args.opt_level,
+                            pass_list(args))
     rows = bench(source, {n: r.run for n, (r, _, _) in built.items()}, threads=args.threads,
                  progress=sys.stderr.isatty())
     print(format_rows(rows))
@@ -155,7 +169,7 @@ def cmd_bench(args) -> int:
 def cmd_passes(args) -> int:
     from .passes import load_all
     for p in sorted(load_all().values(), key=lambda p: p.name):
-        print(f"{p.name:<20} {p.help}")
+        print(f"{p.name:<16} {p.kind:<10} {p.help}")
     return 0
 
 

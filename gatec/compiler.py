@@ -19,7 +19,41 @@ from .frontend import Source, load
 from .ir import IR
 
 MANIFEST = "manifest.json"
-DEFAULT_PASSES: dict[str, list[str]] = {}  # per target; none yet
+# Passes per optimization level (-O0, -O1, -O2) and target. A model runs the passes of its kind
+# (logic or arithmetic; `gatec passes` says which) and -O levels skip a pass whose external tool
+# is missing (abc needs yosys-abc). -O1 is the default: exact logic simplifications. -O2 adds the
+# fixed-point simplify, ABC resynthesis (kept only when proven equivalent) and, for gated
+# networks, pruning of gates that are off (sigmoid < 1e-6) on calibration data.
+LOGIC_O1 = ["constants", "wires", "merge", "dead-gates"]
+LOGIC_O2 = ["simplify", "abc", "simplify"]
+DEFAULT_PASSES: dict[int, dict[str, list[str]]] = {
+    0: {"cpu": [], "c": []},
+    1: {"cpu": LOGIC_O1, "c": LOGIC_O1},
+    2: {"cpu": LOGIC_O2 + ["prune-gates"], "c": LOGIC_O2},
+}
+OPT_LEVELS = tuple(DEFAULT_PASSES)
+
+
+def default_passes(target: str, ir: IR, level: int = 1) -> list[str]:
+    """The passes -O<level> runs for `target` on this IR (those of its kind, tools present)."""
+    if level not in DEFAULT_PASSES:
+        raise GatecError(f"unknown optimization level -O{level}; levels: {', '.join(f'-O{l}' for l in OPT_LEVELS)}")
+    registry = passes.load_all()
+    names = DEFAULT_PASSES[level].get(target, DEFAULT_PASSES[level]["cpu"])
+    return [n for n in names if registry[n].kind in ("any", ir.kind) and passes.available(registry[n])]
+
+
+def pass_error(ir: IR) -> float:
+    """The output error approximate passes (pruning) reported on their calibration inputs."""
+    return float(sum(p.get("max_abs_err", 0.0) for p in ir.passes))
+
+
+def widened(tol, ir: IR):
+    """The target's tolerance plus the error the IR's approximate passes reported: a pruned
+    model is checked against the unpruned one within the pass's own bound."""
+    from .targets import Tolerance
+    err = pass_error(ir)
+    return tol if err == 0 or tol.exact else Tolerance(tol.atol + err, tol.rtol)
 
 
 class Artifact:
@@ -64,27 +98,43 @@ def write_atomically(build, output: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict) -> dict:
+def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict,
+                 source_ir: IR | None = None) -> dict:
     def tensors(specs):
         return [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic, "dtype": s.dtype, "values": s.values}
                 for s in specs]
     return {"gatec_version": __version__, "target": target.NAME, "target_description": target.describe(),
             "kind": ir.kind, "source": ir.source, "inputs": tensors(ir.inputs), "outputs": tensors(ir.outputs),
-            "options": options, "passes": ir.passes, "files": sorted(files), "verification": verification}
+            "options": options, "passes": ir.passes, "files": sorted(files), "verification": verification,
+            **gate_counts(source_ir, ir)}
+
+
+def gate_counts(before: IR | None, after: IR) -> dict:
+    """{"gates": {"before", "after", "pass_through_wires"}} for logic networks, else {}."""
+    if before is None or after.kind != "logic" or before.kind != "logic":
+        return {}
+    from .passes.logic_common import layered_counts
+    try:
+        b, a = layered_counts(before), layered_counts(after)
+    except GatecError:
+        return {}
+    return {"gates": {"before": b["gates"], "after": a["gates"], "pass_through_wires": a["wires"]}}
 
 
 def compile(model, target: str = "cpu", output: str | Path | None = None, *, input_shapes=None, imports=(),
             batch_axis: int = 0, passes_to_run: list[str] | None = None, verify: bool = True, samples: int = 256,
             data: list[np.ndarray] | None = None, options: dict | None = None, source: Source | None = None,
-            log=None) -> Artifact:
+            log=None, opt_level: int = 1) -> Artifact:
     """Compile `model` (a path or an nn.Module) for `target`; returns the verified Artifact.
 
-    Raises GatecError when the model cannot be loaded or compiled, or when the artifact
-    disagrees with the model (then nothing is written)."""
+    `passes_to_run` replaces the passes of `opt_level` (DEFAULT_PASSES); `data` also calibrates
+    the pruning passes. Raises GatecError when the model cannot be loaded or compiled, or when
+    the artifact disagrees with the model (then nothing is written)."""
     options = dict(options or {})
     tgt = targets.get(target)
     source = source or load(model, input_shapes, imports, batch_axis)
-    ir = passes.apply(source.ir, DEFAULT_PASSES.get(target, []) if passes_to_run is None else passes_to_run)
+    names = default_passes(target, source.ir, opt_level) if passes_to_run is None else passes_to_run
+    ir = passes.apply(source.ir, names, data)
     tgt.check(ir)
     result = {}
 
@@ -93,7 +143,8 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
         verification = None
         if verify:
             runner = tgt.load(folder, options)
-            checks = emulator.verify(ir, source.reference, {target: (runner.run, tgt.tolerance(ir))}, samples, data)
+            checks = emulator.verify(ir, source.reference, {target: (runner.run, widened(tgt.tolerance(ir), ir))},
+                                     samples, data)
             result["checks"] = checks
             if log:
                 log(emulator.format_table(checks))
@@ -103,7 +154,8 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
             if not verification["ok"]:
                 raise GatecError(f"the compiled {target} artifact disagrees with the model (max abs err "
                                  f"{verification['max_abs_err']:.3g}); nothing was written")
-        (folder / MANIFEST).write_text(json.dumps(manifest_for(ir, tgt, files + [MANIFEST], verification, options),
+        (folder / MANIFEST).write_text(json.dumps(manifest_for(ir, tgt, files + [MANIFEST], verification, options,
+                                                                source.ir),
                                                   indent=2, sort_keys=True) + "\n")
 
     if output is None:

@@ -1,11 +1,17 @@
 """Passes: each a function in its own file, `run(ir) -> (ir, stats)`, registered by name.
 
 `stats` is `{"before": {...}, "after": {...}}` with the counts the pass changes (nodes, gates,
-parameters, MACs); `apply` appends `{"name", "before", "after"}` to the IR's pass log, which
-lands in the artifact's manifest.
+parameters, MACs), plus anything else it reports (what it removed, the error it caused);
+`apply` appends `{"name", "before", "after", ...}` to the IR's pass log, which lands in the
+artifact's manifest.
+
+A pass is for logic networks, arithmetic ones, or any (`kind`). Passes that read calibration
+data take `data=` (a list of input arrays, or None for random inputs from the IR's specs); a
+pass may take one argument, written `name:value` (e.g. `magnitude-prune:0.8`).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,15 +23,17 @@ from ..ir import IR
 class Pass:
     name: str
     help: str
-    run: Callable[[IR], tuple[IR, dict]]
+    run: Callable[..., tuple[IR, dict]]
+    kind: str = "any"  # "logic", "arithmetic" or "any"
+    needs: str | None = None  # an external program the pass runs (it is skipped by -O levels when missing)
 
 
 REGISTRY: dict[str, Pass] = {}
 
 
-def register(name: str, help: str):
+def register(name: str, help: str, kind: str = "any", needs: str | None = None):
     def wrap(fn):
-        REGISTRY[name] = Pass(name, help, fn)
+        REGISTRY[name] = Pass(name, help, fn, kind, needs)
         return fn
     return wrap
 
@@ -39,11 +47,26 @@ def load_all() -> dict[str, Pass]:
     return REGISTRY
 
 
-def apply(ir: IR, names: list[str]) -> IR:
+def available(p: Pass) -> bool:
+    import shutil
+    return p.needs is None or shutil.which(p.needs) is not None
+
+
+def apply(ir: IR, names: list[str], data=None) -> IR:
     passes = load_all()
-    for name in names:
+    for spec in names:
+        name, _, arg = spec.partition(":")
         if name not in passes:
             raise GatecError(f"unknown pass '{name}'; passes: {', '.join(sorted(passes))}")
-        ir, stats = passes[name].run(ir.copy())
-        ir.passes.append({"name": name, "before": stats["before"], "after": stats["after"]})
+        p = passes[name]
+        if p.kind != "any" and p.kind != ir.kind:
+            raise GatecError(f"pass '{name}' works on {p.kind} networks; this model is {ir.kind}")
+        params = inspect.signature(p.run).parameters
+        kwargs = {"data": data} if "data" in params else {}
+        if arg:
+            if "arg" not in params:
+                raise GatecError(f"pass '{name}' takes no argument (got '{spec}')")
+            kwargs["arg"] = arg
+        ir, stats = p.run(ir.copy(), **kwargs)
+        ir.passes.append({"name": spec, **stats})
     return ir

@@ -32,6 +32,6 @@ def fold_constants(net: Netlist) -> tuple[Netlist, dict]:
     return out, {"gates_folded": int(folded), "constants": int(CONSTANT[op].sum())}
 
 
-@register("constants", "constant propagation: fold constant gates (ops 0, 15) into the gates that read them")
+@register("constants", "constant propagation: fold constant gates (ops 0, 15) into the gates that read them", kind="logic")
 def run(ir):
     return run_logic_pass(ir, fold_constants)

@@ -12,6 +12,6 @@ def remove_dead(net: Netlist) -> tuple[Netlist, dict]:
     return compact(net, live), {"gates_removed": int((~live).sum())}
 
 
-@register("dead-gates", "dead-gate elimination: drop gates no output depends on")
+@register("dead-gates", "dead-gate elimination: drop gates no output depends on", kind="logic")
 def run(ir):
     return run_logic_pass(ir, remove_dead)

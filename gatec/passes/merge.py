@@ -40,6 +40,6 @@ def merge_gates(net: Netlist) -> tuple[Netlist, dict]:
     return out, {"gates_merged": int(merged)}
 
 
-@register("merge", "merge identical gates (same op on the same inputs, either order)")
+@register("merge", "merge identical gates (same op on the same inputs, either order)", kind="logic")
 def run(ir):
     return run_logic_pass(ir, merge_gates)

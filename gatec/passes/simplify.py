@@ -26,6 +26,6 @@ def simplify(net: Netlist) -> tuple[Netlist, dict]:
     return net, changed
 
 
-@register("simplify", "constants, wires, merge and dead gates repeated to a fixed point")
+@register("simplify", "constants, wires, merge and dead gates repeated to a fixed point", kind="logic")
 def run(ir):
     return run_logic_pass(ir, simplify)

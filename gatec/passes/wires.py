@@ -44,6 +44,6 @@ def collapse_wires(net: Netlist) -> tuple[Netlist, dict]:
     return out, {"wires_collapsed": wires, "inverters_absorbed": int(absorbed)}
 
 
-@register("wires", "wire and inverter collapse: ops 3, 5 become connections; inverters fold into their readers")
+@register("wires", "wire and inverter collapse: ops 3, 5 become connections; inverters fold into their readers", kind="logic")
 def run(ir):
     return run_logic_pass(ir, collapse_wires)
