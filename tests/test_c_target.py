@@ -124,3 +124,42 @@ def test_engine_rejects_wrong_width(network):
     _, net = network
     with pytest.raises(gatec.GatecError, match=r"\(N, 24\)"):
         Engine(plan(net)).counts(np.zeros((4, 23), np.uint8))
+
+
+def encoder_model(kind):
+    import torch
+    from gatec.nn.logic import GroupSum, LogicLayer, ThermometerEncoder, ThresholdEncoder
+    torch.manual_seed(0)
+    fit = np.random.default_rng(0).random((200, 16)).astype(np.float32) * 10
+    enc = ThermometerEncoder(16, 3).fit(fit) if kind == "thermometer" else ThresholdEncoder(16).fit(fit)
+    return torch.nn.Sequential(enc, LogicLayer(enc.thresholds.numel(), 80), LogicLayer(80, 40),
+                               GroupSum(4, 2.0)).eval(), fit
+
+
+@pytest.mark.parametrize("kind", ["thermometer", "threshold"])
+def test_firmware_with_input_encoder(tmp_path, kind):
+    import torch
+    model, fit = encoder_model(kind)
+    art = gatec.compile(model, "c", tmp_path / "fw", input_shapes=[[1, 16]], data=[fit], options={"word_bits": 8})
+    assert art.manifest["verification"]["ok"]
+    assert "gatec_model_counts_features" in (art.path / "model.h").read_text()
+    # values exactly on the thresholds, where a rounded threshold would flip a bit
+    t = model[0].thresholds.numpy().reshape(16, -1)
+    x = np.repeat(fit[:1], t.shape[1], 0)
+    x[:, :] = t.T
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(art.run(x)[0], expected)
+    assert subprocess.run(["make", "-C", str(art.path)], capture_output=True).returncode == 0
+    stdin = "\n".join(" ".join(repr(float(v)) for v in row) for row in x) + "\n"
+    out = subprocess.run([str(art.path / "model")], input=stdin, capture_output=True, text=True, check=True).stdout
+    np.testing.assert_array_equal(np.array([[float(v) for v in line.split()] for line in out.splitlines()]), expected)
+
+
+def test_firmware_refuses_an_encoder_it_cannot_express(tmp_path):
+    import torch
+    from gatec.nn.logic import GroupSum, LogicLayer, ThresholdEncoder
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), ThresholdEncoder(8), LogicLayer(8, 8), GroupSum(2)).eval()
+    with pytest.raises(gatec.GatecError, match="not a comparison of input features with thresholds"):
+        gatec.compile(model, "c", tmp_path / "fw", input_shapes=[[1, 4]])
+    assert not (tmp_path / "fw").exists()

@@ -3,6 +3,7 @@ into its arithmetic prefix (an input encoder, run by ONNX Runtime) and its logic
 Netlist of LogicLayer nodes ending in GroupSum)."""
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from ..errors import GatecError
@@ -72,3 +73,48 @@ def logic_netlist(ir: IR) -> Netlist:
         raise GatecError(f"this target needs the logic layers to read the model's input bits directly; "
                          f"an input encoder ({', '.join(sorted({n.op_type for n in prefix.graph.node}))}) comes first")
     return net
+
+
+def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """An input encoder in which every bit is one input feature compared with a constant
+    (ThresholdEncoder, ThermometerEncoder): per bit, (feature index, threshold), so that firmware
+    computes bit j = x[feature[j]] > threshold[j]. Found by evaluating the encoder with its
+    Greater node turned into a subtraction (x[f] - t) at x = 0 and at x = feature index, and
+    checked bit for bit against the encoder itself."""
+    import onnxruntime as ort
+    greater = [n for n in prefix.graph.node if n.op_type == "Greater"]
+    if len(greater) != 1:
+        raise GatecError("the input encoder is not a plain comparison with thresholds (need one Greater node)")
+    probe = onnx.ModelProto()
+    probe.CopyFrom(prefix)
+    node = next(n for n in probe.graph.node if n.op_type == "Greater")
+    node.op_type = "Sub"
+    for n in probe.graph.node:  # the comparison's bool result was cast to float: now it is float
+        if n.op_type == "Cast" and n.input[0] == node.output[0]:
+            n.attribute[0].i = onnx.TensorProto.FLOAT
+    name = probe.graph.input[0].name
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        original = ort.InferenceSession(prefix.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise GatecError(f"the input encoder cannot be analysed: {str(e).splitlines()[0]}") from None
+    shape = [2] + [d.dim_value or 1 for d in prefix.graph.input[0].type.tensor_type.shape.dim][1:]
+    if int(np.prod(shape[1:])) != n_features:
+        raise GatecError(f"the input encoder's input has {int(np.prod(shape[1:]))} features, expected {n_features}")
+    x = np.zeros(shape, np.float32)
+    x[1] = np.arange(n_features, dtype=np.float32).reshape(shape[1:])
+    d = session.run(None, {name: x})[0].reshape(2, -1)
+    thresholds = (-d[0]).astype(np.float32)
+    features = np.rint(d[1] + thresholds).astype(np.int64)
+    if features.min() < 0 or features.max() >= n_features:
+        raise GatecError("the input encoder is not a comparison of input features with thresholds")
+    rng = np.random.default_rng(0)
+    flat = (rng.standard_normal((64, n_features)) * (np.abs(thresholds).max() + 1)).astype(np.float32)
+    for j in range(0, len(thresholds), max(1, len(thresholds) // 32)):  # values on and beside the thresholds
+        row = np.zeros((3, n_features), np.float32)
+        row[:, features[j]] = [thresholds[j], np.nextafter(thresholds[j], np.inf), np.nextafter(thresholds[j], -np.inf)]
+        flat = np.concatenate([flat, row])
+    expected = original.run(None, {name: flat.reshape([-1] + shape[1:])})[0].reshape(len(flat), -1)
+    if not np.array_equal(expected, (flat[:, features] > thresholds).astype(expected.dtype)):
+        raise GatecError("the input encoder is not a comparison of input features with thresholds")
+    return features, thresholds
