@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--gumbel", type=float, default=1.0, help="Gumbel noise scale for the gumbel option")
+    ap.add_argument("--gumbel", type=float, default=0.3, help="Gumbel noise scale for the gumbel option (1: 61%% here)")
     ap.add_argument("--options", default="gumbel,light,residual", help="training options to compare ('' for none)")
     ap.add_argument("--out", default="build/digits_logic", help="folder for the model, artifact and results")
     args = ap.parse_args(argv)
