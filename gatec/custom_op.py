@@ -9,7 +9,6 @@ qonnx finds these by importing the module named like the node's domain, this one
 """
 from __future__ import annotations
 
-import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 

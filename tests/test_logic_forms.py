@@ -114,3 +114,15 @@ def test_same_model_gives_identical_onnx_bytes():
     assert a.to_bytes() == b.to_bytes()
     for form in (lower_logic, lower_logic_float):
         assert form(a).SerializeToString(deterministic=True) == form(b).SerializeToString(deterministic=True)
+
+
+def test_qonnx_finds_the_custom_ops():
+    from qonnx.custom_op.registry import getCustomOp
+    import gatec.custom_op as ops
+    ir = gatec.load(random_network(1, 8, 6, k=2, seed=1), [[1, 8]]).ir
+    layer, gs = [n for n in ir.model.graph.node if n.domain == LOGIC_DOMAIN]
+    assert isinstance(getCustomOp(layer), ops.LogicLayer) and isinstance(getCustomOp(gs), ops.GroupSum)
+    assert getCustomOp(layer).verify_node()[0] == "LogicLayer with 6 gates"
+    assert getCustomOp(gs).get_nodeattr("k") == 2
+    bad = onnx.helper.make_node("LogicLayer", ["x"], ["y"], domain=LOGIC_DOMAIN, in_a=[0, 1], in_b=[1], ops=[3, 16])
+    assert "wrong" in getCustomOp(bad).verify_node()[0]
