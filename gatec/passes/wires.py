@@ -12,6 +12,19 @@ from .logic_common import FLIP_A, FLIP_B, READS_A, READS_B, canonical_inputs, ru
 NOT_A, NOT_B, A, B = 12, 10, 3, 5
 
 
+def reader_counts(net: Netlist) -> np.ndarray:
+    """Per node: how many live gates and output slots read it."""
+    from .logic_common import live_gates
+    n_in = net.n_inputs
+    count = np.zeros(n_in + net.n_gates, np.int64)
+    live = np.flatnonzero(live_gates(net))
+    ops = net.op[live]
+    np.add.at(count, net.a[live][READS_A[ops]], 1)
+    np.add.at(count, net.b[live][READS_B[ops] & ~(READS_A[ops] & (net.a[live] == net.b[live]))], 1)
+    np.add.at(count, net.outputs, 1)
+    return count
+
+
 def collapse_wires(net: Netlist) -> tuple[Netlist, dict]:
     net = canonical_inputs(net)
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
@@ -37,8 +50,17 @@ def collapse_wires(net: Netlist) -> tuple[Netlist, dict]:
             source[node], inverted[node] = a[g], o == NOT_A
         elif o in (B, NOT_B):
             source[node], inverted[node] = b[g], o == NOT_B
-    # an inverted output keeps its own gate (now an inverter reading the source directly)
+    # an inverted output keeps its own gate (now an inverter reading the source directly), unless
+    # that source gate feeds nothing else: then the source itself is complemented (op -> 15 - op)
     outputs = np.where(inverted[net.outputs], net.outputs, source[net.outputs])
+    fanout = reader_counts(Netlist(n_in, a, b, op.astype(np.uint8), outputs, net.k, net.tau))
+    for i, o in enumerate(outputs.tolist()):
+        s = int(source[o])
+        if inverted[o] and s >= n_in and fanout[s] == 1 and fanout[o] == np.count_nonzero(outputs == o):
+            op[s - n_in] = 15 - op[s - n_in]
+            outputs[outputs == o] = s
+            fanout[s] = fanout[o]
+            absorbed += 1
     wires = int(np.isin(op, (A, B)).sum())
     out = canonical_inputs(Netlist(n_in, a, b, op.astype(np.uint8), outputs, net.k, net.tau))
     return out, {"wires_collapsed": wires, "inverters_absorbed": int(absorbed)}
