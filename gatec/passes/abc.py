@@ -29,6 +29,8 @@ def to_blif(net: Netlist) -> str:
         reads = [(name(net.a[g]), 0)] * bool(READS_A[o]) + [(name(net.b[g]), 1)] * bool(READS_B[o])
         if len(reads) == 2 and reads[0][0] == reads[1][0]:  # ABC rejects a node reading one signal twice
             reads, t = reads[:1], TABLES[SAME_INPUT[o]]
+        if t.min() == t.max():  # constant (XOR of a signal with itself, say): ABC wants no fanins
+            reads = []
         lines.append(".names " + " ".join([r for r, _ in reads] + [name(net.n_inputs + g)]))
         if len(reads) == 2:
             lines += [f"{x}{y} 1" for x, y in itertools.product((0, 1), repeat=2) if t[2 * x + y]]
