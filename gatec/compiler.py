@@ -101,7 +101,8 @@ def write_atomically(build, output: Path) -> None:
 def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict,
                  source_ir: IR | None = None) -> dict:
     def tensors(specs):
-        return [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic, "dtype": s.dtype, "values": s.values}
+        return [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic, "dtype": s.dtype, "values": s.values,
+                 "range": s.range}
                 for s in specs]
     return {"gatec_version": __version__, "target": target.NAME, "target_description": target.describe(),
             "kind": ir.kind, "source": ir.source, "inputs": tensors(ir.inputs), "outputs": tensors(ir.outputs),

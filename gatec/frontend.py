@@ -202,6 +202,10 @@ def example_array(spec: TensorSpec, shape=None, seed: int = 0) -> np.ndarray:
         return rng.integers(0, 2, shape).astype(spec.dtype)
     if np.issubdtype(np.dtype(spec.dtype), np.integer):
         return rng.integers(0, 4, shape).astype(spec.dtype)
+    if spec.range is not None:
+        low, high = spec.range
+        margin = 0.1 * (high - low) + 1e-3
+        return rng.uniform(low - margin, high + margin, shape).astype(spec.dtype)
     return rng.standard_normal(shape).astype(spec.dtype)
 
 
@@ -253,11 +257,15 @@ def from_module(module: torch.nn.Module, input_shapes, batch_axis: int, info: di
 
 
 def mark_binary_inputs(module, specs):
-    """A network whose first layer is a logic layer reads bits: the emulator draws 0/1 inputs."""
-    from gatec.nn import reads_bits
-    if reads_bits(module):
-        for s in specs:
+    """A network whose first layer is a logic layer reads bits: the emulator draws 0/1 inputs;
+    one that starts with a threshold encoder gets inputs drawn across its thresholds."""
+    from gatec.nn import input_range, reads_bits
+    span = input_range(module)
+    for s in specs:
+        if reads_bits(module):
             s.values = "binary"
+        elif span is not None:
+            s.range = list(span)
 
 
 def find_dynamic_axes(module, specs: list[TensorSpec]) -> None:

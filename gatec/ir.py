@@ -29,6 +29,7 @@ class TensorSpec:
     dynamic: list[int] = field(default_factory=list)
     batch_axis: int = 0
     values: str = "real"  # "binary": the model reads bits (0/1), so the emulator draws bits
+    range: list[float] | None = None  # where the model's thresholds lie: the emulator draws inputs across it
 
 
 @dataclass

@@ -5,7 +5,7 @@ from .gated import (GLU, GatedConv1d, GatedConv2d, GatedMultimodalUnit, GatedRes
                     RecurrentClassifier, SwiGLU)
 
 __all__ = ["GLU", "SwiGLU", "GatedConv1d", "GatedConv2d", "GatedMultimodalUnit", "MixtureOfExperts",
-           "GatedResidual", "RecurrentClassifier", "adopt", "reads_bits"]
+           "GatedResidual", "RecurrentClassifier", "adopt", "reads_bits", "input_range"]
 
 
 def adopt(module: torch.nn.Module) -> torch.nn.Module:
@@ -16,6 +16,12 @@ def adopt(module: torch.nn.Module) -> torch.nn.Module:
     except ImportError:
         return module
     return logic.adopt(module)
+
+
+def input_range(module: torch.nn.Module):
+    """(low, high) of the input encoder's thresholds when the model starts with one, else None."""
+    from . import logic
+    return logic.input_range(module)
 
 
 def reads_bits(module: torch.nn.Module) -> bool:

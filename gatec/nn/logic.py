@@ -355,5 +355,19 @@ def reads_bits(module: nn.Module) -> bool:
     return False
 
 
+def input_range(module: nn.Module) -> tuple[float, float] | None:
+    """The span of the input encoder's thresholds, when the model starts with one: inputs drawn
+    across it exercise every bit (standard-normal inputs would leave most bits of an encoder
+    fitted on, say, pixel values 0..16 at zero)."""
+    for m in module.modules():
+        if isinstance(m, (ThresholdEncoder, ThermometerEncoder)):
+            t = m.thresholds
+            return float(t.min()), float(t.max())
+        if isinstance(m, SHAPE_ONLY) or len(m._modules):
+            continue
+        return None
+    return None
+
+
 def adopted_kind(m) -> bool:
     return type(m).__name__ == "LogicLayer" and hasattr(m, "weights") and hasattr(m, "indices")
