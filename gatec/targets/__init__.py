@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ..errors import GatecError
 
-TARGETS = {"cpu": "gatec.targets.cpu", "c": "gatec.targets.c"}
+TARGETS = {"cpu": "gatec.targets.cpu", "c": "gatec.targets.c", "fpga": "gatec.targets.fpga",
+           "asic": "gatec.targets.asic"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,437 @@
+"""Shared by targets `fpga` and `asic`: a logic network as synthesizable Verilog.
+
+The artifact holds `model.v` (one module, `gatec_model`: one `assign` per live gate, the
+GroupSum as a compressor tree per class, class counts as output ports), `testbench.v` (reads
+vectors with $readmemb, writes the counts), a Yosys script, `resources.json` and
+`resources.png`. The Verilog takes the input bits; an input encoder that compares features
+with thresholds stays outside the Verilog (`encoder.json`, applied by the runner) and any
+other encoder is refused. The float score of class c is count_c / tau, done outside too.
+
+The runner simulates the Verilog with Icarus Verilog on the emulator's inputs (thousands of
+vectors per vvp run), so verification is by real simulation, bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import GatecError
+from ...ir import IR
+from ...netlist import CONSTANT_OPS, WIRE_A, WIRE_B, Netlist
+from .. import Tolerance
+from ..logic_input import split_logic, threshold_encoder
+
+MODULE = "gatec_model"
+CHUNK = 4096  # vectors per simulation run (the testbench's memory depth)
+# Verilog for each op (truth-table id, FIELD_NOTES section 1) on operands {a}, {b}.
+EXPR = {0: "1'b0", 1: "{a} & {b}", 2: "{a} & ~{b}", 3: "{a}", 4: "~{a} & {b}", 5: "{b}", 6: "{a} ^ {b}",
+        7: "{a} | {b}", 8: "~({a} | {b})", 9: "~({a} ^ {b})", 10: "~{b}", 11: "{a} | ~{b}", 12: "~{a}",
+        13: "~{a} | {b}", 14: "~({a} & {b})", 15: "1'b1"}
+_TABLE = (np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1  # op -> f(00), f(01), f(10), f(11)
+READS_A = (_TABLE[:, [0, 1]] != _TABLE[:, [2, 3]]).any(1)
+READS_B = (_TABLE[:, [0, 2]] != _TABLE[:, [1, 3]]).any(1)
+# GroupSum compressors read this many bits each: a 6:3 popcount is three LUT6 (one per output
+# bit), a full adder (3:2) is the classic ASIC cell.
+COMPRESSOR_INPUTS = {"fpga": 6, "asic": 3}
+
+
+def pipeline_of(options: dict) -> int:
+    value = options.get("pipeline", 0)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise GatecError(f"--pipeline {value}: give a whole number of logic levels (0: combinational)") from None
+    if n < 0 or n != value and str(n) != str(value):
+        raise GatecError(f"--pipeline {value}: give a whole number of logic levels >= 0 (0: combinational)")
+    return n
+
+
+def network(ir: IR):
+    """(netlist, encoder or None): the encoder is (feature, threshold) per input bit."""
+    prefix, net = split_logic(ir)
+    if prefix is None:
+        return net, None
+    n_features = int(np.prod(ir.inputs[0].shape[1:]))
+    try:
+        return net, threshold_encoder(prefix, n_features)
+    except GatecError as e:
+        raise GatecError(f"the Verilog takes input bits; {e} (only threshold/thermometer encoders are "
+                         f"supported, applied outside the Verilog)") from None
+
+
+def check(ir: IR) -> None:
+    network(ir)
+
+
+class Design:
+    """A logic network lowered to bit signals: live gates, then one compressor tree per class,
+    with each signal's logic level (gates and compressors count one level each) and, when
+    pipelined, the register stage it is computed in."""
+
+    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0):
+        self.net, self.pipeline = net, pipeline
+        n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+        source = np.arange(n_nodes)  # wires (ops 3, 5) resolved to the node they pass through
+        for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
+            source[n_in + g] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
+        a, b = source[net.a], source[net.b]
+        outputs = source[net.outputs]
+        live = np.zeros(n_nodes, bool)
+        live[outputs] = True
+        for g in range(net.n_gates - 1, -1, -1):
+            node = n_in + g
+            if live[node] and source[node] == node:
+                live[a[g]] |= bool(READS_A[net.op[g]])
+                live[b[g]] |= bool(READS_B[net.op[g]])
+        self.gates = [g for g in range(net.n_gates) if live[n_in + g] and source[n_in + g] == n_in + g]
+
+        # signals: name (a Verilog bit expression), level; ids 0..n_nodes-1 are the netlist's nodes
+        self.name = [f"x[{i}]" for i in range(n_in)] + [f"g{n_in + g}" for g in range(net.n_gates)]
+        self.level = [0] * n_nodes
+        self.constant = [False] * n_nodes
+        self.assigns: list[tuple[int, str, list[int]]] = []  # (id, op template, operand ids)
+        for g in self.gates:
+            node, op = n_in + g, int(net.op[g])
+            if op in CONSTANT_OPS:
+                self.name[node], self.constant[node] = ("1'b1" if op == 15 else "1'b0"), True
+                continue
+            reads = [x for x, r in ((int(a[g]), READS_A[op]), (int(b[g]), READS_B[op])) if r]
+            self.level[node] = 1 + max(self.level[x] for x in reads)
+            self.assigns.append((node, op, [int(a[g]), int(b[g])]))
+
+        # GroupSum: per class, columns of bits by weight, reduced by compressors until one bit
+        # per column; the earliest bits are grouped first so the tree stays shallow.
+        self.compressors: list[tuple[int, int, list[int], list[int]]] = []  # (index, width, inputs, output ids)
+        groups = outputs.reshape(net.k, -1)
+        self.count_width = int(groups.shape[1]).bit_length()
+        self.count_bits: list[list[int]] = []
+        for group in groups:
+            columns = [[int(x) for x in group]]
+            while any(len(c) > 1 for c in columns):
+                next_columns: list[list[int]] = [[] for _ in range(len(columns) + 3)]
+                for w, column in enumerate(columns):
+                    column = sorted(column, key=lambda s: self.level[s])
+                    while column:
+                        take = column[:compressor_inputs]
+                        if len(take) == 1 or (len(take) == 2 and len(column) > 2):
+                            next_columns[w] += take  # too few to compress now: wait for the next round
+                        else:
+                            for i, out in enumerate(self.compress(take)):
+                                next_columns[w + i].append(out)
+                        column = column[len(take):]
+                while next_columns and not next_columns[-1]:
+                    next_columns.pop()
+                columns = next_columns
+            # the count is below 2**count_width, so higher columns carry constant zeros
+            self.count_bits.append([c[0] if c else None for c in columns[:self.count_width]]
+                                   + [None] * (self.count_width - len(columns)))
+        self.depth = max([self.level[b] for bits in self.count_bits for b in bits if b is not None] + [0])
+        self.stages = -(-self.depth // pipeline) if pipeline else 0
+        self.registers: dict[tuple[int, int], str] = {}  # (signal, stage) -> reg name
+
+    def compress(self, bits: list[int]) -> list[int]:
+        index = len(self.compressors)
+        width = len(bits).bit_length()
+        ids = list(range(len(self.name), len(self.name) + width))
+        self.name += [f"p{index}[{i}]" for i in range(width)]
+        level = 1 + max(self.level[b] for b in bits)
+        self.level += [level] * width
+        self.constant += [False] * width
+        self.compressors.append((index, width, bits, ids))
+        return ids
+
+    def stage(self, signal: int) -> int:
+        """The pipeline stage a signal is computed in (inputs and constants: 0)."""
+        return (self.level[signal] - 1) // self.pipeline if self.pipeline and self.level[signal] else 0
+
+    def ref(self, signal: int | None, stage: int) -> str:
+        """The signal as seen in `stage`: through one register per stage boundary it crosses."""
+        if signal is None:
+            return "1'b0"
+        if not self.pipeline or self.constant[signal] or self.stage(signal) >= stage:
+            return self.name[signal]
+        key = (signal, stage)
+        if key not in self.registers:
+            self.ref(signal, stage - 1)
+            self.registers[key] = f"r{stage}_{signal}"
+        return self.registers[key]
+
+    def verilog(self, title: str) -> str:
+        net, n_in = self.net, self.net.n_inputs
+        body: list[str] = []
+        for node, op, (x, y) in self.assigns:
+            s = self.stage(node)
+            body.append(f"assign {self.name[node]} = {EXPR[op].format(a=self.ref(x, s), b=self.ref(y, s))};")
+        for index, width, bits, ids in self.compressors:
+            s = self.stage(ids[0])
+            body.append(f"assign p{index} = {' + '.join(self.ref(b, s) for b in bits)};")
+        outputs = []
+        for c, bits in enumerate(self.count_bits):
+            refs = [self.ref(b, self.stages) for b in reversed(bits)]
+            outputs.append(f"assign count_{c} = {{{', '.join(refs)}}};")
+        gate_names = [self.name[node] for node, _, _ in self.assigns]
+        decls = [f"wire {', '.join(gate_names[i:i + 16])};" for i in range(0, len(gate_names), 16)]
+        decls += [f"wire [{w - 1}:0] p{i};" for i, w, _, _ in self.compressors]
+        regs = sorted(self.registers.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        decls += [f"reg {name};" for _, name in regs]
+        clocked = []
+        for stage in sorted({s for (_, s) in self.registers}):
+            clocked.append("always @(posedge clk) begin")
+            clocked += [f"    {name} <= {self.ref(sig, stage - 1)};" for (sig, s), name in regs if s == stage]
+            clocked.append("end")
+        ports = (["input wire clk"] if self.pipeline else []) + [f"input wire [{n_in - 1}:0] x"]
+        ports += [f"output wire [{self.count_width - 1}:0] count_{c}" for c in range(net.k)]
+        latency = (f"pipelined every {self.pipeline} logic levels: {self.stages} register stages, the counts "
+                   f"come {self.stages} clock cycles after the input" if self.pipeline else "purely combinational")
+        header = [f"// Generated by gatec: {title}.",
+                  f"// {net.n_gates} gates in the model; {len(self.assigns)} after wires, constants and unused gates are",
+                  f"// folded away; GroupSum as {len(self.compressors)} compressors; {self.depth} logic levels; {latency}.",
+                  f"// x: {n_in} input bits. count_c: the number of ones in class c's group of {len(net.outputs) // net.k};"
+                  f" the class score is count_c / {float(net.tau)!r} (tau).",
+                  f"module {MODULE} (", "    " + ",\n    ".join(ports), ");"]
+        return "\n".join(header + decls + body + clocked + outputs + ["endmodule", ""])
+
+
+def testbench(design: Design) -> str:
+    """Reads up to CHUNK vectors (+in=FILE, one line of input bits each, x[n-1] first), +n=N of
+    them, and writes one line of class counts per vector to +out=FILE."""
+    n_in, k, latency = design.net.n_inputs, design.net.k, design.stages
+    counts = ", ".join(f"count_{c}" for c in range(k))
+    wires = "\n".join(f"wire [{design.count_width - 1}:0] count_{c};" for c in range(k))
+    clock = ["reg clk = 0;"] if latency else []
+    connect = (".clk(clk), " if latency else "") + ".x(x), " + ", ".join(f".count_{c}(count_{c})" for c in range(k))
+    if latency:
+        loop = f"""    for (i = 0; i < n + {latency - 1}; i = i + 1) begin
+        if (i < n) x = mem[i];
+        #1 clk = 1;
+        #1 clk = 0;
+        if (i >= {latency - 1}) $fdisplay(fd, "{' '.join(['%0d'] * k)}", {counts});
+    end"""
+    else:
+        loop = f"""    for (i = 0; i < n; i = i + 1) begin
+        x = mem[i];
+        #1 $fdisplay(fd, "{' '.join(['%0d'] * k)}", {counts});
+    end"""
+    return "\n".join([
+        "// Generated by gatec: simulates gatec_model on vectors from a file (vvp sim.vvp +in=FILE +n=N +out=FILE).",
+        "`timescale 1ns/1ns", "module tb;", f"reg [{n_in - 1}:0] mem [0:{CHUNK - 1}];", f"reg [{n_in - 1}:0] x;",
+        *clock, wires, "integer i, n, fd;", "reg [1023:0] infile, outfile;",
+        f"{MODULE} dut ({connect});", "initial begin",
+        '    if (!$value$plusargs("in=%s", infile) || !$value$plusargs("n=%d", n) || !$value$plusargs("out=%s", outfile))',
+        '        $fatal(1, "usage: vvp sim.vvp +in=FILE +n=N +out=FILE");',
+        "    $readmemb(infile, mem, 0, n - 1);", "    fd = $fopen(outfile, \"w\");",
+        loop, "    $fclose(fd);", "    $finish;", "end", "endmodule", ""])
+
+
+def yosys_script(kind: str) -> str:
+    if kind == "fpga":
+        return (f"read_verilog model.v\nsynth -lut 6 -top {MODULE}\nopt_clean -purge\n"
+                f"tee -o yosys_stat.txt stat\ntee -o yosys_ltp.txt ltp -noff\n")
+    return (f"read_verilog model.v\nsynth -top {MODULE}\nabc -g NAND\nopt_clean -purge\n"
+            f"tee -o yosys_stat.txt stat\ntee -o yosys_ltp.txt ltp -noff\n")
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise GatecError(f"{tool} is not installed; `make install` installs yosys and iverilog "
+                         f"(apt-get install -y yosys iverilog)")
+    return path
+
+
+def synthesize(verilog: str, kind: str) -> dict:
+    """Runs Yosys on the Verilog; returns its cell counts and longest path (in cells)."""
+    with tempfile.TemporaryDirectory(prefix="gatec-yosys-") as tmp:
+        (Path(tmp) / "model.v").write_text(verilog)
+        (Path(tmp) / "synth.ys").write_text(yosys_script(kind))
+        proc = subprocess.run([need("yosys"), "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise GatecError(f"yosys failed on the generated Verilog: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        stat = (Path(tmp) / "yosys_stat.txt").read_text()
+        ltp = (Path(tmp) / "yosys_ltp.txt").read_text()
+    cells = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", stat, re.M)}
+    depth = re.search(r"length=(\d+)", ltp)
+    return {"cells": cells, "longest_path_cells": int(depth.group(1)) if depth else 0}
+
+
+def flip_flops(cells: dict) -> int:
+    return sum(n for name, n in cells.items() if "DFF" in name.upper())
+
+
+# NAND2 equivalents by CMOS transistor count (a NAND2 is 4 transistors): NOT 2 -> 0.5,
+# a static master-slave D flip-flop about 24 -> 6.
+GE = {"$_NAND_": 1.0, "$_NOT_": 0.5}
+GE_FLIP_FLOP = 6.0
+
+
+def resources(design: Design, kind: str, full: dict, groupsum: dict, original_gates: int) -> dict:
+    net = design.net
+    if kind == "fpga":
+        luts = full["cells"].get("$lut", 0)
+        gs_luts = groupsum["cells"].get("$lut", 0)
+        synthesized = {"luts": luts, "lut_inputs": 6, "flip_flops": flip_flops(full["cells"]),
+                       "lut_depth": full["longest_path_cells"], "cells": full["cells"],
+                       "groupsum_luts_alone": gs_luts,
+                       "luts_per_original_gate": round(luts / max(original_gates, 1), 4),
+                       "luts_per_live_gate": round(luts / max(len(design.assigns), 1), 4)}
+        main = "luts"
+    else:
+        cells = full["cells"]
+        area = sum(GE.get(c, 0) * n for c, n in cells.items()) + GE_FLIP_FLOP * flip_flops(cells)
+        gs_area = sum(GE.get(c, 0) * n for c, n in groupsum["cells"].items())
+        synthesized = {"cells": cells, "cell_count": sum(cells.values()), "flip_flops": flip_flops(cells),
+                       "gate_depth": full["longest_path_cells"], "nand2_equivalents": area,
+                       "groupsum_nand2_equivalents_alone": gs_area,
+                       "nand2_equivalents_per_original_gate": round(area / max(original_gates, 1), 4)}
+        main = "nand2_equivalents"
+    levels = np.bincount([design.level[n] for n, _, _ in design.assigns], minlength=1)[1:].tolist()
+    return {
+        "target": kind, "module": MODULE,
+        "synthesized_by_yosys": synthesized,
+        "synthesis": ("yosys `synth -lut 6` (generic 6-input LUTs, abc mapping, no vendor carry chains or DSPs)"
+                      if kind == "fpga" else
+                      "yosys `synth` + `abc -g NAND` (generic NAND2/NOT cells, no liberty file); NAND2 equivalents "
+                      "by transistor count: NAND2 1, NOT 0.5, D flip-flop 6"),
+        "groupsum_alone": "the GroupSum compressor trees synthesized on their own (inputs free), for the breakdown; "
+                          "in the whole design Yosys may share logic across the boundary",
+        "network": {"gates_in_model": original_gates, "gates_in_compiled_netlist": int(net.n_gates),
+                    "live_gates": len(design.assigns), "input_bits": int(net.n_inputs), "classes": int(net.k),
+                    "group_size": int(len(net.outputs) // net.k), "tau": float(net.tau),
+                    "count_bits": design.count_width, "compressors": len(design.compressors),
+                    "live_gates_per_level": levels},
+        "estimated": {"logic_levels": design.depth, "pipeline_every_levels": design.pipeline,
+                      "latency_cycles": design.stages, "register_bits": len(design.registers),
+                      "fmax": "not known without vendor place-and-route",
+                      "note": "logic levels count two-input gates and GroupSum compressors one level each; latency is "
+                              "the number of pipeline register stages (0: combinational)"},
+        "headline": main,
+    }
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    s, kind = res["synthesized_by_yosys"], res["target"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if kind == "fpga":
+        total, gs, unit = s["luts"], s["groupsum_luts_alone"], "LUT6"
+    else:
+        total, gs, unit = s["nand2_equivalents"], s["groupsum_nand2_equivalents_alone"], "NAND2 equivalents"
+    bars = {"whole design": total, "GroupSum alone": gs, "gates (difference)": max(total - gs, 0)}
+    left.bar(list(bars), list(bars.values()), color=["C0", "C1", "C2"])
+    for i, v in enumerate(bars.values()):
+        left.text(i, v, f"{v:g}", ha="center", va="bottom", fontsize=8)
+    left.set_ylabel(unit)
+    left.set_title(f"{kind}: synthesized by yosys ({res['network']['gates_in_model']} gates in model)", fontsize=9)
+    per_level = res["network"]["live_gates_per_level"]
+    right.bar(np.arange(1, len(per_level) + 1), per_level, color="C2")
+    right.set_xlabel("logic level")
+    right.set_ylabel("live gates")
+    right.set_title("live gates per logic level (netlist, not synthesized)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def groupsum_only(design: Design) -> Netlist:
+    """The GroupSum alone: its inputs free bits, for the resource breakdown."""
+    net = design.net
+    n = len(net.outputs)
+    return Netlist(n, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8), np.arange(n), net.k, net.tau)
+
+
+def original_gate_count(ir: IR, net: Netlist) -> int:
+    """Gates in the model before gatec's passes (the first pass's 'before'), else the netlist's."""
+    for p in ir.passes:
+        before = p.get("before")
+        if isinstance(before, dict) and "gates" in before:
+            return int(before["gates"])
+    return int(net.n_gates)
+
+
+def build(ir: IR, folder: Path, options: dict, kind: str) -> list[str]:
+    folder = Path(folder)
+    pipeline = pipeline_of(options)
+    net, encoder = network(ir)
+    fan_in = COMPRESSOR_INPUTS[kind]
+    design = Design(net, fan_in, pipeline)
+    verilog = design.verilog(f"a logic network for target {kind}")
+    files = {"model.v": verilog, "testbench.v": testbench(design), "synth.ys": yosys_script(kind)}
+    if encoder is not None:
+        files["encoder.json"] = json.dumps({
+            "about": "the model's input encoder, outside the Verilog: bit j of x = feature[feature_index[j]] > "
+                     "threshold[j] in float32", "features": int(np.prod(ir.inputs[0].shape[1:])),
+            "feature_index": encoder[0].tolist(), "threshold": [float(t) for t in encoder[1]]}, indent=1) + "\n"
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    gs = Design(groupsum_only(design), fan_in, 0)
+    res = resources(design, kind, synthesize(verilog, kind), synthesize(gs.verilog("GroupSum alone"), kind),
+                    original_gate_count(ir, net))
+    (folder / "resources.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    plot(res, folder / "resources.png")
+    return sorted(files) + ["resources.json", "resources.png"]
+
+
+class Runner:
+    """Compiles model.v + testbench.v with Icarus Verilog once, then simulates the inputs in
+    chunks of CHUNK vectors and returns count / tau as float32."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        text = (self.folder / "model.v").read_text()
+        self.n_inputs = int(re.search(r"input wire \[(\d+):0\] x", text).group(1)) + 1
+        self.k = len(re.findall(r"output wire \[\d+:0\] count_\d+", text))
+        self.tau = np.float32(float(re.search(r"count_c / (\S+) \(tau\)", text).group(1)))
+        enc = self.folder / "encoder.json"
+        self.encoder = json.loads(enc.read_text()) if enc.exists() else None
+        self.tmp = tempfile.TemporaryDirectory(prefix="gatec-sim-")
+        self.vvp = Path(self.tmp.name) / "sim.vvp"
+        proc = subprocess.run([need("iverilog"), "-g2005", "-s", "tb", "-o", str(self.vvp),
+                               str(self.folder / "testbench.v"), str(self.folder / "model.v")],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise GatecError(f"iverilog cannot compile the Verilog: {(proc.stderr or proc.stdout).strip()[:500]}")
+
+    def bits(self, x: np.ndarray) -> np.ndarray:
+        if self.encoder is None:
+            return np.asarray(x).reshape(len(x), -1).astype(np.uint8)
+        x = np.asarray(x, np.float32).reshape(len(x), -1)
+        return (x[:, self.encoder["feature_index"]] > np.asarray(self.encoder["threshold"], np.float32)).astype(np.uint8)
+
+    def counts(self, bits: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(bits), self.k), np.int64)
+        tmp = Path(self.tmp.name)
+        for start in range(0, len(bits), CHUNK):
+            chunk = bits[start:start + CHUNK]
+            if chunk.shape[1] != self.n_inputs:
+                raise GatecError(f"the Verilog takes {self.n_inputs} input bits per vector, got {chunk.shape[1]}")
+            lines = np.where(chunk[:, ::-1] != 0, ord("1"), ord("0")).astype(np.uint8)  # x[n-1] first
+            lines = np.concatenate([lines, np.full((len(chunk), 1), ord("\n"), np.uint8)], 1)
+            (tmp / "in.mem").write_bytes(lines.tobytes())
+            proc = subprocess.run([need("vvp"), "-n", str(self.vvp), f"+in={tmp / 'in.mem'}", f"+n={len(chunk)}",
+                                   f"+out={tmp / 'out.txt'}"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise GatecError(f"the simulation failed: {(proc.stderr or proc.stdout).strip()[:500]}")
+            got = np.loadtxt(tmp / "out.txt", dtype=np.int64, ndmin=2).reshape(-1, self.k)
+            if len(got) != len(chunk):
+                raise GatecError(f"the simulation returned {len(got)} vectors of {len(chunk)}")
+            out[start:start + len(chunk)] = got
+        return out
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.counts(self.bits(arrays[0])).astype(np.float32) / self.tau]
+
+
+def load(folder: Path, options: dict) -> Runner:
+    return Runner(folder)
+
+
+def tolerance(ir: IR) -> Tolerance:
+    return Tolerance(exact=True)
