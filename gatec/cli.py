@@ -36,10 +36,12 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
                    help="cpu, logic networks: gatec's engine (auto) or ONNX Runtime's bit-packed graph")
     g.add_argument("--logic-form", choices=("bitpacked", "float"), help="cpu, logic networks: the form of model.onnx")
     g.add_argument("--threads", type=int, help="threads the artifact's runtime may use (default: its own)")
+    g.add_argument("--pipeline", type=int, metavar="N",
+                   help="fpga/asic: a register stage every N logic levels (default 0: combinational)")
 
 
 def target_options(args) -> dict:
-    names = ("word_bits", "engine", "logic_form", "threads")
+    names = ("word_bits", "engine", "logic_form", "threads", "pipeline")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
