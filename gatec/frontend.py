@@ -306,12 +306,9 @@ def fix_axes_the_graph_baked(model: onnx.ModelProto, specs: list[TensorSpec], re
         return  # logic or QONNX nodes: ONNX Runtime cannot run the graph as it stands
     if not any(a != s.batch_axis for s in specs for a in s.dynamic):
         return
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception:
+    from .runtime import ort_session
+    session = ort_session(model)
+    if session is None:
         return  # the target's own checks report a graph ONNX Runtime cannot load
     names = [v.name for v in session.get_inputs()]
     for i, s in enumerate(specs):
@@ -453,13 +450,8 @@ def onnx_reference(model: onnx.ModelProto) -> Reference:
     from .ir import QONNX_DOMAINS
     if any(n.domain in QONNX_DOMAINS + (LOGIC_DOMAIN,) for n in model.graph.node):
         return qonnx_reference(model)
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise GatecError(f"ONNX Runtime cannot run the model as given: {first_line(e)}") from None
+    from .runtime import ort_session
+    session = ort_session(model, failure="ONNX Runtime cannot run the model as given")
     names = [i.name for i in session.get_inputs()]
     return lambda arrays: session.run(None, dict(zip(names, arrays)))
 

@@ -39,18 +39,18 @@ def run_shapes(ir: IR, names: list[str]) -> dict[str, list[int]]:
     ONNX Runtime at the example shape; none for graphs it cannot run (logic, QONNX nodes)."""
     if any(n.domain not in ("", "ai.onnx") for n in ir.model.graph.node):
         return {}
-    import onnxruntime as ort
+    from .runtime import ort_session
     from .frontend import example_array
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
     del model.graph.output[:]
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    session = ort_session(model)
     try:
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        values = session.run(None, {s.name: example_array(s) for s in ir.inputs})
+        values = session.run(None, {s.name: example_array(s) for s in ir.inputs}) if session else None
     except Exception:
+        values = None
+    if values is None:
         return {}
     return {n: list(np.shape(v)) for n, v in zip(names, values)}
 

@@ -20,17 +20,12 @@ def calibration_sets(ir: IR, data=None) -> list[list[np.ndarray]]:
 
 def run_ort(ir: IR, sets, extra: list[str] = ()) -> list[list[np.ndarray]]:
     """The graph's outputs followed by the tensors named in `extra`, per input set."""
-    import onnxruntime as ort
+    from ..runtime import ort_session
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
     have = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra if n not in have)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise GatecError(f"pruning needs the model to run in ONNX Runtime: {str(e).splitlines()[0]}") from None
+    session = ort_session(model, failure="pruning needs the model to run in ONNX Runtime")
     names = [i.name for i in session.get_inputs()]
     wanted = [o.name for o in ir.model.graph.output] + list(extra)
     return [session.run(wanted, dict(zip(names, inputs))) for inputs in sets]

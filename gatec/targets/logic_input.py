@@ -81,7 +81,7 @@ def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndar
     computes bit j = x[feature[j]] > threshold[j]. Found by evaluating the encoder with its
     Greater node turned into a subtraction (x[f] - t) at x = 0 and at x = feature index, and
     checked bit for bit against the encoder itself."""
-    import onnxruntime as ort
+    from ..runtime import ort_session
     greater = [n for n in prefix.graph.node if n.op_type == "Greater"]
     if len(greater) != 1:
         raise GatecError("the input encoder is not a plain comparison with thresholds (need one Greater node)")
@@ -93,11 +93,8 @@ def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndar
         if n.op_type == "Cast" and n.input[0] == node.output[0]:
             n.attribute[0].i = onnx.TensorProto.FLOAT
     name = probe.graph.input[0].name
-    try:
-        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-        original = ort.InferenceSession(prefix.SerializeToString(), providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise GatecError(f"the input encoder cannot be analysed: {str(e).splitlines()[0]}") from None
+    session = ort_session(probe, failure="the input encoder cannot be analysed")
+    original = ort_session(prefix, failure="the input encoder cannot be analysed")
     shape = [2] + [d.dim_value or 1 for d in prefix.graph.input[0].type.tensor_type.shape.dim][1:]
     if int(np.prod(shape[1:])) != n_features:
         raise GatecError(f"the input encoder's input has {int(np.prod(shape[1:]))} features, expected {n_features}")

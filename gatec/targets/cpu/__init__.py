@@ -13,10 +13,10 @@ import onnx
 import onnxruntime as ort
 
 from ...errors import GatecError
+from ...runtime import ort_session
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from .. import Tolerance
 
-ort.set_default_logger_severity(3)
 NAME = "cpu"
 MODEL_FILE = "model.onnx"
 QONNX_OPS = {"Quant", "BipolarQuant", "Trunc"}
@@ -61,8 +61,6 @@ def lower(ir: IR, options: dict | None = None) -> onnx.ModelProto:
             raise GatecError(f"unknown logic_form '{form}' (use {' or '.join(LOGIC_FORMS)})")
         return lower_logic(ir) if form == "bitpacked" else lower_logic_float(ir)
     if ir.is_qonnx:
-        from qonnx.core.modelwrapper import ModelWrapper
-        from qonnx.transformation.qcdq_to_qonnx import QuantToQCDQ  # noqa: F401
         raise GatecError("quantized (QONNX) models are not supported by the cpu target yet")
     return ir.model
 
@@ -116,15 +114,7 @@ ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "ten
 
 class Runner:
     def __init__(self, path: Path, threads: int = 0):
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise GatecError(f"ONNX Runtime cannot load the compiled model: {str(e).splitlines()[0]}") from None
+        self.session = ort_session(path, threads, failure="ONNX Runtime cannot load the compiled model")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_dtypes = [ONNX_TO_NUMPY.get(i.type, None) for i in self.session.get_inputs()]
 

@@ -1,0 +1,28 @@
+"""ONNX Runtime sessions, made one way everywhere: CPU provider, quiet, threads as asked."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+
+from .errors import GatecError
+
+ort.set_default_logger_severity(3)
+
+
+def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0, failure: str | None = None):
+    """A CPU session for `model` (a ModelProto or a file). When it cannot be made, raises
+    GatecError("<failure>: <ORT's first line>"), or returns None when `failure` is None."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        if failure is None:
+            return None
+        raise GatecError(f"{failure}: {(str(e).strip() or type(e).__name__).splitlines()[0]}") from None
