@@ -24,7 +24,7 @@ MANIFEST = "manifest.json"
 # is missing (abc needs yosys-abc). -O1 is the default: exact logic simplifications. -O2 adds the
 # fixed-point simplify, ABC resynthesis (kept only when proven equivalent) and, for gated
 # networks, pruning of gates that are off (sigmoid < 1e-6) on calibration data.
-LOGIC_O1 = ["constants", "wires", "merge", "dead-gates"]
+LOGIC_O1 = ["simplify"]  # constants, wires, merge and dead gates to a fixed point
 LOGIC_O2 = ["simplify", "abc", "simplify"]
 DEFAULT_PASSES: dict[int, dict[str, list[str]]] = {
     0: {"cpu": [], "c": []},

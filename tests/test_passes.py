@@ -216,3 +216,28 @@ def test_cli_levels_and_passes_listing(cli, tmp_path):
     assert code == 0 and "passed" in out
     code, _, err = cli("compile", path, "--input-shape", "1,10", "--passes", "bogus")
     assert code == 2 and "unknown pass 'bogus'" in err
+
+
+def test_a_complement_becomes_an_inverter_folded_into_its_readers():
+    """g1 = NAND(a, b) is NOT g0 = AND(a, b): g1 goes, and its readers read g0 with their op
+    adjusted."""
+    nodes = [logic_layer_node("input", "l0", Layer([0, 0, 2], [1, 1, 3], [1, 14, 6]), "layer0"),
+             logic_layer_node("l0", "l1", Layer([1, 1, 2], [2, 0, 0], [7, 1, 6]), "layer1"),
+             group_sum_node("l1", "output", 3, 1.0, "group_sum")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(LOGIC_DOMAIN, 1)])
+    ir = IR(model, [TensorSpec("input", [1, 4], dynamic=[0], values="binary")], [TensorSpec("output", [1, 3], dynamic=[0])])
+    out = passes.apply(ir, ["simplify"])
+    assert out.passes[-1]["changed"]["complements_inverted"] >= 1
+    assert layered_counts(out)["gates"] - layered_counts(out)["wires"] < layered_counts(ir)["gates"]
+    assert_same_bits(ir, out)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_O1_on_four_layer_difflogic_layout_networks(seed):
+    ir = logic_ir(784, [2000] * 4, k=10, seed=seed)
+    out = passes.apply(ir, O1)
+    print(f"4 x 2000, seed {seed}: {100 * gates_removed(ir, out):.1f}% removed")
+    assert gates_removed(ir, out) >= 0.45
+    assert_same_bits(ir, out)

@@ -1,5 +1,5 @@
-"""All netlist simplifications (constants, wires, merge, dead gates) repeated until the gate
-count stops falling, then written back once: what -O2 runs."""
+"""All netlist simplifications (constants, wires, merge, dead gates) repeated until a round
+changes nothing, then written back once: what -O1 and -O2 run."""
 from __future__ import annotations
 
 from ..netlist import Netlist
@@ -11,16 +11,20 @@ from .merge import merge_gates
 from .wires import collapse_wires
 
 
+def state(net: Netlist) -> tuple:
+    return tuple(x.tobytes() for x in (net.a, net.b, net.op, net.outputs))
+
+
 def simplify(net: Netlist) -> tuple[Netlist, dict]:
     changed, rounds = {}, 0
     while True:
-        size = net.n_gates
+        before = state(net)
         for step in (fold_constants, collapse_wires, merge_gates, remove_dead):
             net, c = step(net)
             for key, v in c.items():
                 changed[key] = changed.get(key, 0) + v
         rounds += 1
-        if net.n_gates >= size or rounds >= 20:
+        if state(net) == before or rounds >= 20:
             break
     changed["rounds"] = rounds
     return net, changed
