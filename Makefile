@@ -9,6 +9,7 @@ PIP = $(PYTHON) -m pip
 install:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"
+	command -v yosys >/dev/null && command -v iverilog >/dev/null || (apt-get update -q && apt-get install -y -q yosys iverilog)
 
 # The bundled example: a GRU trained on scikit-learn's digits (examples/train_gru_digits.py).
 demo: install
