@@ -74,7 +74,7 @@ class Design:
     with each signal's logic level (gates and compressors count one level each) and, when
     pipelined, the register stage it is computed in."""
 
-    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0, absorb: bool = False):
+    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0):
         self.net, self.pipeline = net, pipeline
         n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
         source = np.arange(n_nodes)  # wires (ops 3, 5) resolved to the node they pass through
@@ -104,13 +104,6 @@ class Design:
             reads = [x for x, r in ((int(a[g]), READS_A[op]), (int(b[g]), READS_B[op])) if r]
             self.level[node] = 1 + max(self.level[x] for x in reads)
             self.assigns.append((node, op, [int(a[g]), int(b[g])]))
-        fanout = np.bincount(outputs, minlength=n_nodes)
-        two_input = set()
-        for node, op, (x, y) in self.assigns:
-            fanout[x] += READS_A[op]
-            fanout[y] += READS_B[op]
-            if READS_A[op] and READS_B[op]:
-                two_input.add(node)
 
         # GroupSum: per class, columns of bits by weight, reduced by compressors until one bit
         # per column; the earliest bits are grouped first so the tree stays shallow.
@@ -120,25 +113,14 @@ class Design:
         self.count_bits: list[list[int]] = []
         for group in groups:
             columns = [[int(x) for x in group]]
-            first = True
             while any(len(c) > 1 for c in columns):
                 next_columns: list[list[int]] = [[] for _ in range(len(columns) + 3)]
-                if first and absorb:
-                    # a full adder over three two-input gates that only the GroupSum reads is two
-                    # LUT6 that also compute the gates: the last layer is absorbed into the tree
-                    gates = [x for x in columns[0] if x in two_input and fanout[x] == 1]
-                    gates = gates[:len(gates) - len(gates) % 3]
-                    for i in range(0, len(gates), 3):
-                        for j, out in enumerate(self.compress(gates[i:i + 3])):
-                            next_columns[j].append(out)
-                    taken = set(gates)
-                    columns[0] = [x for x in columns[0] if x not in taken]
-                first = False
                 for w, column in enumerate(columns):
                     column = sorted(column, key=lambda s: self.level[s])
+                    crowded = len(column) > 2
                     while column:
                         take = column[:compressor_inputs]
-                        if len(take) == 1 or (len(take) == 2 and len(column) > 2):
+                        if len(take) == 1 or (len(take) == 2 and crowded):
                             next_columns[w] += take  # too few to compress now: wait for the next round
                         else:
                             for i, out in enumerate(self.compress(take)):
