@@ -124,3 +124,13 @@ def test_groupsum_is_exact_for_any_group_size(tmp_path):
             bits = rng.integers(0, 2, (100, 2 * size)).astype(np.uint8)
             bits[0], bits[1] = 0, 1
             np.testing.assert_array_equal(Runner(tmp_path).counts(bits), bits.reshape(100, 2, size).sum(2))
+
+
+def test_cli_pipeline_option(network, cli, tmp_path):
+    path, _ = network
+    code, out, err = cli("compile", path, "--target", "fpga", "--pipeline", "3", "-o", tmp_path / "hw", "--samples", "50")
+    assert code == 0 and "PASS" in out, err
+    assert json.loads((tmp_path / "hw" / "manifest.json").read_text())["options"] == {"pipeline": 3}
+    assert "always @(posedge clk)" in (tmp_path / "hw" / "model.v").read_text()
+    code, _, err = cli("compile", path, "--target", "asic", "--pipeline", "-1", "-o", tmp_path / "bad")
+    assert code == 2 and "--pipeline -1" in err and len(err.strip().splitlines()) == 1
