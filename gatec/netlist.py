@@ -47,16 +47,20 @@ class Netlist:
         cat = (lambda xs, t: np.concatenate(xs).astype(t) if xs else np.zeros(0, t))
         return cls(n_inputs, cat(a, np.int64), cat(b, np.int64), cat(op, np.uint8), outputs, k, tau)
 
-    def evaluate(self, bits: np.ndarray) -> np.ndarray:
-        """Reference evaluation in numpy on unpacked bits (N, n_inputs) -> class counts (N, k)."""
+    def output_bits(self, bits: np.ndarray) -> np.ndarray:
+        """Reference evaluation in numpy, gate by gate: unpacked bits (N, n_inputs) -> the output
+        bits (N, n_outputs) as uint8."""
         values = np.zeros((self.n_inputs + self.n_gates, bits.shape[0]), dtype=bool)
         values[: self.n_inputs] = bits.T.astype(bool)
         table = ((np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1).astype(bool)  # op -> f(00),f(01),f(10),f(11)
         for g in range(self.n_gates):
-            x, y = values[self.a[g]], values[self.b[g]]
-            values[self.n_inputs + g] = table[self.op[g]][2 * x + y]
-        out = values[self.outputs].reshape(self.k, -1, bits.shape[0]).sum(1)
-        return out.T.astype(np.int32)
+            values[self.n_inputs + g] = table[self.op[g]][2 * values[self.a[g]] + values[self.b[g]]]
+        return values[self.outputs].T.astype(np.uint8)
+
+    def evaluate(self, bits: np.ndarray) -> np.ndarray:
+        """Class counts (N, k): GroupSum of the output bits before the division by tau."""
+        out = self.output_bits(bits)
+        return out.reshape(len(out), self.k, -1).sum(-1).astype(np.int32)
 
 
 @dataclass
