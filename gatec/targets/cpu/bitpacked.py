@@ -242,15 +242,21 @@ def lower_logic(ir: IR, grouped: bool = True) -> onnx.ModelProto:
                                  f"needs it right after one")
             words, n, width, rows_of = packed[node.input[0]]
             floats[node.output[0]] = packed_group_sum(g, words, n, node, width, rows_of)
-        elif node.domain == LOGIC_DOMAIN:
-            raise GatecError(f"node '{node.name}' has op {LOGIC_DOMAIN}::{node.op_type}, which the cpu target "
-                             f"cannot lower")
         else:
-            copy = onnx.NodeProto()
-            copy.CopyFrom(node)
-            copy.input[:] = [as_float(i) if i else i for i in node.input]
-            g.nodes.append(copy)
+            g.nodes.append(arithmetic_copy(node, lambda i: as_float(i) if i else i))
     return finish(ir, g, {o.name: as_float(o.name) for o in ir.model.graph.output})
+
+
+def arithmetic_copy(node: onnx.NodeProto, rename) -> onnx.NodeProto:
+    """A node around the logic layers (an input encoder), its inputs renamed; any other logic op
+    is refused by name."""
+    if node.domain == LOGIC_DOMAIN:
+        raise GatecError(f"node '{node.name}' has op {LOGIC_DOMAIN}::{node.op_type}, which the cpu target "
+                         f"cannot lower")
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    copy.input[:] = [rename(i) for i in node.input]
+    return copy
 
 
 # ---------------------------------------------------------------- float form
@@ -287,14 +293,8 @@ def lower_logic_float(ir: IR) -> onnx.ModelProto:
             if node.input[0] not in widths:
                 raise GatecError(f"GroupSum node '{node.name}' does not read a LogicLayer")
             renamed[node.output[0]] = float_group_sum(g, x, node, widths[node.input[0]])
-        elif node.domain == LOGIC_DOMAIN:
-            raise GatecError(f"node '{node.name}' has op {LOGIC_DOMAIN}::{node.op_type}, which the cpu target "
-                             f"cannot lower")
         else:
-            copy = onnx.NodeProto()
-            copy.CopyFrom(node)
-            copy.input[:] = [renamed.get(i, i) for i in node.input]
-            g.nodes.append(copy)
+            g.nodes.append(arithmetic_copy(node, lambda i: renamed.get(i, i)))
     return finish(ir, g, {o.name: renamed.get(o.name, o.name) for o in ir.model.graph.output})
 
 
