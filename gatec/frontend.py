@@ -240,20 +240,30 @@ def from_module(module: torch.nn.Module, input_shapes, batch_axis: int, info: di
     if n_args is not None and n_args != len(input_shapes):
         raise GatecError(f"the model's forward takes {n_args} input(s) but {len(input_shapes)} --input-shape "
                          f"were given")
+    specs = input_specs(input_shapes, batch_axis)
+    mark_binary_inputs(module, specs)
+    outs = run_example(module, specs, "model")
+    find_dynamic_axes(module, specs)
+    ir = trace(module, specs, len(outs), info)
+    return Source(ir, torch_reference(module), module)
+
+
+def input_specs(input_shapes, batch_axis: int) -> list[TensorSpec]:
     specs = [TensorSpec(f"input_{i}" if len(input_shapes) > 1 else "input", [int(d) for d in s],
                         batch_axis=batch_axis) for i, s in enumerate(input_shapes)]
     for s in specs:
         if any(d <= 0 for d in s.shape) or not (0 <= batch_axis < max(len(s.shape), 1)):
             raise GatecError(f"bad input shape {s.shape} (batch axis {batch_axis})")
-    mark_binary_inputs(module, specs)
-    arrays = [example_array(s) for s in specs]
-    outs, err = try_forward(module, arrays)
+    return specs
+
+
+def run_example(module, specs: list[TensorSpec], what: str) -> list[np.ndarray]:
+    """The module's outputs at the example shapes; a shape it refuses is the user's mistake."""
+    outs, err = try_forward(module, [example_array(s) for s in specs])
     if err is not None:
         shapes = ", ".join("x".join(map(str, s.shape)) for s in specs)
-        raise GatecError(f"input shape {shapes} does not fit the model: {first_line(err)}")
-    find_dynamic_axes(module, specs)
-    ir = trace(module, specs, len(outs), info)
-    return Source(ir, torch_reference(module), module)
+        raise GatecError(f"input shape {shapes} does not fit the {what}: {first_line(err)}")
+    return outs
 
 
 def mark_binary_inputs(module, specs):
@@ -381,15 +391,11 @@ def from_exported(path: Path, input_shapes, batch_axis, info) -> Source:
     if not input_shapes and example:
         input_shapes = [list(t.shape) for t in example[0]]
     module = ep.module()
-    specs = [TensorSpec(f"input_{i}" if len(input_shapes) > 1 else "input", list(s), batch_axis=batch_axis)
-             for i, s in enumerate(input_shapes or [])]
-    if not specs:
+    if not input_shapes:
         raise GatecError(f"{path}: records no example inputs; give --input-shape")
+    specs = input_specs(input_shapes, batch_axis)
+    run_example(module, specs, "program")
     arrays = [example_array(s) for s in specs]
-    outs, err = try_forward(module, arrays)
-    if err is not None:
-        shapes = ", ".join("x".join(map(str, s.shape)) for s in specs)
-        raise GatecError(f"input shape {shapes} does not fit the program: {first_line(err)}")
     find_dynamic_axes(module, specs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
