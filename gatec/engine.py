@@ -20,7 +20,7 @@ from .errors import GatecError
 from .netlist import Program
 
 CSRC = Path(__file__).parent / "csrc"
-TILE = 16  # 64-bit words per slot: 1,024 samples a tile (measured best of 4, 8, 16, 32 here)
+TILE = 8  # 64-bit words per slot: 512 samples a tile (measured best of 4, 8, 16, 32 here)
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR", f"-DGATEC_TILE={TILE}",
          "-DGATEC_WORD_BITS=64"]
 _lock = threading.Lock()
