@@ -29,7 +29,6 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     in_dim, width, depth, batch = (784, 2000, 6, 8192) if args.quick else (784, 8000, 6, 65536)
     ir = logic_ir(in_dim, [width] * depth, k=10, seed=0)
-    source = Source(ir, None, None)
     x = np.random.default_rng(0).integers(0, 2, (batch, in_dim)).astype(np.float32)
     rows, outputs = [], {}
     for level in (0, 1):
