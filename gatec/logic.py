@@ -38,6 +38,8 @@ COEFFS = truth_to_coeffs(TRUTH)  # (16, 4) ints: op -> (c0, c1, c2, c3), f = c0 
 # algebraic normal form over GF(2): f = k0 ^ k1 a ^ k2 b ^ k3 ab
 ANF = np.stack([TRUTH[:, 0], TRUTH[:, 0] ^ TRUTH[:, 2], TRUTH[:, 0] ^ TRUTH[:, 1],
                 TRUTH[:, 0] ^ TRUTH[:, 1] ^ TRUTH[:, 2] ^ TRUTH[:, 3]], -1)
+READS_A = (TRUTH[:, 0] != TRUTH[:, 2]) | (TRUTH[:, 1] != TRUTH[:, 3])  # op depends on its first input
+READS_B = (TRUTH[:, 0] != TRUTH[:, 1]) | (TRUTH[:, 2] != TRUTH[:, 3])  # ... on its second
 CONSTANTS = (0, 15)
 WIRES = (3, 5, 10, 12)  # pass-through and inverters: A, B, NOT B, NOT A
 

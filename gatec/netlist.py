@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .logic import READS_A, READS_B, TRUTH
+
 WIRE_A, WIRE_B = 3, 5  # ops that pass one input through unchanged
 CONSTANT_OPS = (0, 15)
 
@@ -52,7 +54,7 @@ class Netlist:
         bits (N, n_outputs) as uint8."""
         values = np.zeros((self.n_inputs + self.n_gates, bits.shape[0]), dtype=bool)
         values[: self.n_inputs] = bits.T.astype(bool)
-        table = ((np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1).astype(bool)  # op -> f(00),f(01),f(10),f(11)
+        table = TRUTH.astype(bool)  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
         for g in range(self.n_gates):
             values[self.n_inputs + g] = table[self.op[g]][2 * values[self.a[g]] + values[self.b[g]]]
         return values[self.outputs].T.astype(np.uint8)
@@ -61,6 +63,33 @@ class Netlist:
         """Class counts (N, k): GroupSum of the output bits before the division by tau."""
         out = self.output_bits(bits)
         return out.reshape(len(out), self.k, -1).sum(-1).astype(np.int32)
+
+
+@dataclass
+class Folded:
+    """A netlist with its wires resolved and its live gates marked."""
+    a: np.ndarray  # per gate: the node each operand really carries (wires resolved)
+    b: np.ndarray
+    outputs: np.ndarray
+    live: np.ndarray  # per gate: computed (not a wire) and needed by some output
+
+
+def fold(net: Netlist) -> Folded:
+    """Wires (ops 3 and 5) become aliases of the node they pass through, and a gate is live when
+    an output depends on it through inputs that ops actually read (constants read none)."""
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    source = np.arange(n_nodes)
+    for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
+        source[n_in + g] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
+    a, b, outputs = source[net.a], source[net.b], source[net.outputs]
+    live = np.zeros(n_nodes, bool)
+    live[outputs] = True
+    computed = source[n_in:] == np.arange(n_in, n_nodes)
+    for g in range(net.n_gates - 1, -1, -1):  # gates in topological order: walk back once
+        if live[n_in + g] and computed[g]:
+            live[a[g]] |= bool(READS_A[net.op[g]])
+            live[b[g]] |= bool(READS_B[net.op[g]])
+    return Folded(a, b, outputs, live[n_in:] & computed)
 
 
 @dataclass
@@ -91,32 +120,20 @@ def plan(net: Netlist) -> Program:
     loop; a slot is reused once the last level that reads it is done, which keeps a tile's
     working set near the width of two layers."""
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
-    source = np.arange(n_nodes)  # the node whose value each node carries (wires resolved)
-    for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
-        node = n_in + g
-        source[node] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
-    a, b = source[net.a], source[net.b]
-    constant = np.isin(net.op, CONSTANT_OPS)
-    outputs = source[net.outputs]
-
-    live = np.zeros(n_nodes, bool)
-    live[outputs] = True
-    for g in range(net.n_gates - 1, -1, -1):  # gates in topological order: walk back once
-        node = n_in + g
-        if live[node] and source[node] == node and not constant[g]:
-            live[a[g]] = live[b[g]] = True
-    gate_live = live[n_in:] & (source[n_in:] == np.arange(n_in, n_nodes))
+    folded = fold(net)
+    a, b, outputs = folded.a, folded.b, folded.outputs
+    reads_a, reads_b = READS_A[net.op], READS_B[net.op]
 
     level = np.zeros(n_nodes, np.int64)
-    for g in np.flatnonzero(gate_live):
-        level[n_in + g] = 1 if constant[g] else 1 + max(level[a[g]], level[b[g]])
-    order = np.flatnonzero(gate_live)
+    for g in np.flatnonzero(folded.live):
+        level[n_in + g] = 1 + max(level[a[g]] if reads_a[g] else 0, level[b[g]] if reads_b[g] else 0)
+    order = np.flatnonzero(folded.live)
     order = order[np.lexsort((a[order], net.op[order], level[n_in + order]))]  # reads in address order
 
     last_read = np.full(n_nodes, -1, np.int64)  # the last level that reads each node
-    reads = order[~constant[order]]
-    np.maximum.at(last_read, a[reads], level[n_in + reads])
-    np.maximum.at(last_read, b[reads], level[n_in + reads])
+    for operand, reads in ((a, reads_a), (b, reads_b)):
+        readers = order[reads[order]]
+        np.maximum.at(last_read, operand[readers], level[n_in + readers])
     last_read[outputs] = np.iinfo(np.int64).max
 
     slot = np.full(n_nodes, -1, np.int64)
@@ -146,8 +163,8 @@ def plan(net: Netlist) -> Program:
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
     counts = np.diff(np.r_[starts, len(key)])
     u32 = lambda x: np.ascontiguousarray(x, dtype=np.uint32)  # noqa: E731
-    reads_a = np.where(constant[order], 0, slot[a[order]])  # constants read nothing
-    reads_b = np.where(constant[order], 0, slot[b[order]])
+    a_slot = np.where(reads_a[order], slot[a[order]], 0)  # an operand the op ignores: any valid slot
+    b_slot = np.where(reads_b[order], slot[b[order]], 0)
     return Program(n_in, int(n_slots), np.ascontiguousarray(ops_sorted[starts], np.uint8), u32(counts),
-                   u32(reads_a), u32(reads_b), u32(slot[n_in + order]), u32(slot[outputs]),
+                   u32(a_slot), u32(b_slot), u32(slot[n_in + order]), u32(slot[outputs]),
                    net.k, net.tau, net.n_gates)

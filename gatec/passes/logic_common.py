@@ -14,12 +14,11 @@ import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
-from ..logic import Layer, layer_of, logic_layer_node
+from ..logic import READS_A, READS_B, Layer, layer_of, logic_layer_node
+from ..logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
 from ..netlist import Netlist
 
 # ---------------------------------------------------------------- truth tables
-
-TABLES = ((np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1).astype(np.int64)  # op -> f00 f01 f10 f11
 
 
 def op_of(table) -> int:
@@ -38,8 +37,6 @@ TRANSPOSE = _remap((0, 2, 1, 3))  # f(b, a)
 FIX_A = np.stack([_remap((0, 1, 0, 1)), _remap((2, 3, 2, 3))])  # FIX_A[c]: f(c, b)
 FIX_B = np.stack([_remap((0, 0, 2, 2)), _remap((1, 1, 3, 3))])  # FIX_B[c]: f(a, c)
 SAME_INPUT = _remap((0, 0, 3, 3))  # f(a, a), as a function of a
-READS_A = (TABLES[:, 0] != TABLES[:, 2]) | (TABLES[:, 1] != TABLES[:, 3])
-READS_B = (TABLES[:, 0] != TABLES[:, 1]) | (TABLES[:, 2] != TABLES[:, 3])
 CONSTANT = ~READS_A & ~READS_B  # ops 0 and 15
 PASS_THROUGH = 3  # f = a
 

@@ -49,6 +49,19 @@ def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
     return prefix, Netlist.from_layers(n_inputs, [(l.in_a, l.in_b, l.ops) for l in net.layers], k, tau)
 
 
+def network_and_encoder(ir: IR, encoder_hint: str = ""):
+    """(netlist, encoder): the encoder is (feature, threshold) per input bit, or None when the
+    logic layers read the model's input bits directly. `encoder_hint` is added to the error for
+    an encoder that is not a comparison with thresholds."""
+    prefix, net = split_logic(ir)
+    if prefix is None:
+        return net, None
+    try:
+        return net, threshold_encoder(prefix, int(np.prod(ir.inputs[0].shape[1:])))
+    except GatecError as e:
+        raise GatecError(f"{e}{encoder_hint}") from None
+
+
 def prefix_model(ir: IR, nodes, bits_name: str) -> onnx.ModelProto:
     """The nodes that compute `bits_name` from the graph inputs, as a model of their own."""
     needed, keep = {bits_name}, []

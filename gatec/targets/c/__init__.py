@@ -20,7 +20,7 @@ from ...errors import GatecError
 from ...ir import IR
 from ...netlist import plan
 from .. import Tolerance
-from ..logic_input import split_logic, threshold_encoder
+from ..logic_input import network_and_encoder
 
 NAME = "c"
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -37,13 +37,7 @@ def check(ir: IR) -> None:
 
 
 def network(ir: IR):
-    """(netlist, encoder): the encoder is (feature, threshold) per input bit, or None when the
-    logic layers read the model's input bits directly."""
-    prefix, net = split_logic(ir)
-    if prefix is None:
-        return net, None
-    n_features = int(np.prod(ir.inputs[0].shape[1:]))
-    return net, threshold_encoder(prefix, n_features)
+    return network_and_encoder(ir)
 
 
 def c_floats(name: str, values) -> str:

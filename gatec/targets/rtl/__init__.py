@@ -23,9 +23,10 @@ import numpy as np
 
 from ...errors import GatecError
 from ...ir import IR
-from ...netlist import CONSTANT_OPS, WIRE_A, WIRE_B, Netlist
+from ...logic import READS_A, READS_B
+from ...netlist import CONSTANT_OPS, Netlist, fold
 from .. import Tolerance
-from ..logic_input import split_logic, threshold_encoder
+from ..logic_input import network_and_encoder
 
 MODULE = "gatec_model"
 CHUNK = 4096  # vectors per simulation run (the testbench's memory depth)
@@ -33,9 +34,6 @@ CHUNK = 4096  # vectors per simulation run (the testbench's memory depth)
 EXPR = {0: "1'b0", 1: "{a} & {b}", 2: "{a} & ~{b}", 3: "{a}", 4: "~{a} & {b}", 5: "{b}", 6: "{a} ^ {b}",
         7: "{a} | {b}", 8: "~({a} | {b})", 9: "~({a} ^ {b})", 10: "~{b}", 11: "{a} | ~{b}", 12: "~{a}",
         13: "~{a} | {b}", 14: "~({a} & {b})", 15: "1'b1"}
-_TABLE = (np.arange(16)[:, None] >> np.array([3, 2, 1, 0])) & 1  # op -> f(00), f(01), f(10), f(11)
-READS_A = (_TABLE[:, [0, 1]] != _TABLE[:, [2, 3]]).any(1)
-READS_B = (_TABLE[:, [0, 2]] != _TABLE[:, [1, 3]]).any(1)
 # GroupSum compressors read this many bits each: a 6:3 popcount is three LUT6 (one per output
 # bit), a full adder (3:2) is the classic ASIC cell.
 COMPRESSOR_INPUTS = {"fpga": 6, "asic": 3}
@@ -54,15 +52,8 @@ def pipeline_of(options: dict) -> int:
 
 def network(ir: IR):
     """(netlist, encoder or None): the encoder is (feature, threshold) per input bit."""
-    prefix, net = split_logic(ir)
-    if prefix is None:
-        return net, None
-    n_features = int(np.prod(ir.inputs[0].shape[1:]))
-    try:
-        return net, threshold_encoder(prefix, n_features)
-    except GatecError as e:
-        raise GatecError(f"the Verilog takes input bits; {e} (only threshold/thermometer encoders are "
-                         f"supported, applied outside the Verilog)") from None
+    return network_and_encoder(ir, " (the Verilog takes input bits: only threshold/thermometer encoders are "
+                                   "supported, applied outside the Verilog)")
 
 
 def check(ir: IR) -> None:
@@ -77,19 +68,9 @@ class Design:
     def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0):
         self.net, self.pipeline = net, pipeline
         n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
-        source = np.arange(n_nodes)  # wires (ops 3, 5) resolved to the node they pass through
-        for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
-            source[n_in + g] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
-        a, b = source[net.a], source[net.b]
-        outputs = source[net.outputs]
-        live = np.zeros(n_nodes, bool)
-        live[outputs] = True
-        for g in range(net.n_gates - 1, -1, -1):
-            node = n_in + g
-            if live[node] and source[node] == node:
-                live[a[g]] |= bool(READS_A[net.op[g]])
-                live[b[g]] |= bool(READS_B[net.op[g]])
-        self.gates = [g for g in range(net.n_gates) if live[n_in + g] and source[n_in + g] == n_in + g]
+        folded = fold(net)
+        a, b, outputs = folded.a, folded.b, folded.outputs
+        self.gates = np.flatnonzero(folded.live).tolist()
 
         # signals: name (a Verilog bit expression), level; ids 0..n_nodes-1 are the netlist's nodes
         self.name = [f"x[{i}]" for i in range(n_in)] + [f"g{n_in + g}" for g in range(net.n_gates)]
