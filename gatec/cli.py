@@ -112,21 +112,11 @@ def pass_list(args) -> list[str] | None:
     return None if args.passes is None else [p for p in args.passes.split(",") if p]
 
 
-def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None):
-    """Build each named target into a temporary folder; returns {name: (runner, tolerance, tmp)}."""
-    import tempfile
-    from . import passes as pass_mod, targets
-    from .compiler import default_passes, widened
-    built = {}
-    for name in names:
-        tgt = targets.get(name)
-        ir = pass_mod.apply(source.ir, default_passes(name, source.ir, opt_level) if pass_names is None
-                            else pass_names, data)
-        tgt.check(ir)
-        tmp = tempfile.TemporaryDirectory(prefix="gatec-")
-        tgt.build(ir, Path(tmp.name), {"threads": threads})
-        built[name] = (tgt.load(Path(tmp.name), {"threads": threads}), widened(tgt.tolerance(ir), ir), tmp)
-    return built
+def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None) -> dict:
+    """Each named target compiled (unverified: the caller compares them) into a temporary folder."""
+    from .compiler import compile
+    return {name: compile(None, name, source=source, verify=False, options={"threads": threads}, data=data,
+                          opt_level=opt_level, passes_to_run=pass_names) for name in names}
 
 
 def cmd_verify(args) -> int:
@@ -134,7 +124,7 @@ def cmd_verify(args) -> int:
     source = load_source(args)
     data = emulator.load_data(args.data, source.ir) if args.data else None
     built = compile_targets(source, [t for t in args.targets.split(",") if t], 0, args.opt_level, pass_list(args), data)
-    checks = emulator.verify(source.ir, source.reference, {n: (r.run, tol) for n, (r, tol, _) in built.items()},
+    checks = emulator.verify(source.ir, source.reference, {n: (art.run, art.tolerance) for n, art in built.items()},
                              args.samples, data)
     print(emulator.format_table(checks))
     report = emulator.per_target(checks)
@@ -160,7 +150,7 @@ def cmd_bench(args) -> int:
     source = load_source(args)
     built = compile_targets(source, [t for t in args.targets.split(",") if t], args.threads, args.opt_level,
                             pass_list(args))
-    rows = bench(source, {n: r.run for n, (r, _, _) in built.items()}, threads=args.threads,
+    rows = bench(source, {n: art.run for n, art in built.items()}, threads=args.threads,
                  progress=sys.stderr.isatty())
     print(format_rows(rows))
     if args.json:

@@ -167,4 +167,5 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
     write_atomically(build, Path(output))
     artifact = Artifact(Path(output), target, options, keep)
     artifact.checks = result.get("checks")
+    artifact.tolerance = widened(tgt.tolerance(ir), ir)  # what the artifact is held to against the model
     return artifact

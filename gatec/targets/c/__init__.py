@@ -62,23 +62,30 @@ def c_array(ctype: str, name: str, values) -> str:
     return f"static const {ctype} {name}[{len(values)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n"
 
 
-MAIN_BITS = """/* Example: read samples as lines of '0'/'1' characters on stdin, print class scores. */
-#include <stdio.h>
+MAIN_HEAD = """#include <stdio.h>
 #include "model.h"
 
+static void print_scores(const int32_t *counts) {
+    uint32_t c;
+    for (c = 0; c < GATEC_MODEL_CLASSES; c++)
+        printf(c ? " %g" : "%g", (double)((float)counts[c] / GATEC_MODEL_TAU));
+    printf("\\n");
+}
+"""
+
+MAIN_BITS = """/* Example: read samples as lines of '0'/'1' characters on stdin, print class scores. */
+""" + MAIN_HEAD + """
 int main(void) {
     uint8_t bits[GATEC_MODEL_INPUTS];
     int32_t counts[GATEC_MODEL_CLASSES];
-    uint32_t i = 0, c;
+    uint32_t i = 0;
     int ch;
     while ((ch = getchar()) != EOF) {
         if (ch != '0' && ch != '1') continue;
         bits[i++] = (uint8_t)(ch - '0');
         if (i == GATEC_MODEL_INPUTS) {
             gatec_model_counts(bits, 1, counts);
-            for (c = 0; c < GATEC_MODEL_CLASSES; c++)
-                printf(c ? " %g" : "%g", (double)((float)counts[c] / GATEC_MODEL_TAU));
-            printf("\\n");
+            print_scores(counts);
             i = 0;
         }
     }
@@ -87,19 +94,15 @@ int main(void) {
 """
 
 MAIN_FEATURES = """/* Example: read samples of GATEC_MODEL_FEATURES numbers each on stdin, print class scores. */
-#include <stdio.h>
-#include "model.h"
-
+""" + MAIN_HEAD + """
 int main(void) {
     float x[GATEC_MODEL_FEATURES];
     int32_t counts[GATEC_MODEL_CLASSES];
-    uint32_t i = 0, c;
+    uint32_t i = 0;
     while (scanf("%f", &x[i]) == 1) {
         if (++i == GATEC_MODEL_FEATURES) {
             gatec_model_counts_features(x, 1, counts);
-            for (c = 0; c < GATEC_MODEL_CLASSES; c++)
-                printf(c ? " %g" : "%g", (double)((float)counts[c] / GATEC_MODEL_TAU));
-            printf("\\n");
+            print_scores(counts);
             i = 0;
         }
     }
