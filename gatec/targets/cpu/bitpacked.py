@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import GatecError
 from ...ir import IR, LOGIC_DOMAIN, OPSET
-from ...logic import ANF, COEFFS, group_sum_of, layer_of
+from ... import logic
+from ...logic import ANF, COEFFS, CONSTANTS, group_sum_of, layer_of
 
 WORD = 64
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -131,8 +132,8 @@ OP_GRAPHS = {
     14: lambda g, a, b: g.op("BitwiseNot", [g.op("BitwiseAnd", [a, b])]),
     15: lambda g, a, b: g.op("BitwiseNot", [g.op("BitwiseXor", [a, a])]),
 }
-READS_B = {1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14}
-READS_A = set(range(16)) - {5, 10}
+GATHERS_B = set(np.flatnonzero(logic.READS_B).tolist())
+GATHERS_A = set(np.flatnonzero(logic.READS_A).tolist()) | set(CONSTANTS)  # constants take their shape from a
 
 
 def grouped_layer(g: Builder, words: str, rows_of: np.ndarray | None, node: onnx.NodeProto) -> tuple[str, np.ndarray]:
@@ -145,8 +146,8 @@ def grouped_layer(g: Builder, words: str, rows_of: np.ndarray | None, node: onnx
     parts = []
     for op in np.unique(layer.ops):
         gates = order[layer.ops[order] == op]
-        a = g.op("Gather", [words, g.i64(in_a[gates])], "a", axis=0) if op in READS_A else None
-        b = g.op("Gather", [words, g.i64(in_b[gates])], "b", axis=0) if op in READS_B else None
+        a = g.op("Gather", [words, g.i64(in_a[gates])], "a", axis=0) if op in GATHERS_A else None
+        b = g.op("Gather", [words, g.i64(in_b[gates])], "b", axis=0) if op in GATHERS_B else None
         parts.append(OP_GRAPHS[int(op)](g, a, b))
     out = g.op("Concat", parts, axis=0) if len(parts) > 1 else g.op("Identity", parts)
     rows = np.empty(len(layer), dtype=np.int64)
