@@ -79,30 +79,50 @@ class Engine:
                           *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                         p.output_slot)))
         self.scratch_words = (p.n_slots + 24 + p.n_inputs) * TILE  # GATEC_SCRATCH_WORDS
+        self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
 
-    def counts(self, bits: np.ndarray) -> np.ndarray:
+    def _bits(self, bits: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
         if bits.ndim != 2 or bits.shape[1] != self.program.n_inputs:
             raise GatecError(f"the logic engine expects bits of shape (N, {self.program.n_inputs}), "
                              f"got {list(bits.shape)}")
+        return bits
+
+    def _fill(self, bits: np.ndarray, scores: np.ndarray) -> None:
+        """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array."""
         n = bits.shape[0]
-        scores = np.empty((n, self.program.k), np.int32)
         tile = TILE * 64
         chunks = [(s, min(n, s + (n // self.threads // tile + 1) * tile)) for s in
                   range(0, n, (n // self.threads // tile + 1) * tile)] if n else []
 
         def run(chunk):
             start, stop = chunk
-            scratch = np.empty(self.scratch_words, np.uint64)
+            try:
+                scratch = self._spare.pop()
+            except IndexError:
+                scratch = np.empty(self.scratch_words, np.uint64)
             self.lib.gatec_run(ctypes.byref(self.c), bits[start:stop].ctypes.data, stop - start,
                                scratch.ctypes.data, scores[start:stop].ctypes.data)
+            self._spare.append(scratch)
         if len(chunks) <= 1:
             for c in chunks:
                 run(c)
         else:
             with ThreadPoolExecutor(len(chunks)) as pool:
                 list(pool.map(run, chunks))
+
+    def counts(self, bits: np.ndarray) -> np.ndarray:
+        bits = self._bits(bits)
+        scores = np.empty((len(bits), self.program.k), np.int32)
+        self._fill(bits, scores)
         return scores
 
     def run(self, bits: np.ndarray) -> np.ndarray:
-        return (self.counts(bits) / np.float32(self.program.tau)).astype(np.float32)
+        """Scores, counts / tau as float32, divided in place of the counts (a float32 division rounds
+        as the float64 one rounded to float32 would: both are the correctly rounded quotient)."""
+        bits = self._bits(bits)
+        scores = np.empty((len(bits), self.program.k), np.float32)
+        counts = scores.view(np.int32)
+        self._fill(bits, counts)
+        np.divide(counts, np.float32(self.program.tau), out=scores, dtype=np.float32)
+        return scores
