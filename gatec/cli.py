@@ -86,6 +86,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the rows here")
 
+    p = sub.add_parser("quantize", help="post-training quantization to QONNX (uniform or Hessian-aware mixed precision)")
+    add_model_args(p)
+    p.add_argument("--data", help="calibration inputs: .npy (one input) or .npz (one array per input); "
+                                  "default: random draws from the input specs")
+    p.add_argument("--labels", help=".npy of class labels (or real targets) for the data: accuracy, Hessian loss")
+    p.add_argument("--bits", type=int, default=8, help="weight bits of every layer (default 8)")
+    p.add_argument("--act-bits", type=int, default=8, help="bits of every layer's input activation (default 8)")
+    p.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
+    p.add_argument("--percentile", type=float, default=99.99, help="with --calibration percentile (default 99.99)")
+    p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
+    p.add_argument("--float-scales", action="store_true", help="any scale, not only powers of two")
+    p.add_argument("--budget-bops", metavar="N|P%", help="mixed precision: at most N bit operations, or P%% of "
+                                                         "uniform 8-bit weights")
+    p.add_argument("--budget-size", metavar="N|P%", help="mixed precision: at most N bits of weights, or P%%")
+    p.add_argument("--bit-choices", default="2,3,4,5,6,7,8", help="mixed precision: weight widths to choose from")
+    p.add_argument("-o", "--output", help="QONNX file to write (default build/<model>_q.onnx)")
+    p.add_argument("--json", help="write the report here (default: beside the output)")
+
     sub.add_parser("passes", help="list the passes")
     sub.add_parser("targets", help="list the targets")
     return ap
@@ -158,6 +176,37 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    import numpy as np
+    from .compiler import write_file_atomically
+    from .emulator import input_sets, load_data
+    from .quantize import format_report, plot_report, quantize_model
+    source = load_source(args)
+    data = load_data(args.data, source.ir) if args.data else input_sets(source.ir, 1024)[0]
+    labels = None
+    if args.labels:
+        try:
+            labels = np.load(args.labels)
+        except Exception as e:
+            raise GatecError(f"--labels {args.labels}: cannot read it ({str(e).splitlines()[0]})") from None
+        if len(labels) != len(data[0]):
+            raise GatecError(f"--labels {args.labels}: {len(labels)} labels for {len(data[0])} samples")
+    try:
+        choices = tuple(sorted({int(b) for b in args.bit_choices.split(",")}))
+    except ValueError:
+        raise GatecError(f"bad --bit-choices '{args.bit_choices}': integers like 2,4,8") from None
+    qir, report = quantize_model(source, data, labels, args.bits, args.act_bits, args.calibration, args.per_channel,
+                                 not args.float_scales, args.budget_bops, args.budget_size, choices)
+    print(format_report(report))
+    output = Path(args.output or f"build/{Path(args.model).stem}_q.onnx")
+    write_file_atomically(output, qir.to_bytes())
+    json_path = Path(args.json) if args.json else output.with_suffix(".json")
+    write_file_atomically(json_path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    plot_report(report, json_path.with_suffix(".png"))
+    print(f"wrote {output} (QONNX), {json_path}, {json_path.with_suffix('.png')}")
+    return 0
+
+
 def cmd_passes(args) -> int:
     from .passes import load_all
     for p in sorted(load_all().values(), key=lambda p: p.name):
@@ -179,7 +228,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     try:
         return {"compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "bench": cmd_bench,
-                "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
+                "quantize": cmd_quantize, "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
     except GatecError as e:
         print(f"gatec: error: {e}", file=sys.stderr)
         return 2

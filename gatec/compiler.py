@@ -98,6 +98,20 @@ def write_atomically(build, output: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write one file through a temporary file beside it, so it is never seen half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict,
                  source_ir: IR | None = None) -> dict:
     def tensors(specs):
