@@ -1,8 +1,9 @@
 """Target `cpu`: an ONNX model run by ONNX Runtime on the CPU.
 
-Arithmetic graphs run as traced; QONNX quantizers are lowered to QuantizeLinear/Clip/
-DequantizeLinear (qonnx's QuantToQCDQ); logic networks are lowered to a bit-packed graph (64
-samples per uint64 word, Bitwise* ops) that ONNX Runtime runs with no custom ops.
+Arithmetic graphs run as traced; QONNX quantizers are lowered to standard ONNX (quant.py: exact
+float ops, or QuantizeLinear/Clip/DequantizeLinear with quant_form="qdq"); logic networks are
+lowered to a bit-packed graph (64 samples per uint64 word, Bitwise* ops) that ONNX Runtime runs
+with no custom ops.
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def lower(ir: IR, options: dict | None = None) -> onnx.ModelProto:
             raise GatecError(f"unknown logic_form '{form}' (use {' or '.join(LOGIC_FORMS)})")
         return lower_logic(ir) if form == "bitpacked" else lower_logic_float(ir)
     if ir.is_qonnx:
-        raise GatecError("quantized (QONNX) models are not supported by the cpu target yet")
+        from .quant import lower_qonnx
+        return lower_qonnx(ir.model, (options or {}).get("quant_form", "float"))
     return ir.model
 
 
@@ -130,4 +132,9 @@ def load(folder: Path, options: dict):
 
 
 def tolerance(ir: IR) -> Tolerance:
-    return Tolerance(exact=True) if ir.kind == "logic" else Tolerance(atol=1e-4, rtol=1e-4)
+    if ir.kind == "logic":
+        return Tolerance(exact=True)
+    if ir.is_qonnx:
+        from .quant import quantized_tolerance
+        return quantized_tolerance(ir.model)
+    return Tolerance(atol=1e-4, rtol=1e-4)
