@@ -116,18 +116,24 @@ def plan(net: Netlist) -> Program:
     """Lower a netlist to a Program.
 
     Wires (ops 3 and 5) become aliases and gates no output depends on are skipped, so they
-    cost nothing; the rest run level by level, grouped by op so that each group is one tight
+    cost nothing; constant gates of one op share one gate (a layered network keeps a gate per
+    constant output); the rest run level by level, grouped by op so that each group is one tight
     loop; a slot is reused once the last level that reads it is done, which keeps a tile's
     working set near the width of two layers."""
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
     folded = fold(net)
-    a, b, outputs = folded.a, folded.b, folded.outputs
+    live, source = folded.live.copy(), np.arange(n_nodes)
+    for op in CONSTANT_OPS:
+        same = np.flatnonzero(live & (net.op == op))
+        source[n_in + same[1:]] = n_in + same[:1]
+        live[same[1:]] = False
+    a, b, outputs = source[folded.a], source[folded.b], source[folded.outputs]
     reads_a, reads_b = READS_A[net.op], READS_B[net.op]
 
     level = np.zeros(n_nodes, np.int64)
-    for g in np.flatnonzero(folded.live):
+    for g in np.flatnonzero(live):
         level[n_in + g] = 1 + max(level[a[g]] if reads_a[g] else 0, level[b[g]] if reads_b[g] else 0)
-    order = np.flatnonzero(folded.live)
+    order = np.flatnonzero(live)
     order = order[np.lexsort((a[order], net.op[order], level[n_in + order]))]  # reads in address order
 
     last_read = np.full(n_nodes, -1, np.int64)  # the last level that reads each node
