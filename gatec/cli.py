@@ -196,7 +196,7 @@ def cmd_quantize(args) -> int:
     except ValueError:
         raise GatecError(f"bad --bit-choices '{args.bit_choices}': integers like 2,4,8") from None
     qir, report = quantize_model(source, data, labels, args.bits, args.act_bits, args.calibration, args.per_channel,
-                                 not args.float_scales, args.budget_bops, args.budget_size, choices)
+                                 not args.float_scales, args.budget_bops, args.budget_size, choices, args.percentile)
     print(format_report(report))
     output = Path(args.output or f"build/{Path(args.model).stem}_q.onnx")
     write_file_atomically(output, qir.to_bytes())

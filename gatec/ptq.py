@@ -121,12 +121,13 @@ def quantize_weight(w: np.ndarray, bits: int, axis: int | None, pow2: bool = Tru
 # ---------------------------------------------------------------- calibration
 
 def calibrate(ir: IR, data, tensors: list[str], method: str = "minmax", percentile: float = 99.99) -> dict:
-    """{tensor: (min, max_abs)} over the calibration inputs; max_abs is the percentile of |x| with
-    method 'percentile'."""
-    from .passes.prune_common import calibration_sets, run_ort
+    """{tensor: (min, max_abs)} over the calibration inputs (the data when given, else random
+    draws from the input specs); max_abs is the percentile of |x| with method 'percentile'."""
+    from .emulator import input_sets
+    from .passes.prune_common import run_ort
     if method not in CALIBRATIONS:
         raise GatecError(f"unknown calibration '{method}' (use {' or '.join(CALIBRATIONS)})")
-    sets = calibration_sets(ir, data)
+    sets = [data] if data is not None else input_sets(ir, 256)
     graph_inputs = {s.name for s in ir.inputs}
     extra = [t for t in tensors if t not in graph_inputs]
     runs = run_ort(ir, sets, extra)

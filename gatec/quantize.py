@@ -31,10 +31,10 @@ def parse_budget(text: str | None, uniform8: float, what: str) -> float | None:
 def quantize_model(source: Source, data: list[np.ndarray], labels: np.ndarray | None = None, weight_bits: int = 8,
                    act_bits: int = 8, method: str = "minmax", per_channel: bool = False, pow2: bool = True,
                    budget_bops: str | None = None, budget_size: str | None = None, choices=hawq.BIT_CHOICES,
-                   progress=None):
+                   percentile: float = 99.99, progress=None):
     """Returns (quantized IR, report dict)."""
     ir = source.ir
-    report = {"calibration": method, "per_channel": per_channel, "power_of_two_scales": pow2, "act_bits": act_bits,
+    report = {"calibration": method if method == "minmax" else f"percentile {percentile:g}", "per_channel": per_channel, "power_of_two_scales": pow2, "act_bits": act_bits,
               "calibration_samples": int(data[0].shape[ir.inputs[0].batch_axis])}
     bits: int | dict = weight_bits
     sens = None
@@ -57,7 +57,7 @@ def quantize_model(source: Source, data: list[np.ndarray], labels: np.ndarray | 
             budget = parse_budget(budget_size, sum(cost(s, 8) for s in sens), "size")
         bits = hawq.allocate(sens, cost, budget)
         report["budget"] = {"kind": "bops" if budget_bops is not None else "size_bits", "value": budget}
-    qir, rows = ptq.quantize(ir, bits, act_bits, data, method, per_channel, pow2)
+    qir, rows = ptq.quantize(ir, bits, act_bits, data, method, per_channel, pow2, percentile)
     if sens is not None:
         by_layer = {s.layer: s for s in sens}
         for r in rows:
