@@ -149,3 +149,22 @@ def test_quantize_command_errors(cli, tmp_path):
                           "-o", tmp_path / "q.onnx")
     assert code == 2 and "below the cheapest allocation" in stderr
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_mixed_precision_on_the_jet_shaped_mlp_saves_30_percent_bops_within_half_a_point(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("mlp_mixed_precision", Path(__file__).parent.parent / "examples"
+                                                  / "mlp_mixed_precision.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.run(quick=True, budget=70, out=tmp_path, log=lambda *a: None)
+    rows = {r["variant"]: r for r in result["rows"]}
+    for name in ("PTQ mixed (HAWQ)", "QAT mixed (HAWQ)"):
+        assert rows[name]["bops_percent"] <= 70.0
+        assert len(set(rows[name]["weight_bits"])) > 1
+    assert rows["QAT mixed (HAWQ)"]["loss_points"] <= 0.5
+    assert rows["PTQ w8a8"]["loss_points"] <= 1.0
+    # the allocation beats spending the same bits blindly: uniform 4-bit weights lose more
+    assert rows["PTQ w4a8"]["loss_points"] > rows["PTQ mixed (HAWQ)"]["loss_points"]
+    assert (tmp_path / "mixed_precision.png").stat().st_size > 0
