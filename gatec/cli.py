@@ -38,10 +38,19 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="threads the artifact's runtime may use (default: its own)")
     g.add_argument("--pipeline", type=int, metavar="N",
                    help="fpga/asic: a register stage every N logic levels (default 0: combinational)")
+    g.add_argument("--backend", choices=("vivado", "vitis", "quartus", "catapult"),
+                   help="fpga, arithmetic networks: the hls4ml backend (default vitis)")
+    g.add_argument("--io-type", choices=("io_parallel", "io_stream"), help="fpga, hls4ml: (default io_parallel)")
+    g.add_argument("--strategy", choices=("latency", "resource"), help="fpga, hls4ml: (default latency)")
+    g.add_argument("--reuse-factor", type=int, metavar="N", help="fpga, hls4ml: multipliers shared N ways (default 1)")
+    g.add_argument("--precision", metavar="TYPE",
+                   help="fpga, hls4ml: the default type, e.g. ap_fixed<16,6> (default; quantizers set their own)")
+    g.add_argument("--part", help="fpga, hls4ml: the FPGA part (default: the backend's)")
 
 
 def target_options(args) -> dict:
-    names = ("word_bits", "engine", "logic_form", "threads", "pipeline")
+    names = ("word_bits", "engine", "logic_form", "threads", "pipeline", "backend", "io_type", "strategy",
+             "reuse_factor", "precision", "part")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 

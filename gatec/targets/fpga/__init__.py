@@ -1,18 +1,37 @@
-"""Target `fpga`: a logic network as one Verilog module (gatec/targets/rtl has the code)."""
+"""Target `fpga`: a logic network as one Verilog module (gatec/targets/rtl), an arithmetic
+network (gated, quantized) as an hls4ml project verified by hls4ml's C simulation
+(gatec/targets/hls)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...ir import IR
-from ..rtl import check, load, tolerance  # noqa: F401  (the target protocol)
-from ..rtl import build as build_rtl
+from .. import Tolerance
+from .. import hls, rtl
 
 NAME = "fpga"
 
 
 def describe() -> str:
-    return "Verilog for FPGAs from a logic network: simulated with Icarus Verilog, LUT6 counted by yosys"
+    return ("Verilog for FPGAs from a logic network (simulated with Icarus Verilog, LUT6 counted by yosys); "
+            "an hls4ml project from an arithmetic network (verified by hls4ml's C simulation)")
+
+
+def check(ir: IR) -> None:
+    (rtl if ir.kind == "logic" else hls).check(ir)
 
 
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
-    return build_rtl(ir, folder, options, NAME)
+    if ir.kind == "logic":
+        return rtl.build(ir, folder, options, NAME)
+    return hls.build(ir, folder, options)
+
+
+def load(folder: Path, options: dict):
+    if (Path(folder) / hls.CONFIG_FILE).exists():
+        return hls.load(folder, options)
+    return rtl.load(folder, options)
+
+
+def tolerance(ir: IR) -> Tolerance:
+    return (rtl if ir.kind == "logic" else hls).tolerance(ir)

@@ -1,0 +1,236 @@
+"""Arithmetic networks (gated, quantized) -> an hls4ml project, verified by hls4ml's C simulation.
+
+The hls4ml model is built from gatec's IR by gatec/targets/hls/convert.py (hls4ml's own ONNX
+and PyTorch front ends miss or miscompile GRU, LSTM, Split and softmax outputs). The artifact
+holds the project as hls4ml writes it (`hls4ml_prj/`, ready for vitis_hls / vivado_hls on a
+machine that has them), the IR it came from (`model.onnx`), `hls_config.json` (what the runner
+needs) and `hls_summary.json` + `resources.png` (what was configured and an estimate of the
+cost; nothing is synthesized here). The runner compiles the written project with g++ through
+hls4ml (bit-accurate C simulation) and runs `predict`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import GatecError
+from ...ir import IR
+from .. import Tolerance
+from .convert import Converted, convert
+
+BACKENDS = {"vivado": "Vivado", "vitis": "Vitis", "quartus": "Quartus", "catapult": "Catapult"}
+IO_TYPES = ("io_parallel", "io_stream")
+STRATEGIES = ("latency", "resource")
+DEFAULT_PRECISION = "ap_fixed<16,6>"
+QUANTIZED_DEFAULT = "ap_fixed<32,16>"  # where a quantized model sets no precision: wide enough not to round
+TABLE_SIZE = 4096
+TABLE_TYPE = "ap_fixed<18,2>"
+PROJECT = "hls4ml_prj"
+PROJECT_NAME = "gatec_model"
+IR_FILE = "model.onnx"
+CONFIG_FILE = "hls_config.json"
+PRECISION_RE = re.compile(r"^ap_u?fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(,[A-Z_0-9,\s]+)?>$|^ap_u?int<\s*(\d+)\s*>$")
+
+
+def settings(options: dict) -> dict:
+    """The hls4ml settings from the target options, checked."""
+    backend = str(options.get("backend", "vitis")).lower()
+    if backend not in BACKENDS:
+        raise GatecError(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
+    io_type = str(options.get("io_type", "io_parallel")).lower()
+    if io_type not in IO_TYPES:
+        raise GatecError(f"--io-type {io_type}: use one of {', '.join(IO_TYPES)}")
+    strategy = str(options.get("strategy", "latency")).lower()
+    if strategy not in STRATEGIES:
+        raise GatecError(f"--strategy {strategy}: use one of {', '.join(STRATEGIES)}")
+    try:
+        reuse = int(options.get("reuse_factor", 1))
+    except (TypeError, ValueError):
+        reuse = 0
+    if reuse < 1:
+        raise GatecError(f"--reuse-factor {options.get('reuse_factor')}: give a whole number >= 1")
+    precision = options.get("precision")
+    if precision is not None:
+        precision = str(precision).replace(" ", "")
+        if not PRECISION_RE.match(precision):
+            raise GatecError(f"--precision {precision}: give a type like ap_fixed<16,6>")
+    return {"backend": BACKENDS[backend], "io_type": io_type, "strategy": strategy.capitalize(),
+            "reuse_factor": reuse, "precision": precision, "part": options.get("part")}
+
+
+def width_and_integer(precision: str) -> tuple[int, int]:
+    m = PRECISION_RE.match(precision.replace(" ", ""))
+    return (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(4)), int(m.group(4)))
+
+
+def accumulator(precision: str) -> str:
+    """Sums get twice the width and 6 more integer bits (up to 64x the values' range): with the
+    accumulator at the values' own type, every product is truncated to the value LSB and a GRU(16->32)
+    at ap_fixed<16,6> was off by 0.026 instead of 0.008."""
+    w, i = width_and_integer(precision)
+    return f"ap_fixed<{2 * w},{i + 6}>"
+
+
+def hls_config(conv: Converted, s: dict) -> dict:
+    """hls4ml's HLSConfig: the model default and, per layer, the precisions quantizers fixed."""
+    default = s["precision"] or (QUANTIZED_DEFAULT if conv.quantized else DEFAULT_PRECISION)
+    config = {"Model": {"Precision": {"default": default, "accum": accumulator(default)},
+                        "ReuseFactor": s["reuse_factor"], "Strategy": s["strategy"]}}
+    layers = {}
+    for name, types in sorted(conv.precisions.items()):
+        if s["precision"] and "result" not in types:
+            continue  # --precision overrides what the quantizers only suggest (weights)
+        layers[name] = {"Precision": dict(types)}
+    for layer in conv.layers:
+        if layer["class_name"] in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh"):
+            # the sigmoid/tanh tables: 4096 entries over [-8, 8) (hls4ml's default is 1024), values
+            # with 16 fractional bits: the table's step error drops from 1/64 to 1/256 (tanh, slope <= 1)
+            entry = layers.setdefault(layer["name"], {})
+            entry["table_size"] = TABLE_SIZE
+            entry.setdefault("Precision", {})["table"] = TABLE_TYPE
+        if layer["name"] in conv.wide:
+            # hls4ml's LSTM passes its input, state and product arrays to one dense template:
+            # it compiles only when input, result and accumulator types are the same
+            precision = layers.setdefault(layer["name"], {}).setdefault("Precision", {})
+            precision.update(result=accumulator(default), accum=accumulator(default))
+        if layer["class_name"] == "Softmax":
+            # the exp and 1/sum tables: hls4ml's defaults (ap_fixed<18,8>) keep the result within an LSB
+            layers.setdefault(layer["name"], {})["Implementation"] = "stable"
+    if layers:
+        config["LayerName"] = layers
+    return config
+
+
+def make_model(ir: IR, options: dict, folder: Path, sample_shapes=None):
+    """(hls4ml ModelGraph, Converted, settings) for the IR, writing into `folder`."""
+    import hls4ml  # noqa: F401  (registers the backends)
+    from hls4ml.model import ModelGraph
+    from hls4ml.utils.config import create_config
+    s = settings(options)
+    conv = convert(ir, sample_shapes)
+    kwargs = {"io_type": s["io_type"]}
+    if s["part"]:
+        kwargs["part"] = s["part"]
+    config = create_config(output_dir=str(folder), project_name=PROJECT_NAME, backend=s["backend"], **kwargs)
+    config["HLSConfig"] = hls_config(conv, s)
+    try:
+        model = ModelGraph.from_layer_list(config, conv.layers, inputs=conv.inputs, outputs=conv.outputs)
+    except GatecError:
+        raise
+    except Exception as e:
+        raise GatecError(f"fpga (hls4ml): hls4ml cannot build the model: {str(e).splitlines()[0][:300]}") from None
+    # a stamp from the content, not uuid4, so that the same input writes the same files
+    model.config.config["Stamp"] = hashlib.sha256(ir.to_bytes() + json.dumps(s, sort_keys=True).encode()
+                                                  ).hexdigest()[:8]
+    s["resolved_part"] = model.config.get_config_value("Part")
+    return model, conv, s
+
+
+def check(ir: IR) -> None:
+    if ir.kind != "arithmetic":
+        raise GatecError("the hls4ml flow takes arithmetic networks")
+    convert(ir)
+
+
+def output_specs(ir: IR, conv: Converted, model) -> list[dict]:
+    outs = []
+    for spec, (shape, batch) in zip(ir.outputs, conv.output_shapes):
+        outs.append({"name": spec.name, "batch_axis": batch, "shape": shape})
+    return outs
+
+
+def normalise(folder: Path, tmp: Path) -> None:
+    """hls4ml writes the absolute output folder into some files; make them relative."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".yml", ".tcl", ".cpp", ".h", ".sh", ".py", ".json", ".txt"):
+            data = path.read_bytes()
+            if str(tmp).encode() in data:
+                path.write_bytes(data.replace(str(tmp).encode(), b"."))
+
+
+def build(ir: IR, folder: Path, options: dict) -> list[str]:
+    from .summary import write_summary
+    folder = Path(folder)
+    project = folder / PROJECT
+    model, conv, s = make_model(ir, options, project.resolve())
+    model.write()
+    normalise(project, project.resolve())
+    (folder / IR_FILE).write_bytes(ir.to_bytes())
+    config = {"settings": s, "inputs": [{"name": i.name, "batch_axis": i.batch_axis} for i in ir.inputs],
+              "outputs": output_specs(ir, conv, model),
+              "sample_shapes": [[d for a, d in enumerate(i.shape) if a != i.batch_axis] for i in ir.inputs]}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    files = write_summary(folder, model, conv, s)
+    return [IR_FILE, CONFIG_FILE, PROJECT + "/"] + files
+
+
+class Runner:
+    """hls4ml's C simulation of the written project (compiled with g++ on first use). Inputs of
+    another per-sample shape (a recurrent model at another sequence length) get the same
+    conversion for that shape, compiled apart: the design itself is for the shape it was built for."""
+
+    def __init__(self, folder: Path, options: dict):
+        self.folder = Path(folder)
+        self.options = options
+        self.config = json.loads((self.folder / CONFIG_FILE).read_text())
+        self.tmp = tempfile.TemporaryDirectory(prefix="gatec-hls-")
+        self.models: dict[tuple, object] = {}
+
+    def model_for(self, sample_shapes: tuple):
+        if sample_shapes in self.models:
+            return self.models[sample_shapes]
+        import hls4ml  # noqa: F401
+        where = Path(self.tmp.name) / f"prj{len(self.models)}"
+        if [list(s) for s in sample_shapes] == self.config["sample_shapes"]:
+            from hls4ml.utils.link import FilesystemModelGraph
+            shutil.copytree(self.folder / PROJECT, where)
+            cfg = where / "hls4ml_config.yml"
+            cfg.write_text(cfg.read_text().replace("OutputDir: .", f"OutputDir: {where}"))
+            model = FilesystemModelGraph(where)
+            out_shapes = [(o["shape"], o["batch_axis"]) for o in self.config["outputs"]]
+        else:
+            ir = IR.load(self.folder / IR_FILE)
+            model, conv, _ = make_model(ir, self.options_used(), where, [list(s) for s in sample_shapes])
+            model.write()
+            out_shapes = conv.output_shapes
+        try:
+            model.compile()
+        except Exception as e:
+            raise GatecError(f"fpga (hls4ml): the C simulation does not compile: {str(e).splitlines()[0][:300]}")
+        self.models[sample_shapes] = (model, out_shapes)
+        return self.models[sample_shapes]
+
+    def options_used(self) -> dict:
+        s = self.config["settings"]
+        return {"backend": s["backend"].lower(), "io_type": s["io_type"], "strategy": s["strategy"],
+                "reuse_factor": s["reuse_factor"], "precision": s["precision"], "part": s["part"]}
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        ins = self.config["inputs"]
+        samples = [np.moveaxis(np.asarray(a, dtype=np.float32), i["batch_axis"], 0) for a, i in zip(arrays, ins)]
+        n = samples[0].shape[0]
+        model, out_shapes = self.model_for(tuple(tuple(a.shape[1:]) for a in samples))
+        flat = [np.ascontiguousarray(a.reshape(n, -1)) for a in samples]
+        y = model.predict(flat[0] if len(flat) == 1 else flat)
+        ys = y if isinstance(y, list) else [y]
+        outs = []
+        for y, (shape, batch) in zip(ys, out_shapes):
+            sample = [d for a, d in enumerate(shape) if a != batch]
+            y = np.asarray(y, dtype=np.float32).reshape(n, *sample)
+            outs.append(np.moveaxis(y, 0, batch))
+        return outs
+
+
+def load(folder: Path, options: dict) -> Runner:
+    return Runner(Path(folder), options)
+
+
+def tolerance(ir: IR) -> Tolerance:
+    from .summary import error_bound
+    return Tolerance(atol=error_bound(ir))

@@ -1,0 +1,107 @@
+"""QONNX quantizers in the hls4ml conversion: precisions from `Quant` and `BipolarQuant` nodes.
+
+A quantizer on a constant (weights) is folded with qonnx's own functions, and the weights'
+precision follows from it. A quantizer on an activation becomes a cast to an `ap_fixed` type
+with the quantizer's rounding and saturation: with zero point 0 and a power-of-two scale
+2**-f, `Quant(bits=b, signed)` is exactly ap_fixed<b, b-f, AP_RND_CONV, AP_SAT> (qonnx's ROUND
+rounds half to even, as AP_RND_CONV does; narrow range saturates symmetrically: AP_SAT_SYM).
+`BipolarQuant` is hls4ml's binary_tanh (x >= 0 -> +1, else -1, as qonnx) times its scale.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+ROUNDING = {"ROUND": "AP_RND_CONV", "FLOOR": "AP_TRN", "ROUND_TO_ZERO": "AP_TRN_ZERO"}
+
+
+def attrs(node) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def fold(node, args: list) -> np.ndarray:
+    """A quantizer applied to a constant, with qonnx's reference functions."""
+    if node.op_type == "BipolarQuant":
+        from qonnx.custom_op.general.bipolar_quant import binary_quant
+        return np.asarray(binary_quant(args[0], args[1]), dtype=np.float32)
+    if node.op_type == "Quant":
+        from qonnx.custom_op.general.quant import quant
+        a = attrs(node)
+        return np.asarray(quant(args[0], args[1], args[2], args[3], a.get("signed", 1), a.get("narrow", 0),
+                                text(a.get("rounding_mode", "ROUND"))), dtype=np.float32)
+    raise NotImplementedError(node.op_type)
+
+
+def power_of_two_exponent(scale) -> int | None:
+    """e with scale == 2**e for one scalar scale, else None."""
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    if s.size == 0 or np.any(s != s[0]) or s[0] <= 0:
+        return None
+    e = int(np.round(np.log2(s[0])))
+    return e if 2.0 ** e == s[0] else None
+
+
+def fixed_type(bits: int, exponent: int, signed: bool, narrow: bool = False, rounding: str = "ROUND",
+               cast: bool = False) -> str | None:
+    """The ap_fixed type holding q * 2**exponent for the quantizer's integer q."""
+    integer = bits + exponent
+    base = f"ap_fixed<{bits},{integer}" if signed else f"ap_ufixed<{bits},{integer}"
+    if not cast:
+        return base + ">"
+    if rounding not in ROUNDING or (narrow and not signed):
+        return None
+    return f"{base},{ROUNDING[rounding]},{'AP_SAT_SYM' if narrow else 'AP_SAT'}>"
+
+
+def precision_of(conv, name: str) -> str | None:
+    """The precision of a constant made by a quantizer (weights), when its scale is a power of two."""
+    node = next((n for n in conv.graph.node if name in n.output), None)
+    if node is None or node.op_type not in ("Quant", "BipolarQuant"):
+        return None
+    scale = conv.const(node.input[1])
+    e = power_of_two_exponent(scale)
+    if e is None:
+        return None
+    conv.quantized = True
+    if node.op_type == "BipolarQuant":
+        return fixed_type(2, e, True)
+    bits = int(conv.const(node.input[3]))
+    return fixed_type(bits, e, bool(attrs(node).get("signed", 1)))
+
+
+def activation_quant(conv, node) -> None:
+    """Quant on an activation: a cast (linear activation) to the quantizer's fixed-point type."""
+    a = conv.act(node, node.input[0])
+    scale, zero, bits = (conv.const(n) for n in node.input[1:4])
+    if scale is None or zero is None or bits is None:
+        raise conv.fail(node, "scale, zero point and bit width must be constants")
+    e = power_of_two_exponent(scale)
+    at = attrs(node)
+    ptype = None if e is None or np.any(zero != 0) else \
+        fixed_type(int(bits), e, bool(at.get("signed", 1)), bool(at.get("narrow", 0)),
+                   text(at.get("rounding_mode", "ROUND")), cast=True)
+    if ptype is None:
+        raise conv.fail(node, "only per-tensor power-of-two scales with zero point 0 and ROUND/FLOOR/ROUND_TO_ZERO "
+                              "rounding map exactly to ap_fixed")
+    conv.quantized = True
+    name = conv.activation(node, "linear")
+    conv.precisions.setdefault(name, {})["result"] = ptype
+
+
+def activation_bipolar(conv, node) -> None:
+    """BipolarQuant on an activation: binary_tanh, then the scale."""
+    scale = conv.const(node.input[1])
+    if scale is None:
+        raise conv.fail(node, "the scale must be a constant")
+    conv.quantized = True
+    name = conv.activation(node, "binary_tanh", class_name="BinaryTanh")
+    conv.precisions.setdefault(name, {})["result"] = "ap_int<2>"
+    if np.any(scale != 1):
+        out = node.output[0]
+        a = conv.values[out]
+        fake = onnx.helper.make_node("Mul", [out, ""], [out], name=node.name + "_scale")
+        conv.affine(fake, a, np.asarray(scale, dtype=np.float64), 0.0)
