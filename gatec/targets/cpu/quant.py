@@ -100,8 +100,12 @@ class Lowering:
         self.graph.node.extend(self.nodes)
         used = {i for n in self.graph.node for i in n.input} | {o.name for o in self.graph.output}
         kept = [t for t in self.graph.initializer if t.name in used]
+        dropped = {t.name for t in self.graph.initializer} - used
         del self.graph.initializer[:]
         self.graph.initializer.extend(kept)
+        inputs = [v for v in self.graph.input if v.name not in dropped]  # exporters that list weights as inputs
+        del self.graph.input[:]
+        self.graph.input.extend(inputs)
         opsets = [o for o in self.model.opset_import if o.domain not in QONNX_DOMAINS]
         del self.model.opset_import[:]
         self.model.opset_import.extend(opsets)
