@@ -168,3 +168,22 @@ def test_mixed_precision_on_the_jet_shaped_mlp_saves_30_percent_bops_within_half
     # the allocation beats spending the same bits blindly: uniform 4-bit weights lose more
     assert rows["PTQ w4a8"]["loss_points"] > rows["PTQ mixed (HAWQ)"]["loss_points"]
     assert (tmp_path / "mixed_precision.png").stat().st_size > 0
+
+
+def test_quantized_model_compiles_to_cpu_and_matches_qonnx(cli, tmp_path):
+    torch.save(mlp(), tmp_path / "mlp.pt")
+    x = np.random.default_rng(7).normal(size=(300, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, _, stderr = cli("quantize", tmp_path / "mlp.pt", "--input-shape", "1,16", "--data", tmp_path / "x.npy",
+                          "--bits", "6", "--per-channel", "-o", tmp_path / "q.onnx")
+    assert code == 0, stderr
+    code, stdout, stderr = cli("compile", tmp_path / "q.onnx", "--target", "cpu", "-o", tmp_path / "cpu",
+                               "--data", tmp_path / "x.npy")
+    assert code == 0, stderr
+    # the same model quantized by the pass inside compile: held to the quantized graph
+    code, stdout, stderr = cli("compile", tmp_path / "mlp.pt", "--input-shape", "1,16", "--passes", "quantize:6",
+                               "--target", "cpu", "-o", tmp_path / "cpu_pass", "--data", tmp_path / "x.npy")
+    assert code == 0, stderr
+    manifest = json.loads((tmp_path / "cpu_pass" / "manifest.json").read_text())
+    assert manifest["passes"][0]["name"] == "quantize:6" and manifest["passes"][0]["max_abs_err"] > 0
+    assert manifest["verification"]["max_abs_err"] < manifest["passes"][0]["max_abs_err"] / 10
