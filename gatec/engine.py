@@ -33,6 +33,10 @@ class CProgram(ctypes.Structure):
                 ("b_slot", ctypes.c_void_p), ("out_slot", ctypes.c_void_p), ("output_slot", ctypes.c_void_p)]
 
 
+class CCounting(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones")]
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GATEC_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gatec"))
 
@@ -60,9 +64,9 @@ def library() -> ctypes.CDLL:
                 raise GatecError(f"building the logic engine failed: {proc.stderr.strip().splitlines()[0]}")
             os.replace(tmp, path)
         lib = ctypes.CDLL(str(path))
-        lib.gatec_run.argtypes = [ctypes.POINTER(CProgram), ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p,
-                                  ctypes.c_void_p]
-        lib.gatec_run.restype = None
+        lib.gatec_run_counting.argtypes = [ctypes.POINTER(CProgram), ctypes.POINTER(CCounting), ctypes.c_void_p,
+                                           ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
+        lib.gatec_run_counting.restype = None
         _lib = lib
         return lib
 
@@ -78,6 +82,7 @@ class Engine:
         self.c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                           *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                         p.output_slot)))
+        self.counting = CCounting(*(arr.ctypes.data for arr in (p.group_class, p.rest_start, p.rest_slot, p.class_ones)))
         self.scratch_words = (p.n_slots + 24 + p.n_inputs) * TILE  # GATEC_SCRATCH_WORDS
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
 
@@ -101,8 +106,8 @@ class Engine:
                 scratch = self._spare.pop()
             except IndexError:
                 scratch = np.empty(self.scratch_words, np.uint64)
-            self.lib.gatec_run(ctypes.byref(self.c), bits[start:stop].ctypes.data, stop - start,
-                               scratch.ctypes.data, scores[start:stop].ctypes.data)
+            self.lib.gatec_run_counting(ctypes.byref(self.c), ctypes.byref(self.counting), bits[start:stop].ctypes.data,
+                                        stop - start, scratch.ctypes.data, scores[start:stop].ctypes.data)
             self._spare.append(scratch)
         if len(chunks) <= 1:
             for c in chunks:

@@ -106,6 +106,15 @@ class Program:
     k: int
     tau: float
     gates_total: int = 0
+    # For the host engine, which counts the last level's output gates as it computes them (the
+    # firmware ignores these): per group, the class its gates count for, or -1 (gates stored to
+    # their slots as usual); the class-counted groups come last. The other outputs, class by
+    # class: rest_slot[rest_start[c]:rest_start[c + 1]]; outputs that are the constant 1 gate
+    # are counted in class_ones (the constant 0 counts nothing).
+    group_class: np.ndarray = None  # int32
+    rest_start: np.ndarray = None  # uint32, k + 1
+    rest_slot: np.ndarray = None  # uint32
+    class_ones: np.ndarray = None  # int32, k
 
     @property
     def gates_executed(self) -> int:
@@ -133,8 +142,23 @@ def plan(net: Netlist) -> Program:
     level = np.zeros(n_nodes, np.int64)
     for g in np.flatnonzero(live):
         level[n_in + g] = 1 + max(level[a[g]] if reads_a[g] else 0, level[b[g]] if reads_b[g] else 0)
+
+    # Class-counted gates: one output each, read by no gate, not constant; they run last, one
+    # level after all others.
+    per_class = len(outputs) // net.k if net.k else 0
+    out_class = np.arange(len(outputs)) // max(per_class, 1)
+    uses = np.bincount(outputs, minlength=n_nodes)
+    read = np.zeros(n_nodes, bool)
+    read[a[live & reads_a]] = read[b[live & reads_b]] = True
+    gate_class = np.full(n_nodes, -1, np.int64)
+    is_gate, node_op = np.r_[np.zeros(n_in, bool), live], np.r_[np.full(n_in, WIRE_A, np.uint8), net.op]
+    counted = is_gate[outputs] & (uses[outputs] == 1) & ~read[outputs] & ~np.isin(node_op[outputs], CONSTANT_OPS)
+    gate_class[outputs[counted]] = out_class[counted]
+    level[outputs[counted]] = level.max() + 1
+
     order = np.flatnonzero(live)
-    order = order[np.lexsort((a[order], net.op[order], level[n_in + order]))]  # reads in address order
+    classes = gate_class[n_in + order]
+    order = order[np.lexsort((a[order], net.op[order], classes, level[n_in + order]))]  # reads in address order
 
     last_read = np.full(n_nodes, -1, np.int64)  # the last level that reads each node
     for operand, reads in ((a, reads_a), (b, reads_b)):
@@ -164,13 +188,19 @@ def plan(net: Netlist) -> Program:
             n_slots += 1
         frees_at.setdefault(int(last_read[n_in + g]), []).append(n_in + g)
 
-    ops_sorted = net.op[order]
-    key = levels * 16 + ops_sorted
+    ops_sorted, classes = net.op[order], gate_class[n_in + order]
+    key = (levels * (net.k + 1) + classes + 1) * 16 + ops_sorted
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
     counts = np.diff(np.r_[starts, len(key)])
     u32 = lambda x: np.ascontiguousarray(x, dtype=np.uint32)  # noqa: E731
     a_slot = np.where(reads_a[order], slot[a[order]], 0)  # an operand the op ignores: any valid slot
     b_slot = np.where(reads_b[order], slot[b[order]], 0)
+
+    out_op = node_op[outputs]
+    rest = ~counted & ~np.isin(out_op, CONSTANT_OPS)
+    rest_start = np.searchsorted(out_class[rest], np.arange(net.k + 1))
+    class_ones = np.bincount(out_class[out_op == 15], minlength=net.k)
     return Program(n_in, int(n_slots), np.ascontiguousarray(ops_sorted[starts], np.uint8), u32(counts),
                    u32(a_slot), u32(b_slot), u32(slot[n_in + order]), u32(slot[outputs]),
-                   net.k, net.tau, net.n_gates)
+                   net.k, net.tau, net.n_gates, np.ascontiguousarray(classes[starts], np.int32),
+                   u32(rest_start), u32(slot[outputs[rest]]), np.ascontiguousarray(class_ones, np.int32))

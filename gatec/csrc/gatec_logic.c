@@ -101,10 +101,11 @@ static inline void store(gatec_word *p, slot_t v) { memcpy(p, &v, sizeof v); }
     }                                                                       \
     break;
 
-static void eval_tile(const gatec_program *p, gatec_word *act, const uint8_t *ahead, uint32_t ahead_step) {
+static void eval_tile(const gatec_program *p, gatec_word *act, uint32_t n_groups, const uint8_t *ahead,
+                      uint32_t ahead_step) {
     const uint32_t *A = p->a_slot, *B = p->b_slot, *O = p->out_slot;
     uint32_t gi, g;
-    for (gi = 0; gi < p->n_groups; gi++) {
+    for (gi = 0; gi < n_groups; gi++) {
         uint32_t count = p->group_count[gi];
         switch (p->group_op[gi]) {
         case 0: GATE_LOOP(x ^ x)
@@ -128,7 +129,7 @@ static void eval_tile(const gatec_program *p, gatec_word *act, const uint8_t *ah
     }
 }
 
-void gatec_eval_tile(const gatec_program *p, gatec_word *act) { eval_tile(p, act, (const uint8_t *)act, 0); }
+void gatec_eval_tile(const gatec_program *p, gatec_word *act) { eval_tile(p, act, p->n_groups, (const uint8_t *)act, 0); }
 
 /* Add x, of weight 2^plane, into the bit-sliced counters. */
 static void counter_add(gatec_word *planes, uint32_t n_planes, uint32_t plane, slot_t carry) {
@@ -148,6 +149,72 @@ static void counter_add(gatec_word *planes, uint32_t n_planes, uint32_t plane, s
         low = u_ ^ (c);                    \
     } while (0)
 
+/* One class's count: Harley-Seal carry-save adders fold sixteen words at a time into (eights,
+ * fours, twos, ones) and one word of weight 16, so the counter planes see one word in sixteen. */
+typedef struct {
+    slot_t ones, twos, fours, eights;
+    gatec_word *planes;
+    uint32_t n_planes;
+} counter;
+
+static void counter_start(counter *k, gatec_word *planes, uint32_t n_planes) {
+    memset(&k->ones, 0, sizeof k->ones);
+    k->twos = k->fours = k->eights = k->ones;
+    k->planes = planes;
+    k->n_planes = n_planes;
+    memset(planes, 0, sizeof(gatec_word) * n_planes * W);
+}
+
+static void counter_add16(counter *k, const slot_t *v) {
+    slot_t twos_a, twos_b, fours_a, fours_b, sixteens;
+    CSA(twos_a, k->ones, k->ones, v[0], v[1]);
+    CSA(twos_b, k->ones, k->ones, v[2], v[3]);
+    CSA(fours_a, k->twos, k->twos, twos_a, twos_b);
+    CSA(twos_a, k->ones, k->ones, v[4], v[5]);
+    CSA(twos_b, k->ones, k->ones, v[6], v[7]);
+    CSA(fours_b, k->twos, k->twos, twos_a, twos_b);
+    CSA(twos_a, k->fours, k->fours, fours_a, fours_b);  /* twos_a: eights */
+    CSA(fours_a, k->ones, k->ones, v[8], v[9]);
+    CSA(fours_b, k->ones, k->ones, v[10], v[11]);
+    CSA(twos_b, k->twos, k->twos, fours_a, fours_b);    /* twos_b: fours */
+    CSA(fours_a, k->ones, k->ones, v[12], v[13]);
+    CSA(fours_b, k->ones, k->ones, v[14], v[15]);
+    CSA(sixteens, k->twos, k->twos, fours_a, fours_b);  /* sixteens: fours */
+    CSA(fours_a, k->fours, k->fours, twos_b, sixteens); /* fours_a: eights */
+    CSA(sixteens, k->eights, k->eights, twos_a, fours_a);
+    counter_add(k->planes, k->n_planes, 4, sixteens);
+}
+
+/* Fold the last n (< 16) words of v and the carry-save state into the planes. */
+static void counter_finish(counter *k, const slot_t *v, uint32_t n) {
+    uint32_t i;
+    for (i = 0; i < n; i++) counter_add(k->planes, k->n_planes, 0, v[i]);
+    counter_add(k->planes, k->n_planes, 0, k->ones);
+    counter_add(k->planes, k->n_planes, 1, k->twos);
+    counter_add(k->planes, k->n_planes, 2, k->fours);
+    counter_add(k->planes, k->n_planes, 3, k->eights);
+}
+
+#if defined(GATEC_VECTOR) && defined(__AVX512F__) && GATEC_WORD_BITS == 64
+#include <immintrin.h>
+/* Planes back to counts plus `offset` into scores[s * k + c], 16 samples at a time: plane q's 16
+ * bits mask an add of 2^q into 16 lanes. */
+static void planes_to_scores(const counter *k, uint32_t n_rows, uint32_t n_classes, uint32_t c, int32_t offset,
+                             int32_t *scores) {
+    uint32_t s, q, t;
+    int32_t lanes[16];
+    for (s = 0; s < n_rows; s += 16) {
+        __m512i total = _mm512_set1_epi32(offset);
+        for (q = 0; q < k->n_planes; q++) {
+            uint16_t bits;
+            memcpy(&bits, (const uint8_t *)(k->planes + q * W) + s / 8, sizeof bits);
+            total = _mm512_mask_add_epi32(total, bits, total, _mm512_set1_epi32(1 << q));
+        }
+        _mm512_storeu_si512(lanes, total);
+        for (t = 0; t < 16 && s + t < n_rows; t++) scores[(uint64_t)(s + t) * n_classes + c] = lanes[t];
+    }
+}
+#else
 /* Transpose an 8x8 bit matrix held as 8 bytes (byte r = row r): Hacker's Delight, 7-3. */
 static uint64_t transpose8(uint64_t x) {
     uint64_t t;
@@ -159,73 +226,138 @@ static uint64_t transpose8(uint64_t x) {
     return x ^ t ^ (t << 28);
 }
 
-#define SLOT(i) load(act + (uint64_t)slots[i] * W)
+/* Planes back to counts plus `offset` into scores[s * k + c], 8 samples at a time: 8 planes' bytes
+ * form an 8x8 bit matrix whose transpose holds one sample's count bits per byte. */
+static void planes_to_scores(const counter *k, uint32_t n_rows, uint32_t n_classes, uint32_t c, int32_t offset,
+                             int32_t *scores) {
+    uint32_t s, q, t, base;
+    for (s = 0; s < n_rows; s += 8) {
+        uint32_t word = s / GATEC_WORD_BITS, shift = s % GATEC_WORD_BITS;
+        uint32_t total[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (base = 0; base < k->n_planes; base += 8) {
+            uint64_t m = 0;
+            for (q = base; q < k->n_planes && q < base + 8; q++)
+                m |= (uint64_t)((k->planes[q * W + word] >> shift) & 0xFFu) << (8 * (q - base));
+            m = transpose8(m);
+            for (t = 0; t < 8; t++) total[t] |= (uint32_t)((m >> (8 * t)) & 0xFFu) << base;
+        }
+        for (t = 0; t < 8 && s + t < n_rows; t++) scores[(uint64_t)(s + t) * n_classes + c] = (int32_t)total[t] + offset;
+    }
+}
+#endif
+
+static uint32_t counter_planes(uint32_t most) {
+    uint32_t n_planes = 1;
+    while (n_planes < GATEC_COUNTER_PLANES && (1ul << n_planes) <= most) n_planes++;
+    return n_planes;
+}
 
 void gatec_tile_scores(const gatec_program *p, gatec_word *act, uint32_t n_rows, int32_t *scores) {
-    uint32_t per_class = p->n_outputs / p->k, c, i, s, q, n_planes = 1;
-    gatec_word *planes = act + (uint64_t)p->n_slots * W;
-    while (n_planes < GATEC_COUNTER_PLANES && (1ul << n_planes) <= per_class) n_planes++;
+    uint32_t per_class = p->n_outputs / p->k, c, i, j;
+    counter k;
+    slot_t v[16];
     for (c = 0; c < p->k; c++) {
         const uint32_t *slots = p->output_slot + c * per_class;
-        slot_t zero, ones, twos, fours, eights, twos_a, twos_b, fours_a, fours_b, sixteens;
-        memset(&zero, 0, sizeof zero);
-        ones = twos = fours = eights = zero;
-        memset(planes, 0, sizeof(gatec_word) * n_planes * W);
-        /* Harley-Seal: carry-save adders fold sixteen words into (eights, fours, twos, ones)
-         * and one word of weight 16, so the counter planes see one word in sixteen. */
+        counter_start(&k, act + (uint64_t)p->n_slots * W, counter_planes(per_class));
         for (i = 0; i + 16 <= per_class; i += 16) {
-            CSA(twos_a, ones, ones, SLOT(i), SLOT(i + 1));
-            CSA(twos_b, ones, ones, SLOT(i + 2), SLOT(i + 3));
-            CSA(fours_a, twos, twos, twos_a, twos_b);
-            CSA(twos_a, ones, ones, SLOT(i + 4), SLOT(i + 5));
-            CSA(twos_b, ones, ones, SLOT(i + 6), SLOT(i + 7));
-            CSA(fours_b, twos, twos, twos_a, twos_b);
-            CSA(twos_a, fours, fours, fours_a, fours_b);  /* twos_a: eights */
-            CSA(fours_a, ones, ones, SLOT(i + 8), SLOT(i + 9));
-            CSA(fours_b, ones, ones, SLOT(i + 10), SLOT(i + 11));
-            CSA(twos_b, twos, twos, fours_a, fours_b);    /* twos_b: fours */
-            CSA(fours_a, ones, ones, SLOT(i + 12), SLOT(i + 13));
-            CSA(fours_b, ones, ones, SLOT(i + 14), SLOT(i + 15));
-            CSA(sixteens, twos, twos, fours_a, fours_b);  /* sixteens: fours */
-            CSA(fours_a, fours, fours, twos_b, sixteens); /* fours_a: eights */
-            CSA(sixteens, eights, eights, twos_a, fours_a);
-            counter_add(planes, n_planes, 4, sixteens);
+            for (j = 0; j < 16; j++) v[j] = load(act + (uint64_t)slots[i + j] * W);
+            counter_add16(&k, v);
         }
-        for (; i < per_class; i++) counter_add(planes, n_planes, 0, SLOT(i));
-        counter_add(planes, n_planes, 0, ones);
-        counter_add(planes, n_planes, 1, twos);
-        counter_add(planes, n_planes, 2, fours);
-        counter_add(planes, n_planes, 3, eights);
-        /* Planes back to counts, 8 samples at a time: 8 planes' bytes form an 8x8 bit matrix whose
-         * transpose holds one sample's count bits per byte. */
-        for (s = 0; s < n_rows; s += 8) {
-            uint32_t word = s / GATEC_WORD_BITS, shift = s % GATEC_WORD_BITS, t, base;
-            uint32_t total[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (base = 0; base < n_planes; base += 8) {
-                uint64_t m = 0;
-                for (q = base; q < n_planes && q < base + 8; q++)
-                    m |= (uint64_t)((planes[q * W + word] >> shift) & 0xFFu) << (8 * (q - base));
-                m = transpose8(m);
-                for (t = 0; t < 8; t++) total[t] |= (uint32_t)((m >> (8 * t)) & 0xFFu) << base;
-            }
-            for (t = 0; t < 8 && s + t < n_rows; t++) scores[(uint64_t)(s + t) * p->k + c] = (int32_t)total[t];
-        }
+        for (j = 0; i < per_class; i++, j++) v[j] = load(act + (uint64_t)slots[i] * W);
+        counter_finish(&k, v, j);
+        planes_to_scores(&k, n_rows, p->k, c, 0, scores);
     }
 }
 
-void gatec_run(const gatec_program *p, const uint8_t *bits, uint32_t n, gatec_word *scratch, int32_t *scores) {
-    uint32_t start, g, gates = 0, step;
+/* Gates read from the next tile's rows between prefetches (see PREFETCH_NEXT_ROWS). */
+static uint32_t prefetch_step(const gatec_program *p) {
+    uint32_t g, gates = 0;
     for (g = 0; g < p->n_groups; g++) gates += p->group_count[g];
-    step = gates ? (uint32_t)((uint64_t)GATEC_TILE_SAMPLES * p->n_inputs / gates) : 0;
+    return gates ? (uint32_t)((uint64_t)GATEC_TILE_SAMPLES * p->n_inputs / gates) : 0;
+}
+
+void gatec_run(const gatec_program *p, const uint8_t *bits, uint32_t n, gatec_word *scratch, int32_t *scores) {
+    uint32_t start, step = prefetch_step(p);
     for (start = 0; start < n; start += GATEC_TILE_SAMPLES) {
         uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
         int full_next = n - start >= 2u * GATEC_TILE_SAMPLES;
         gatec_pack_tile(p, bits + (uint64_t)start * p->n_inputs, rows, scratch);
-        eval_tile(p, scratch, bits + (uint64_t)(start + (full_next ? GATEC_TILE_SAMPLES : 0)) * p->n_inputs,
+        eval_tile(p, scratch, p->n_groups, bits + (uint64_t)(start + (full_next ? GATEC_TILE_SAMPLES : 0)) * p->n_inputs,
                   full_next ? step : 0);
         gatec_tile_scores(p, scratch, rows, scores + (uint64_t)start * p->k);
     }
 }
+
+#ifdef GATEC_VECTOR
+/* The counted groups' gates go to a 16-word buffer instead of their slots; every 16 go to the counter. */
+#define COUNT_LOOP(expr)                                                    \
+    for (g = 0; g < count; g++) {                                           \
+        PREFETCH_NEXT_ROWS();                                               \
+        slot_t x = load(act + (uint64_t)A[g] * W), y = load(act + (uint64_t)B[g] * W); \
+        v[fill++] = (slot_t)(expr);                                         \
+        (void)x; (void)y;                                                   \
+        if (fill == 16) counter_add16(&k, v), fill = 0;                     \
+    }                                                                       \
+    break;
+
+static void count_tile(const gatec_program *p, const gatec_counting *cp, gatec_word *act, uint32_t first,
+                       uint32_t n_rows, int32_t *scores, const uint8_t *ahead, uint32_t ahead_step) {
+    const uint32_t *A = p->a_slot, *B = p->b_slot;
+    uint32_t gi = first, g, c, r, fill, n_planes = counter_planes(p->n_outputs / p->k);
+    counter k;
+    slot_t v[16];
+    for (g = 0; g < first; g++) A += p->group_count[g], B += p->group_count[g];
+    for (c = 0; c < p->k; c++) {
+        counter_start(&k, act + (uint64_t)p->n_slots * W, n_planes);
+        fill = 0;
+        for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) {
+            uint32_t count = p->group_count[gi];
+            switch (p->group_op[gi]) {
+            case 0: COUNT_LOOP(x ^ x)
+            case 1: COUNT_LOOP(x & y)
+            case 2: COUNT_LOOP(x & ~y)
+            case 3: COUNT_LOOP(x)
+            case 4: COUNT_LOOP(~x & y)
+            case 5: COUNT_LOOP(y)
+            case 6: COUNT_LOOP(x ^ y)
+            case 7: COUNT_LOOP(x | y)
+            case 8: COUNT_LOOP(~(x | y))
+            case 9: COUNT_LOOP(~(x ^ y))
+            case 10: COUNT_LOOP(~y)
+            case 11: COUNT_LOOP(x | ~y)
+            case 12: COUNT_LOOP(~x)
+            case 13: COUNT_LOOP(~x | y)
+            case 14: COUNT_LOOP(~(x & y))
+            default: COUNT_LOOP(~(x ^ x))
+            }
+            A += count; B += count;
+        }
+        for (r = cp->rest_start[c]; r < cp->rest_start[c + 1]; r++) {
+            v[fill++] = load(act + (uint64_t)cp->rest_slot[r] * W);
+            if (fill == 16) counter_add16(&k, v), fill = 0;
+        }
+        counter_finish(&k, v, fill);
+        planes_to_scores(&k, n_rows, p->k, c, cp->class_ones[c], scores);
+    }
+}
+
+void gatec_run_counting(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
+                        gatec_word *scratch, int32_t *scores) {
+    uint32_t start, step = prefetch_step(p), first = p->n_groups, g, before = 0;
+    while (first > 0 && cp->group_class[first - 1] >= 0) first--;
+    for (g = 0; g < first; g++) before += p->group_count[g];
+    for (start = 0; start < n; start += GATEC_TILE_SAMPLES) {
+        uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
+        int full_next = n - start >= 2u * GATEC_TILE_SAMPLES;
+        const uint8_t *ahead = bits + (uint64_t)(start + (full_next ? GATEC_TILE_SAMPLES : 0)) * p->n_inputs;
+        uint32_t ahead_step = full_next ? step : 0;
+        gatec_pack_tile(p, bits + (uint64_t)start * p->n_inputs, rows, scratch);
+        eval_tile(p, scratch, first, ahead, ahead_step);
+        count_tile(p, cp, scratch, first, rows, scores + (uint64_t)start * p->k, ahead + (uint64_t)before * ahead_step,
+                   ahead_step);
+    }
+}
+#endif
 
 void gatec_run_packed(const gatec_program *p, const gatec_word *words, uint32_t n, gatec_word *scratch,
                       int32_t *scores) {

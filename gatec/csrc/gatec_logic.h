@@ -66,4 +66,18 @@ void gatec_run(const gatec_program *p, const uint8_t *bits, uint32_t n, gatec_wo
  * tile t (see gatec_pack_tile's layout). */
 void gatec_run_packed(const gatec_program *p, const gatec_word *words, uint32_t n, gatec_word *scratch,
                       int32_t *scores);
+
+#ifdef GATEC_VECTOR
+/* Host engine: gatec_run, but the gates of the program's last groups count straight into their
+ * class (see gatec.netlist.Program) instead of being stored and read back. */
+typedef struct {
+    const int32_t *group_class;  /* n_groups: the class a group's gates count for, or -1; those >= 0 last */
+    const uint32_t *rest_start;  /* k + 1: rest_slot[rest_start[c]:rest_start[c + 1]] are class c's */
+    const uint32_t *rest_slot;   /* the other outputs' slots, class by class */
+    const int32_t *class_ones;   /* k: outputs that are the constant 1 */
+} gatec_counting;
+
+void gatec_run_counting(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
+                        gatec_word *scratch, int32_t *scores);
+#endif
 #endif
