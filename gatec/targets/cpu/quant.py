@@ -140,7 +140,7 @@ class Lowering:
                 and float(scale.reshape(-1)[0]) > 0):
             int_type = np.int8 if signed else np.uint8
             info = np.iinfo(int_type)
-            if info.min <= zp <= info.max and info.min <= lo + zp and hi + zp <= info.max:
+            if info.min <= zp <= info.max and info.min <= lo and hi <= info.max:
                 self.qdq(node, scale.reshape(()), int(zp), int_type, lo, hi)
                 return
         self.float_quant(node, scale, zeropt, bits, signed, lo, hi, ROUNDING_OPS[mode])
@@ -150,9 +150,9 @@ class Lowering:
         z = self.const("zero_point", np.array(zp, int_type))
         q = self.emit("QuantizeLinear", [node.input[0], s, z])
         info = np.iinfo(int_type)
-        if (lo + zp, hi + zp) != (info.min, info.max):  # fewer than 8 bits, or narrow range
-            q = self.emit("Clip", [q, self.const("min", np.array(lo + zp, int_type)),
-                                   self.const("max", np.array(hi + zp, int_type))])
+        if (lo, hi) != (info.min, info.max):  # fewer than 8 bits, or narrow range (QONNX clips x/s + zp)
+            q = self.emit("Clip", [q, self.const("min", np.array(lo, int_type)),
+                                   self.const("max", np.array(hi, int_type))])
         self.emit("DequantizeLinear", [q, s, z], node.output[0])
 
     def float_quant(self, node, scale, zeropt, bits, signed, lo, hi, round_op) -> None:
@@ -189,25 +189,31 @@ class Lowering:
         self.emit("Mul", [self.sign(node.input[0]), self.const("scale", scale)], node.output[0])
 
     def trunc(self, node) -> None:
-        """qonnx's Trunc with an output scale (6 inputs): round(x/s + zp), divide by the power of two
-        between the scales, clip to the output bit width, round by the mode, rescale."""
-        if len(node.input) != 6:
-            raise GatecError(f"{describe(node)}: only the 6-input form of Trunc (with an output scale) is "
-                             f"supported by the cpu target")
+        """qonnx's Trunc, by the version of its domain in the model (as qonnx's executor picks it):
+        v1 drops input_bits - output_bits low bits; v2 rescales to an output scale and clips."""
+        version = next((o.version for o in self.model.opset_import if o.domain == node.domain), 1)
         scale = self.constant(node, 1, "scale").astype(np.float32)
         zeropt = self.constant(node, 2, "zero point").astype(np.float32)
-        out_scale = self.constant(node, 4, "output scale").astype(np.float32)
-        out_bits = int(self.constant(node, 5, "output bit width"))
         a = attrs(node)
         mode = a.get("rounding_mode", b"FLOOR")
         mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
         if mode not in ROUNDING_OPS:
             raise GatecError(f"{describe(node)}: rounding mode {mode} is not supported by the cpu target")
-        lo, hi = int_range(out_bits, bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
-        trunc_scale = (2 ** np.round(np.log2(out_scale / scale))).astype(np.float32)
         y = self.emit("Div", [node.input[0], self.const("scale", scale)])
         y = self.emit("Add", [y, self.const("zero_point", zeropt)])
         y = self.emit("Round", [y])
+        if version < 2:
+            in_bits = self.constant(node, 3, "input bit width").astype(np.float32)
+            out_bits = self.constant(node, 4, "output bit width").astype(np.float32)
+            y = self.emit("Div", [y, self.const("trunc_scale", np.float32(2.0) ** (in_bits - out_bits))])
+            y = self.emit(ROUNDING_OPS[mode], [y])
+            y = self.emit("Sub", [y, self.const("zero_point", zeropt)])
+            self.emit("Mul", [y, self.const("scale", scale)], node.output[0])
+            return
+        out_scale = self.constant(node, 4, "output scale").astype(np.float32)
+        out_bits = int(self.constant(node, 5, "output bit width"))
+        lo, hi = int_range(out_bits, bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
+        trunc_scale = (2 ** np.round(np.log2(out_scale / scale))).astype(np.float32)
         y = self.emit("Div", [y, self.const("trunc_scale", trunc_scale)])
         y = self.emit("Clip", [y, self.const("min", np.array(lo, np.float32)),
                                self.const("max", np.array(hi, np.float32))])
