@@ -82,8 +82,8 @@ def test_a_flipped_gate_is_caught(network, tmp_path):
     art = gatec.compile(path, "fpga", tmp_path / "hw", samples=64)
     model_v = tmp_path / "hw" / "model.v"
     text = model_v.read_text()
-    # a gate the GroupSum reads directly: inverting it changes its class's count on every vector
-    gate = re.search(r"^assign p\d+ = .*?\b(g\d+)\b", text, re.M).group(1)
+    # a gate a GroupSum counter reads: inverting it changes its class's count
+    gate = re.search(r"^gatec_count\d+ c\d+ \(\.i\(\{.*?\b(g\d+)\b", text, re.M).group(1)
     model_v.write_text(re.sub(rf"^assign {gate} = (.*);$", rf"assign {gate} = ~(\1);", text, flags=re.M))
     bits = np.random.default_rng(0).integers(0, 2, (50, 20)).astype(np.uint8)
     got = Artifact.open(tmp_path / "hw").run(bits)[0]
@@ -124,6 +124,32 @@ def test_groupsum_is_exact_for_any_group_size(tmp_path):
             bits = rng.integers(0, 2, (100, 2 * size)).astype(np.uint8)
             bits[0], bits[1] = 0, 1
             np.testing.assert_array_equal(Runner(tmp_path).counts(bits), bits.reshape(100, 2, size).sum(2))
+
+
+@pytest.mark.parametrize("pipeline", [0, 2])
+def test_counters_with_gates_inside_are_exact(tmp_path, pipeline):
+    """GroupSum counters that compute the gates only they read (inverters, gates on shared
+    signals), signals counted twice, constants: simulated against the netlist."""
+    rng = np.random.default_rng(pipeline)
+    n_in, n_gates = 8, 60
+    a = np.concatenate([rng.integers(0, n_in + g, 1) for g in range(n_gates)])
+    b = np.concatenate([rng.integers(0, n_in + g, 1) for g in range(n_gates)])
+    op = rng.integers(0, 16, n_gates).astype(np.uint8)
+    op[:4] = [0, 15, 12, 10]  # constants and inverters among the counted gates
+    outputs = np.concatenate([rng.permutation(np.arange(n_in, n_in + n_gates))[:40], [n_in + 2, n_in + 1, 5, 5]])
+    net = Netlist(n_in, a, b, op, rng.permutation(outputs), 2, 1.0)
+    design = Design(net, 6, pipeline, fuse=True)
+    assert design.live_gates - len(design.assigns) > 3  # some gates moved into the counters
+    (tmp_path / "model.v").write_text(design.verilog("fused GroupSum"))
+    (tmp_path / "testbench.v").write_text(rtl.testbench(design))
+    bits = rng.integers(0, 2, (300, n_in)).astype(np.uint8)
+    np.testing.assert_array_equal(Runner(tmp_path).counts(bits), net.evaluate(bits))
+
+
+def test_synthesis_can_be_skipped(network, tmp_path):
+    path, _ = network
+    art = gatec.compile(path, "fpga", tmp_path / "hw", options={"synthesize": False}, samples=40)
+    assert art.manifest["verification"]["ok"] and not (tmp_path / "hw" / "resources.json").exists()
 
 
 def test_cli_pipeline_option(network, cli, tmp_path):

@@ -37,6 +37,7 @@ EXPR = {0: "1'b0", 1: "{a} & {b}", 2: "{a} & ~{b}", 3: "{a}", 4: "~{a} & {b}", 5
 # GroupSum compressors read this many bits each: a 6:3 popcount is three LUT6 (one per output
 # bit), a full adder (3:2) is the classic ASIC cell.
 COMPRESSOR_INPUTS = {"fpga": 6, "asic": 3}
+PLAIN = -1  # a compressor term that is a signal itself, not a gate on two signals
 
 
 def pipeline_of(options: dict) -> int:
@@ -65,8 +66,8 @@ class Design:
     with each signal's logic level (gates and compressors count one level each) and, when
     pipelined, the register stage it is computed in."""
 
-    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0):
-        self.net, self.pipeline = net, pipeline
+    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0, fuse: bool = False):
+        self.net, self.pipeline, self.fuse = net, pipeline, fuse
         n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
         folded = fold(net)
         a, b, outputs = folded.a, folded.b, folded.outputs
@@ -85,47 +86,101 @@ class Design:
             reads = [x for x, r in ((int(a[g]), READS_A[op]), (int(b[g]), READS_B[op])) if r]
             self.level[node] = 1 + max(self.level[x] for x in reads)
             self.assigns.append((node, op, [int(a[g]), int(b[g])]))
+        self.live_gates = len(self.assigns)
+        self.live_levels = [self.level[node] for node, _, _ in self.assigns]
 
-        # GroupSum: per class, columns of bits by weight, reduced by compressors until one bit
-        # per column; the earliest bits are grouped first so the tree stays shallow.
-        self.compressors: list[tuple[int, int, list[int], list[int]]] = []  # (index, width, inputs, output ids)
+        # GroupSum: per class, columns of terms by weight, reduced by compressors until one bit
+        # per column; the earliest terms are grouped first so the tree stays shallow. A term is
+        # (node, op, a, b): op PLAIN counts signal `node` itself, else the gate op(a, b) inside the
+        # compressor. With `fuse` (LUT targets), gates only the GroupSum reads move into the
+        # compressors that count them: an inverter costs nothing inside a counter's LUT, and three
+        # gates on six signals shared with the rest of the network are counted by two LUT6 (sum
+        # and carry) instead of three gate LUTs feeding the counters; the count of 2 x signal is
+        # signal in the next column, and constant zeros are dropped.
+        self.compressors: list[tuple[int, int, list[tuple], list[int]]] = []  # (index, width, terms, output ids)
         groups = outputs.reshape(net.k, -1)
         self.count_width = int(groups.shape[1]).bit_length()
+        fused = self.fused_terms(outputs) if fuse else {}
+        self.assigns = [t for t in self.assigns if t[0] not in fused]
         self.count_bits: list[list[int]] = []
         for group in groups:
-            columns = [[int(x) for x in group]]
-            while any(len(c) > 1 for c in columns):
-                next_columns: list[list[int]] = [[] for _ in range(len(columns) + 3)]
-                for w, column in enumerate(columns):
-                    column = sorted(column, key=lambda s: self.level[s])
-                    crowded = len(column) > 2
-                    while column:
-                        take = column[:compressor_inputs]
-                        if len(take) == 1 or (len(take) == 2 and crowded):
-                            next_columns[w] += take  # too few to compress now: wait for the next round
-                        else:
-                            for i, out in enumerate(self.compress(take)):
-                                next_columns[w + i].append(out)
-                        column = column[len(take):]
-                while next_columns and not next_columns[-1]:
-                    next_columns.pop()
-                columns = next_columns
+            if fuse:
+                uses = np.bincount(group, minlength=n_nodes)
+                columns = [[] for _ in range(self.count_width)]
+                for s in np.flatnonzero(uses).tolist():
+                    if self.name[s] == "1'b0":
+                        continue
+                    for w in range(int(uses[s]).bit_length()):
+                        if uses[s] >> w & 1:
+                            columns[w].append(fused.get(s, (s, PLAIN, s, s)))
+                # three two-input gates per counter, each LUT reading their six operands
+                pairs = [t for t in columns[0] if t[1] != PLAIN and READS_A[t[1]] and READS_B[t[1]]]
+                pairs = pairs[:len(pairs) // 3 * 3]
+                chosen = set(t[0] for t in pairs)
+                columns[0] = [t for t in columns[0] if t[0] not in chosen]
+                for i in range(0, len(pairs), 3):
+                    low, high = self.compress(pairs[i:i + 3])
+                    columns[0].append((low, PLAIN, low, low))
+                    columns[1].append((high, PLAIN, high, high))
+            else:
+                columns = [[(int(x), PLAIN, int(x), int(x)) for x in group]] + [[] for _ in range(self.count_width - 1)]
+            # column by column from the lowest weight, when all its carries are in: counters on the
+            # earliest terms first (a tree, not a chain); each counter of t terms leaves one bit in
+            # the column, so t - 1 is taken off and one uneven counter first leaves exactly one bit
+            # at the end (a half adder only where a column has two bits left)
+            for w in range(self.count_width):
+                column = columns[w]
+                while len(column) > 1:
+                    column.sort(key=lambda t: self.level[t[0]])
+                    r = (len(column) - 1) % (compressor_inputs - 1)
+                    take = r + 1 if r else compressor_inputs
+                    outs = self.compress(column[:take])
+                    del column[:take]
+                    column.append((outs[0], PLAIN, outs[0], outs[0]))
+                    for i, out in enumerate(outs[1:], 1):
+                        if w + i < self.count_width:  # the count is below 2**count_width: higher bits are zero
+                            columns[w + i].append((out, PLAIN, out, out))
+            # a lone gate term still needs its own signal
+            columns = [[t if t[1] == PLAIN else (self.compress([t])[0], PLAIN) for t in c] for c in columns]
             # the count is below 2**count_width, so higher columns carry constant zeros
-            self.count_bits.append([c[0] if c else None for c in columns[:self.count_width]]
+            self.count_bits.append([c[0][0] if c else None for c in columns[:self.count_width]]
                                    + [None] * (self.count_width - len(columns)))
         self.depth = max([self.level[b] for bits in self.count_bits for b in bits if b is not None] + [0])
         self.stages = -(-self.depth // pipeline) if pipeline else 0
         self.registers: dict[tuple[int, int], str] = {}  # (signal, stage) -> reg name
 
-    def compress(self, bits: list[int]) -> list[int]:
+    def fused_terms(self, outputs: np.ndarray) -> dict[int, tuple]:
+        """Gates worth computing inside the counters: read by no gate, counted once, and either
+        one-operand (an inverter) or reading two signals that exist anyway (inputs, or read
+        elsewhere), so that no gate that used to share their LUT needs one of its own. Constant
+        ones become terms too (constant zeros are dropped by the caller)."""
+        readers = np.bincount(outputs, minlength=len(self.level))
+        for _, op, (x, y) in self.assigns:
+            readers[x] += READS_A[op]
+            readers[y] += READS_B[op]
+        uses = np.bincount(outputs, minlength=len(self.level))
+        gate = {node: (op, x, y) for node, op, (x, y) in self.assigns}
+        terms = {}
+        for node, (op, x, y) in gate.items():
+            if readers[node] != 1 or uses[node] != 1:
+                continue
+            operands = [v for v, r in ((x, READS_A[op]), (y, READS_B[op])) if r]
+            if len(operands) == 1 or all(v not in gate or readers[v] > 1 for v in operands):
+                terms[node] = (node, op, x, y)
+        for node, name in enumerate(self.name[:len(self.level)]):
+            if name == "1'b1":
+                terms[node] = (node, 15, node, node)
+        return terms
+
+    def compress(self, terms: list[tuple]) -> list[int]:
         index = len(self.compressors)
-        width = len(bits).bit_length()
+        width = len(terms).bit_length()
         ids = list(range(len(self.name), len(self.name) + width))
         self.name += [f"p{index}[{i}]" for i in range(width)]
-        level = 1 + max(self.level[b] for b in bits)
+        level = 1 + max(self.level[t[0]] for t in terms)
         self.level += [level] * width
         self.constant += [False] * width
-        self.compressors.append((index, width, bits, ids))
+        self.compressors.append((index, width, terms, ids))
         return ids
 
     def stage(self, signal: int) -> int:
@@ -150,9 +205,17 @@ class Design:
         for node, op, (x, y) in self.assigns:
             s = self.stage(node)
             body.append(f"assign {self.name[node]} = {EXPR[op].format(a=self.ref(x, s), b=self.ref(y, s))};")
-        for index, width, bits, ids in self.compressors:
+        counters: dict[tuple, int] = {}  # the counter modules, by the ops of their terms
+        for index, width, terms, ids in self.compressors:
             s = self.stage(ids[0])
-            body.append(f"assign p{index} = {' + '.join(self.ref(b, s) for b in bits)};")
+            if not self.fuse:
+                body.append(f"assign p{index} = {' + '.join(self.ref(t[0], s) for t in terms)};")
+                continue
+            terms = sorted(terms, key=lambda t: t[1])
+            ops = tuple(t[1] for t in terms)
+            number = counters.setdefault(ops, len(counters))
+            operands = [self.ref(v, s) for t in terms for v in term_operands(t)] or ["1'b0"]
+            body.append(f"gatec_count{number} c{index} (.i({{{', '.join(reversed(operands))}}}), .s(p{index}));")
         outputs = []
         for c, bits in enumerate(self.count_bits):
             refs = [self.ref(b, self.stages) for b in reversed(bits)]
@@ -171,13 +234,43 @@ class Design:
         ports += [f"output wire [{self.count_width - 1}:0] count_{c}" for c in range(net.k)]
         latency = (f"pipelined every {self.pipeline} logic levels: {self.stages} register stages, the counts "
                    f"come {self.stages} clock cycles after the input" if self.pipeline else "purely combinational")
+        inside = (f"; {self.live_gates - len(self.assigns)} of them are computed inside the GroupSum's counters"
+                  if self.fuse else "")
         header = [f"// Generated by gatec: {title}.",
-                  f"// {net.n_gates} gates in the model; {len(self.assigns)} after wires, constants and unused gates are",
-                  f"// folded away; GroupSum as {len(self.compressors)} compressors; {self.depth} logic levels; {latency}.",
+                  f"// {net.n_gates} gates in the model; {self.live_gates} after wires, constants and unused gates are",
+                  f"// folded away{inside}; GroupSum as {len(self.compressors)} compressors; {self.depth} logic levels;",
+                  f"// {latency}.",
                   f"// x: {n_in} input bits. count_c: the number of ones in class c's group of {len(net.outputs) // net.k};"
                   f" the class score is count_c / {float(net.tau)!r} (tau).",
                   f"module {MODULE} (", "    " + ",\n    ".join(ports), ");"]
-        return "\n".join(header + decls + body + clocked + outputs + ["endmodule", ""])
+        modules = [counter_module(number, ops) for ops, number in counters.items()]
+        return "\n".join(header + decls + body + clocked + outputs + ["endmodule", ""] + modules)
+
+
+def term_operands(term: tuple) -> list[int]:
+    """The signals a compressor term reads: the signal itself, or the operands its gate reads."""
+    node, op, a, b = term
+    return [node] if op == PLAIN else [v for v, r in ((a, READS_A[op]), (b, READS_B[op])) if r]
+
+
+def counter_module(number: int, ops: tuple) -> str:
+    """A counter: the number of ones among its terms (a signal, or a gate on two), as one module
+    so that LUT mapping sees each counter alone (six inputs: one LUT6 per output bit)."""
+    exprs, n = [], 0
+    for op in ops:
+        if op == PLAIN:
+            exprs.append(f"i[{n}]")
+            n += 1
+            continue
+        names = {}
+        for operand, reads in (("a", READS_A[op]), ("b", READS_B[op])):
+            names[operand] = f"i[{n}]" if reads else "1'b0"
+            n += reads
+        exprs.append(EXPR[op].format(**names))
+    width = len(ops).bit_length()
+    return "\n".join([f"module gatec_count{number} (input wire [{max(n, 1) - 1}:0] i, output wire [{width - 1}:0] s);",
+                      f"wire [{len(ops) - 1}:0] t;", *(f"assign t[{j}] = {e};" for j, e in enumerate(exprs)),
+                      f"assign s = {' + '.join(f't[{j}]' for j in range(len(ops)))};", "endmodule", ""])
 
 
 def testbench(design: Design) -> str:
@@ -213,7 +306,7 @@ def testbench(design: Design) -> str:
 
 def yosys_script(kind: str) -> str:
     if kind == "fpga":
-        return (f"read_verilog model.v\nsynth -lut 6 -top {MODULE}\nopt_clean -purge\n"
+        return (f"read_verilog model.v\nsynth -lut 6 -top {MODULE}\nflatten\nopt_clean -purge\n"
                 f"tee -o yosys_stat.txt stat\ntee -o yosys_ltp.txt ltp -noff\n")
     return (f"read_verilog model.v\nsynth -top {MODULE}\nabc -g NAND\nopt_clean -purge\n"
             f"tee -o yosys_stat.txt stat\ntee -o yosys_ltp.txt ltp -noff\n")
@@ -227,19 +320,29 @@ def need(tool: str) -> str:
     return path
 
 
-def synthesize(verilog: str, kind: str) -> dict:
-    """Runs Yosys on the Verilog; returns its cell counts and longest path (in cells)."""
+def synthesize(verilogs: list[str], kind: str) -> list[dict]:
+    """Runs Yosys on each Verilog text, side by side; returns their cell counts and longest
+    paths (in cells)."""
     with tempfile.TemporaryDirectory(prefix="gatec-yosys-") as tmp:
-        (Path(tmp) / "model.v").write_text(verilog)
-        (Path(tmp) / "synth.ys").write_text(yosys_script(kind))
-        proc = subprocess.run([need("yosys"), "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise GatecError(f"yosys failed on the generated Verilog: {(proc.stderr or proc.stdout).strip()[-500:]}")
-        stat = (Path(tmp) / "yosys_stat.txt").read_text()
-        ltp = (Path(tmp) / "yosys_ltp.txt").read_text()
-    cells = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", stat, re.M)}
-    depth = re.search(r"length=(\d+)", ltp)
-    return {"cells": cells, "longest_path_cells": int(depth.group(1)) if depth else 0}
+        procs = []
+        for i, verilog in enumerate(verilogs):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            (folder / "model.v").write_text(verilog)
+            (folder / "synth.ys").write_text(yosys_script(kind))
+            procs.append(subprocess.Popen([need("yosys"), "-q", "-s", "synth.ys"], cwd=folder, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        results = []
+        for i, proc in enumerate(procs):
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise GatecError(f"yosys failed on the generated Verilog: {(err or out).strip()[-500:]}")
+            stat = (Path(tmp) / str(i) / "yosys_stat.txt").read_text()
+            ltp = (Path(tmp) / str(i) / "yosys_ltp.txt").read_text()
+            cells = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\$\S+)\s+(\d+)\s*$", stat, re.M)}
+            depth = re.search(r"length=(\d+)", ltp)
+            results.append({"cells": cells, "longest_path_cells": int(depth.group(1)) if depth else 0})
+    return results
 
 
 def flip_flops(cells: dict) -> int:
@@ -261,7 +364,7 @@ def resources(design: Design, kind: str, full: dict, groupsum: dict, original_ga
                        "lut_depth": full["longest_path_cells"], "cells": full["cells"],
                        "groupsum_luts_alone": gs_luts,
                        "luts_per_original_gate": round(luts / max(original_gates, 1), 4),
-                       "luts_per_live_gate": round(luts / max(len(design.assigns), 1), 4)}
+                       "luts_per_live_gate": round(luts / max(design.live_gates, 1), 4)}
         main = "luts"
     else:
         cells = full["cells"]
@@ -272,18 +375,20 @@ def resources(design: Design, kind: str, full: dict, groupsum: dict, original_ga
                        "groupsum_nand2_equivalents_alone": gs_area,
                        "nand2_equivalents_per_original_gate": round(area / max(original_gates, 1), 4)}
         main = "nand2_equivalents"
-    levels = np.bincount([design.level[n] for n, _, _ in design.assigns], minlength=1)[1:].tolist()
+    levels = np.bincount(design.live_levels, minlength=1)[1:].tolist()
     return {
         "target": kind, "module": MODULE,
         "synthesized_by_yosys": synthesized,
-        "synthesis": ("yosys `synth -lut 6` (generic 6-input LUTs, abc mapping, no vendor carry chains or DSPs)"
+        "synthesis": ("yosys `synth -lut 6` then `flatten` (generic 6-input LUTs, abc mapping, each GroupSum counter "
+                      "a module mapped on its own; no vendor carry chains or DSPs); LUTs counted on the flattened design"
                       if kind == "fpga" else
                       "yosys `synth` + `abc -g NAND` (generic NAND2/NOT cells, no liberty file); NAND2 equivalents "
                       "by transistor count: NAND2 1, NOT 0.5, D flip-flop 6"),
         "groupsum_alone": "the GroupSum compressor trees synthesized on their own (inputs free), for the breakdown; "
                           "in the whole design Yosys may share logic across the boundary",
         "network": {"gates_in_model": original_gates, "gates_in_compiled_netlist": int(net.n_gates),
-                    "live_gates": len(design.assigns), "input_bits": int(net.n_inputs), "classes": int(net.k),
+                    "live_gates": design.live_gates,
+                    "gates_inside_counters": design.live_gates - len(design.assigns), "input_bits": int(net.n_inputs), "classes": int(net.k),
                     "group_size": int(len(net.outputs) // net.k), "tau": float(net.tau),
                     "count_bits": design.count_width, "compressors": len(design.compressors),
                     "live_gates_per_level": levels},
@@ -343,7 +448,7 @@ def build(ir: IR, folder: Path, options: dict, kind: str) -> list[str]:
     pipeline = pipeline_of(options)
     net, encoder = network(ir)
     fan_in = COMPRESSOR_INPUTS[kind]
-    design = Design(net, fan_in, pipeline)
+    design = Design(net, fan_in, pipeline, fuse=kind == "fpga")
     verilog = design.verilog(f"a logic network for target {kind}")
     files = {"model.v": verilog, "testbench.v": testbench(design), "synth.ys": yosys_script(kind)}
     if encoder is not None:
@@ -353,9 +458,11 @@ def build(ir: IR, folder: Path, options: dict, kind: str) -> list[str]:
             "feature_index": encoder[0].tolist(), "threshold": [float(t) for t in encoder[1]]}, indent=1) + "\n"
     for name, text in files.items():
         (folder / name).write_text(text)
-    gs = Design(groupsum_only(design), fan_in, 0)
-    res = resources(design, kind, synthesize(verilog, kind), synthesize(gs.verilog("GroupSum alone"), kind),
-                    original_gate_count(ir, net))
+    if options.get("synthesize", True) is False:  # verification needs only the simulation
+        return sorted(files)
+    gs = Design(groupsum_only(design), fan_in, 0, fuse=kind == "fpga")
+    full, groupsum = synthesize([verilog, gs.verilog("GroupSum alone")], kind)
+    res = resources(design, kind, full, groupsum, original_gate_count(ir, net))
     (folder / "resources.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
     plot(res, folder / "resources.png")
     return sorted(files) + ["resources.json", "resources.png"]
