@@ -17,11 +17,11 @@ import torch
 from onnx import numpy_helper
 
 from .errors import GatecError
-from .ir import IR
+from .ir import IR, constants_to_initializers
 from .ptq import WeightLayer, quantize_weight, weight_layers
 
 BIT_CHOICES = (2, 3, 4, 5, 6, 7, 8)
-WEIGHT_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.GRU, torch.nn.LSTM)
+WEIGHT_MODULES = ("Linear", "Conv1d", "Conv2d", "GRU", "LSTM")  # by class name: TorchScript modules keep it
 
 
 @dataclass
@@ -38,7 +38,7 @@ def torch_weights(module: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]
     """The weight matrices of each weight-bearing submodule (biases are quantized finely)."""
     found = {}
     for name, m in module.named_modules():
-        if isinstance(m, WEIGHT_MODULES):
+        if getattr(m, "original_name", type(m).__name__) in WEIGHT_MODULES:
             found[name] = [p for n, p in m.named_parameters(recurse=False) if n.startswith("weight")]
     return found
 
@@ -50,6 +50,8 @@ def fingerprint(values) -> np.ndarray:
 
 def match_layers(ir: IR, module: torch.nn.Module) -> list[tuple[WeightLayer, str]]:
     """Pair each ONNX weight layer with the PyTorch module whose weights it holds."""
+    ir = ir.copy()
+    constants_to_initializers(ir.model)
     inits = {i.name: i for i in ir.model.graph.initializer}
     candidates = {name: fingerprint([p.detach().numpy() for p in params])
                   for name, params in torch_weights(module).items()}
@@ -86,7 +88,13 @@ def hessian_traces(module: torch.nn.Module, inputs: list[np.ndarray], labels: np
     params = [p for ps in layers.values() for p in ps]
     with torch.enable_grad():
         loss = loss_fn(module(*x), y)
-        grads = torch.autograd.grad(loss, params, create_graph=True)
+        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    owner = [name for name, ps in layers.items() for _ in ps]
+    unreached = [name for name, g in zip(owner, grads) if g is None]
+    if unreached:
+        raise GatecError(f"the loss does not reach the weights of '{unreached[0]}' through autograd (a TorchScript "
+                         "module keeps its own copies of recurrent weights): save the module with torch.save for "
+                         "mixed precision")
     gen = torch.Generator().manual_seed(seed)
     sums = {name: 0.0 for name in layers}
     for it in range(iterations):
@@ -105,6 +113,8 @@ def hessian_traces(module: torch.nn.Module, inputs: list[np.ndarray], labels: np
 def sensitivities(ir: IR, module: torch.nn.Module, inputs: list[np.ndarray], labels: np.ndarray | None = None,
                   choices=BIT_CHOICES, per_channel: bool = False, iterations: int = 64,
                   progress=None) -> list[Sensitivity]:
+    ir = ir.copy()
+    constants_to_initializers(ir.model)
     pairs = match_layers(ir, module)
     weights = torch_weights(module)
     traces = hessian_traces(module, inputs, labels, {m: weights[m] for _, m in pairs}, iterations, progress=progress)

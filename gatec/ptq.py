@@ -18,7 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import GatecError
-from .ir import IR
+from .ir import IR, constants_to_initializers
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 CALIBRATIONS = ("minmax", "percentile")
@@ -155,13 +155,14 @@ def quantize(ir: IR, weight_bits, act_bits=8, data=None, method: str = "minmax",
     if ir.kind != "arithmetic" or ir.is_qonnx:
         raise GatecError("post-training quantization takes a float arithmetic model (this one is "
                          + ("a logic network)" if ir.kind == "logic" else "already quantized)"))
+    ir = ir.copy()
+    constants_to_initializers(ir.model)
     layers = weight_layers(ir)
     if not layers:
         raise GatecError("the model has no layer with constant weights (MatMul, Gemm, Conv, GRU, LSTM) to quantize")
     wbits = per_layer(weight_bits, layers, "weight")
     abits = per_layer(act_bits, layers, "activation")
     stats = calibrate(ir, data, sorted({l.input for l in layers}), method, percentile)
-    ir = ir.copy()
     graph = ir.model.graph
     inits = {i.name: i for i in graph.initializer}
     new_inits, quant_nodes, rename, rows = [], {}, {}, []

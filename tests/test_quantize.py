@@ -187,3 +187,29 @@ def test_quantized_model_compiles_to_cpu_and_matches_qonnx(cli, tmp_path):
     manifest = json.loads((tmp_path / "cpu_pass" / "manifest.json").read_text())
     assert manifest["passes"][0]["name"] == "quantize:6" and manifest["passes"][0]["max_abs_err"] > 0
     assert manifest["verification"]["max_abs_err"] < manifest["passes"][0]["max_abs_err"] / 10
+
+
+
+def test_mixed_precision_covers_recurrent_layers():
+    from gatec.nn import RecurrentClassifier
+    from gatec.quantize import quantize_model
+    torch.manual_seed(0)
+    model = RecurrentClassifier(8, 16, 4).eval()
+    x = np.random.default_rng(9).normal(size=(200, 6, 8)).astype(np.float32)
+    source = load(model, [[1, 6, 8]])
+    qir, report = quantize_model(source, [x], budget_bops="60%")
+    ops = [l["op"] for l in report["layers"]]
+    assert ops == ["GRU", "Gemm"]
+    assert report["layers"][0]["params"] == 3 * 16 * (8 + 16) and report["layers"][0]["hessian_trace"] > 0
+    assert report["bops"] <= 0.6 * report["bops_uniform8"]
+    assert report["evaluation"]["argmax_agreement"] > 0.9
+
+
+def test_mixed_precision_names_weights_autograd_cannot_reach(tmp_path):
+    from gatec.errors import GatecError
+    from gatec.nn import RecurrentClassifier
+    from gatec.quantize import quantize_model
+    torch.jit.save(torch.jit.script(RecurrentClassifier(8, 16, 4).eval()), tmp_path / "gru.pt")
+    x = np.random.default_rng(9).normal(size=(50, 6, 8)).astype(np.float32)
+    with pytest.raises(GatecError, match="does not reach the weights of 'rnn'"):
+        quantize_model(load(tmp_path / "gru.pt", [[1, 6, 8]]), [x], budget_bops="60%")
