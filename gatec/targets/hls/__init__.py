@@ -29,6 +29,7 @@ IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("latency", "resource")
 DEFAULT_PRECISION = "ap_fixed<16,6>"
 QUANTIZED_DEFAULT = "ap_fixed<32,16>"  # where a quantized model sets no precision: wide enough not to round
+QUANTIZED_INPUT = "ap_fixed<64,24>"
 TABLE_SIZE = 4096
 TABLE_TYPE = "ap_fixed<18,2>"
 PROJECT = "hls4ml_prj"
@@ -77,6 +78,26 @@ def accumulator(precision: str) -> str:
     return f"ap_fixed<{2 * w},{i + 6}>"
 
 
+def softmax_config(n: int) -> dict:
+    """hls4ml's 'stable' softmax looks exp(x_max - x) and 1/sum up in tables indexed by the top
+    log2(table size) bits of their argument's type. With its default types (sum: ap_fixed<18,8>,
+    differences: the input's width) the index steps are 1/4 for the sum and 1/32 for the
+    differences: outputs off by up to 0.2 (measured, a 6-class MLP). Here the difference is held in
+    ap_ufixed<18,4> (saturating at 16, where exp is 1e-7: step 2**-8 with 4096 entries) and the sum,
+    which lies in [1, n], with just enough integer bits for n (step 2**-9 for n <= 8); table
+    entries get 17 fractional bits."""
+    integer = max(1, int(np.ceil(np.log2(n + 1))))
+    return {"Implementation": "stable", "table_size": TABLE_SIZE, "exp_table_t": "ap_ufixed<18,1,AP_RND,AP_SAT>",
+            "inv_table_t": "ap_ufixed<18,1,AP_RND,AP_SAT>", "inv_inp_t": f"ap_ufixed<18,{integer},AP_RND,AP_SAT>"}
+
+
+def softmax_difference_type(name: str):
+    """The type of x_max - x in the stable softmax (hls4ml takes no config key for it)."""
+    from hls4ml.model.types import FixedPrecisionType, NamedType, RoundingMode, SaturationMode
+    return NamedType(f"{name}_inp_norm_t", FixedPrecisionType(18, 4, signed=False, rounding_mode=RoundingMode.RND,
+                                                              saturation_mode=SaturationMode.SAT))
+
+
 def hls_config(conv: Converted, s: dict) -> dict:
     """hls4ml's HLSConfig: the model default and, per layer, the precisions quantizers fixed."""
     default = s["precision"] or (QUANTIZED_DEFAULT if conv.quantized else DEFAULT_PRECISION)
@@ -88,20 +109,22 @@ def hls_config(conv: Converted, s: dict) -> dict:
             continue  # --precision overrides what the quantizers only suggest (weights)
         layers[name] = {"Precision": dict(types)}
     for layer in conv.layers:
+        if layer["class_name"] == "InputLayer" and conv.quantized and not s["precision"]:
+            # float32 inputs held exactly (|x| >= 2**-16), so that an input quantizer rounds once
+            layers[layer["name"]] = {"Precision": {"result": QUANTIZED_INPUT}}
         if layer["class_name"] in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh"):
             # the sigmoid/tanh tables: 4096 entries over [-8, 8) (hls4ml's default is 1024), values
             # with 16 fractional bits: the table's step error drops from 1/64 to 1/256 (tanh, slope <= 1)
             entry = layers.setdefault(layer["name"], {})
             entry["table_size"] = TABLE_SIZE
-            entry.setdefault("Precision", {})["table"] = TABLE_TYPE
+            entry["table_t"] = TABLE_TYPE
         if layer["name"] in conv.wide:
             # hls4ml's LSTM passes its input, state and product arrays to one dense template:
             # it compiles only when input, result and accumulator types are the same
             precision = layers.setdefault(layer["name"], {}).setdefault("Precision", {})
             precision.update(result=accumulator(default), accum=accumulator(default))
         if layer["class_name"] == "Softmax":
-            # the exp and 1/sum tables: hls4ml's defaults (ap_fixed<18,8>) keep the result within an LSB
-            layers.setdefault(layer["name"], {})["Implementation"] = "stable"
+            layers.setdefault(layer["name"], {}).update(softmax_config(layer["n_in"]))
     if layers:
         config["LayerName"] = layers
     return config
@@ -119,15 +142,15 @@ def make_model(ir: IR, options: dict, folder: Path, sample_shapes=None):
         kwargs["part"] = s["part"]
     config = create_config(output_dir=str(folder), project_name=PROJECT_NAME, backend=s["backend"], **kwargs)
     config["HLSConfig"] = hls_config(conv, s)
+    for layer in conv.layers:
+        if layer["class_name"] == "Softmax":
+            layer["inp_norm_t"] = softmax_difference_type(layer["name"])
     try:
         model = ModelGraph.from_layer_list(config, conv.layers, inputs=conv.inputs, outputs=conv.outputs)
     except GatecError:
         raise
     except Exception as e:
         raise GatecError(f"fpga (hls4ml): hls4ml cannot build the model: {str(e).splitlines()[0][:300]}") from None
-    # a stamp from the content, not uuid4, so that the same input writes the same files
-    model.config.config["Stamp"] = hashlib.sha256(ir.to_bytes() + json.dumps(s, sort_keys=True).encode()
-                                                  ).hexdigest()[:8]
     s["resolved_part"] = model.config.get_config_value("Part")
     return model, conv, s
 
@@ -145,13 +168,20 @@ def output_specs(ir: IR, conv: Converted, model) -> list[dict]:
     return outs
 
 
-def normalise(folder: Path, tmp: Path) -> None:
-    """hls4ml writes the absolute output folder into some files; make them relative."""
+def normalise(folder: Path, stamp: str) -> None:
+    """hls4ml writes the absolute output folder into its config and a random stamp (uuid4, naming
+    the compiled library) into the config and build_lib.sh: the folder becomes '.', the stamp one
+    derived from the content, so that the same input writes the same bytes."""
+    old = re.search(r"^Stamp: (\S+)$", (folder / "hls4ml_config.yml").read_text(), re.M).group(1)
+    replace = [(str(folder).encode(), b"."), (old.encode(), stamp.encode())]
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in (".yml", ".tcl", ".cpp", ".h", ".sh", ".py", ".json", ".txt"):
+        if path.is_file() and path.suffix in (".yml", ".tcl", ".cpp", ".h", ".sh"):
             data = path.read_bytes()
-            if str(tmp).encode() in data:
-                path.write_bytes(data.replace(str(tmp).encode(), b"."))
+            new = data
+            for a, b in replace:
+                new = new.replace(a, b)
+            if new != data:
+                path.write_bytes(new)
 
 
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
@@ -160,7 +190,7 @@ def build(ir: IR, folder: Path, options: dict) -> list[str]:
     project = folder / PROJECT
     model, conv, s = make_model(ir, options, project.resolve())
     model.write()
-    normalise(project, project.resolve())
+    normalise(project.resolve(), hashlib.sha256(ir.to_bytes() + json.dumps(s, sort_keys=True).encode()).hexdigest()[:8])
     (folder / IR_FILE).write_bytes(ir.to_bytes())
     config = {"settings": s, "inputs": [{"name": i.name, "batch_axis": i.batch_axis} for i in ir.inputs],
               "outputs": output_specs(ir, conv, model),

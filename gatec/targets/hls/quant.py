@@ -98,7 +98,15 @@ def activation_bipolar(conv, node) -> None:
     if scale is None:
         raise conv.fail(node, "the scale must be a constant")
     conv.quantized = True
-    name = conv.activation(node, "binary_tanh", class_name="BinaryTanh")
+    a = conv.act(node, node.input[0])
+    producer = conv.layer(a.layer)
+    if producer["class_name"] == "ApplyAlpha" and conv.single_use(node.input[0]) and np.all(producer["scale_data"]):
+        # sign(s*x + b) == sign(sign(s)*x + b/|s|) (with sign(0) = +1 on both sides): the scale
+        # becomes +-1, exact, and only the threshold b/|s| is rounded (a batch norm before a
+        # binarizer, as in binarized networks)
+        s, b = producer["scale_data"], producer["bias_data"]
+        producer["scale_data"], producer["bias_data"] = np.sign(s), b / np.abs(s)
+    name = conv.activation(node, "binary_tanh")
     conv.precisions.setdefault(name, {})["result"] = "ap_int<2>"
     if np.any(scale != 1):
         out = node.output[0]

@@ -1,0 +1,93 @@
+"""ONNX models of the kinds other exporters write (old opsets, Gemm or MatMul+Add, batch norm
+wrapped in Unsqueeze/Squeeze or Transpose pairs, a fixed batch, softmax and sigmoid outputs, a
+binarized QONNX network), built with onnx.helper from seeded random weights."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+QONNX = "qonnx.custom_op.general"
+
+
+def const(name, array):
+    return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+
+def batchnorm_params(rng, prefix, n):
+    return [const(f"{prefix}_gamma", rng.uniform(0.5, 1.5, n)), const(f"{prefix}_beta", rng.normal(0, 0.3, n)),
+            const(f"{prefix}_mean", rng.normal(0, 0.3, n)), const(f"{prefix}_var", rng.uniform(0.5, 2.0, n))]
+
+
+def mlp_opset9(seed=0) -> onnx.ModelProto:
+    """Opset 9 (as old Keras/PyTorch exporters wrote): Gemm (transB), a batch norm on an
+    Unsqueeze/Squeeze pair (BatchNormalization-9 wants a channel axis), Relu, Gemm, Softmax."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], transB=1),
+        helper.make_node("Unsqueeze", ["h1"], ["h1u"], axes=[2]),
+        helper.make_node("BatchNormalization", ["h1u", "bn_gamma", "bn_beta", "bn_mean", "bn_var"], ["h1n"],
+                         epsilon=1e-3),
+        helper.make_node("Squeeze", ["h1n"], ["h1s"], axes=[2]),
+        helper.make_node("Relu", ["h1s"], ["h1r"]),
+        helper.make_node("Gemm", ["h1r", "w2", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    inits = [const("w1", rng.normal(0, 0.4, (24, 10))), const("b1", rng.normal(0, 0.1, 24)),
+             *batchnorm_params(rng, "bn", 24), const("w2", rng.normal(0, 0.5, (24, 6))),
+             const("b2", rng.normal(0, 0.1, 6))]
+    graph = helper.make_graph(nodes, "mlp_opset9", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], producer_name="keras2onnx")
+    model.ir_version = 4
+    return model
+
+
+def fixed_batch_transposed_bn(seed=1, batch=4) -> onnx.ModelProto:
+    """A fixed batch of 4 (opset 13): (4, 6, 8) -> Transpose -> batch norm over the 8 channels
+    -> Transpose back -> Flatten -> MatMul + Add -> Sigmoid."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+        helper.make_node("BatchNormalization", ["xt", "bn_gamma", "bn_beta", "bn_mean", "bn_var"], ["xn"]),
+        helper.make_node("Transpose", ["xn"], ["xb"], perm=[0, 2, 1]),
+        helper.make_node("Flatten", ["xb"], ["f"], axis=1),
+        helper.make_node("MatMul", ["f", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["y"]),
+    ]
+    inits = [*batchnorm_params(rng, "bn", 8), const("w", rng.normal(0, 0.3, (48, 5))), const("b", rng.normal(0, 0.1, 5))]
+    graph = helper.make_graph(nodes, "fixed_batch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def binarized(seed=2) -> onnx.ModelProto:
+    """A binarized network in QONNX: 8-bit input Quant (scale 2**-4), BipolarQuant weights,
+    batch norm, BipolarQuant activations, a second binary layer and a 4-bit weight layer."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Quant", ["x", "s_in", "zero", "bits8"], ["xq"], domain=QONNX, signed=1, narrow=0,
+                         rounding_mode="ROUND"),
+        helper.make_node("BipolarQuant", ["w1f", "one"], ["w1"], domain=QONNX),
+        helper.make_node("MatMul", ["xq", "w1"], ["h1"]),
+        helper.make_node("BatchNormalization", ["h1", "bn_gamma", "bn_beta", "bn_mean", "bn_var"], ["h1n"]),
+        helper.make_node("BipolarQuant", ["h1n", "one"], ["a1"], domain=QONNX),
+        helper.make_node("BipolarQuant", ["w2f", "one"], ["w2"], domain=QONNX),
+        helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
+        helper.make_node("Quant", ["w3f", "s_w", "zero", "bits4"], ["w3"], domain=QONNX, signed=1, narrow=1,
+                         rounding_mode="ROUND"),
+        helper.make_node("Relu", ["h2"], ["h2r"]),
+        helper.make_node("Quant", ["h2r", "s_a", "zero", "bits8"], ["a2"], domain=QONNX, signed=0, narrow=0,
+                         rounding_mode="ROUND"),
+        helper.make_node("MatMul", ["a2", "w3"], ["y"]),
+    ]
+    bn = batchnorm_params(rng, "bn", 32)
+    bn[2] = const("bn_mean", rng.normal(0, 2.0, 32))  # thresholds spread over the sums' range
+    inits = [const("s_in", 2.0 ** -4), const("zero", 0.0), const("bits8", 8.0), const("bits4", 4.0),
+             const("one", 1.0), const("s_w", 2.0 ** -3), const("s_a", 2.0 ** -1),
+             const("w1f", rng.normal(0, 1, (16, 32))), *bn, const("w2f", rng.normal(0, 1, (32, 24))),
+             const("w3f", rng.normal(0, 0.5, (24, 4)))]
+    graph = helper.make_graph(nodes, "binarized", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX, 1)])
