@@ -7,7 +7,65 @@
 #define W GATEC_TILE
 #define ONES ((gatec_word)~(gatec_word)0)
 
-#if defined(GATEC_FAST_PACK) && GATEC_WORD_BITS == 64
+#if defined(GATEC_FAST_PACK) && GATEC_WORD_BITS == 64 && GATEC_TILE == 8 && defined(__AVX512BW__) && \
+    defined(__AVX512VBMI__)
+#include <immintrin.h>
+/* Host engine with AVX-512: a slot is one 64-byte vector whose byte b holds samples 8b..8b+7.
+ * Per 64 features: each 8 rows fold into one vector (byte f: bit r = row r's feature f), then
+ * the 64 x 64 byte matrix of these vectors is transposed so that each feature's bytes line up. */
+
+/* Swap the off-diagonal d x d blocks of each 2d x 2d block of 64-bit words between rows a and
+ * a + d; lo/hi pick row a's and row a + d's new words (8 + x: word x of row a + d). */
+#define SWAP_BLOCKS(v, a, d, lo, hi)                              \
+    do {                                                          \
+        __m512i x_ = v[a], y_ = v[(a) + (d)];                     \
+        v[a] = _mm512_permutex2var_epi64(x_, lo, y_);             \
+        v[(a) + (d)] = _mm512_permutex2var_epi64(x_, hi, y_);     \
+    } while (0)
+
+/* Transpose the 8 x 8 matrix of 64-bit words held in v[0..7] (row i = v[i]), d = 1, 2, 4. */
+static inline void transpose_words(__m512i *v) {
+    const __m512i lo1 = _mm512_setr_epi64(0, 8, 2, 10, 4, 12, 6, 14), hi1 = _mm512_setr_epi64(1, 9, 3, 11, 5, 13, 7, 15);
+    const __m512i lo2 = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi2 = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    const __m512i lo4 = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11), hi4 = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+    SWAP_BLOCKS(v, 0, 1, lo1, hi1); SWAP_BLOCKS(v, 2, 1, lo1, hi1); SWAP_BLOCKS(v, 4, 1, lo1, hi1); SWAP_BLOCKS(v, 6, 1, lo1, hi1);
+    SWAP_BLOCKS(v, 0, 2, lo2, hi2); SWAP_BLOCKS(v, 1, 2, lo2, hi2); SWAP_BLOCKS(v, 4, 2, lo2, hi2); SWAP_BLOCKS(v, 5, 2, lo2, hi2);
+    SWAP_BLOCKS(v, 0, 4, lo4, hi4); SWAP_BLOCKS(v, 1, 4, lo4, hi4); SWAP_BLOCKS(v, 2, 4, lo4, hi4); SWAP_BLOCKS(v, 3, 4, lo4, hi4);
+}
+
+void gatec_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, gatec_word *act) {
+    uint32_t n_in = p->n_inputs, i, rb, r, g, j, b;
+    __m512i t[64], v[8], ones = _mm512_set1_epi8(1), bytes_across;
+    uint8_t across[64];
+    for (j = 0; j < 64; j++) across[j] = (uint8_t)(8 * (j % 8) + j / 8);  /* 8 x 8 byte transpose in each word */
+    bytes_across = _mm512_loadu_si512(across);
+    for (i = 0; i < n_in; i += 64) {
+        __mmask64 in = n_in - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n_in - i)) - 1);
+        for (rb = 0; rb < 64; rb++) {  /* t[rb], byte f: bit r = feature i + f of row 8 rb + r */
+            __m512i x = _mm512_setzero_si512();
+            for (r = 8; r-- > 0;) {
+                x = _mm512_add_epi8(x, x);
+                if (rb * 8 + r < n_rows)
+                    x = _mm512_ternarylogic_epi64(x, _mm512_maskz_loadu_epi8(in, rows + (uint64_t)(rb * 8 + r) * n_in + i),
+                                                  ones, 0xF8); /* x | (row & 1) */
+            }
+            t[rb] = x;
+        }
+        /* t[8g + r] word j -> v[j] word r; bytes across -> word b of v[j] holds byte b of those. */
+        for (g = 0; g < 8; g++) {
+            for (j = 0; j < 8; j++) v[j] = t[8 * g + j];
+            transpose_words(v);
+            for (j = 0; j < 8; j++) t[8 * g + j] = _mm512_permutexvar_epi8(bytes_across, v[j]);
+        }
+        /* Word b of t[8g + j] is word g of feature 8j + b's slot. */
+        for (j = 0; j < 8 && i + 8 * j < n_in; j++) {
+            for (g = 0; g < 8; g++) v[g] = t[8 * g + j];
+            transpose_words(v);
+            for (b = 0; b < 8 && i + 8 * j + b < n_in; b++) _mm512_storeu_si512(act + (uint64_t)(i + 8 * j + b) * W, v[b]);
+        }
+    }
+}
+#elif defined(GATEC_FAST_PACK) && GATEC_WORD_BITS == 64
 /* Host engine (little-endian): 8 rows at a time, 8 features per uint64 load, so that byte k of
  * `v` collects feature i+k of the 8 rows; then the bytes of each word are gathered. */
 void gatec_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, gatec_word *act) {
