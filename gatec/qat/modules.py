@@ -95,7 +95,7 @@ class QuantGRU(QuantRecurrent, nn.GRU):
     def forward(self, x, hx=None):
         self.check_input(x)
         x = self.input_quant(x)
-        hx = self.zeros(x, self.hidden_size) if hx is None else self.input_quant(hx)
+        hx = self.zeros(x, self.hidden_size) if hx is None else self.state_quant(hx)  # a state given: on its grid
         y, h = torch._VF.gru(x, hx, self.quantized_weights(), self.bias, self.num_layers, float(self.dropout),
                              self.training, self.bidirectional, self.batch_first)
         return self.output_quant(y), self.state_quant(h)
@@ -113,7 +113,7 @@ class QuantLSTM(QuantRecurrent, nn.LSTM):
         if hx is None:
             hx = (self.zeros(x, self.hidden_size), self.zeros(x, self.hidden_size))
         else:
-            hx = (self.input_quant(hx[0]), self.input_quant(hx[1]))
+            hx = (self.state_quant(hx[0]), self.cell_quant(hx[1]))
         y, h, c = torch._VF.lstm(x, hx, self.quantized_weights(), self.bias, self.num_layers, float(self.dropout),
                                  self.training, self.bidirectional, self.batch_first)
         return self.output_quant(y), (self.state_quant(h), self.cell_quant(c))
