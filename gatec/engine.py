@@ -104,8 +104,10 @@ class Engine:
             start, stop = chunk
             try:
                 scratch = self._spare.pop()
-            except IndexError:
-                scratch = np.empty(self.scratch_words, np.uint64)
+            except IndexError:  # slots on 64-byte boundaries: one cache line each
+                scratch = np.empty(self.scratch_words + 8, np.uint64)
+                skip = (-scratch.ctypes.data % 64) // 8
+                scratch = scratch[skip:skip + self.scratch_words]
             self.lib.gatec_run_counting(ctypes.byref(self.c), ctypes.byref(self.counting), bits[start:stop].ctypes.data,
                                         stop - start, scratch.ctypes.data, scores[start:stop].ctypes.data)
             self._spare.append(scratch)
