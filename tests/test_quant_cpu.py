@@ -77,7 +77,8 @@ def test_bipolar_and_trunc_lowering_is_exact():
         assert len(np.unique(got)) < len(np.unique(x))
 
 
-def test_quantized_weights_fold_to_constants():
+@pytest.mark.parametrize("form", ["float", "qdq"])
+def test_quantized_weights_fold_to_constants(form):
     w = np.random.default_rng(1).standard_normal((16, 4)).astype(np.float32)
     nodes = [helper.make_node("Quant", ["w", "s", "z", "b"], ["wq"], domain=QONNX, signed=1, narrow=1),
              helper.make_node("MatMul", ["x", "wq"], ["m"]),
@@ -87,10 +88,16 @@ def test_quantized_weights_fold_to_constants():
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(QONNX, 1)])
-    got, want, low = lowered_and_reference(model, inputs(0.25))
+    got, want, low = lowered_and_reference(model, inputs(0.25), form)
     np.testing.assert_array_equal(got, want)
-    folded = {t.name: numpy_helper.to_array(t) for t in low.graph.initializer}["wq"]
-    assert len(np.unique(folded)) <= 15 and np.all(folded * 32 == np.round(folded * 32))
+    values = {t.name: numpy_helper.to_array(t) for t in low.graph.initializer}
+    if form == "float":
+        folded = values["wq"]
+        assert len(np.unique(folded)) <= 15 and np.all(folded * 32 == np.round(folded * 32))
+    else:  # int8 weights behind a DequantizeLinear
+        dq = next(n for n in low.graph.node if n.output[0] == "wq")
+        assert dq.op_type == "DequantizeLinear" and values[dq.input[0]].dtype == np.int8
+        assert np.abs(values[dq.input[0]]).max() <= 7
     assert output_lsbs(model) == [0.25]
     tol = gatec.targets.get("cpu").tolerance(gatec.ir.IR(model, [], []))
     assert tol.atol == pytest.approx(0.25) and tol.rtol == 0

@@ -8,10 +8,11 @@
     any bit width, per-channel scales, zero points, ROUND/FLOOR/CEIL and 1-bit (bipolar).
   * "qdq": QuantizeLinear -> (Clip, for a range narrower than int8/uint8) -> DequantizeLinear
     where a quantizer has a constant scalar scale, an integer zero point, 2-8 bits and ROUND
-    (clip-then-round equals round-then-clip for integer bounds); the float form elsewhere.
-    ONNX Runtime then fuses DequantizeLinear -> Gemm -> QuantizeLinear into integer kernels
-    (QGemm), which round a float bias onto the int32 accumulator grid: not always what QONNX
-    computes (2 LSB off on a QAT MLP with 16-bit biases), hence not the default.
+    (clip-then-round equals round-then-clip for integer bounds), and int8 weights behind a
+    DequantizeLinear; the float form elsewhere. ONNX Runtime then fuses DequantizeLinear ->
+    Gemm -> QuantizeLinear into integer kernels (QGemm), which put a float bias onto the int32
+    accumulator grid and requantize their own way: faster, but not always what QONNX computes
+    (up to 2 LSB off in benchmarks/bench_qat.py), hence not the default.
 - `Trunc` (Brevitas's accumulator truncation): the float form, after qonnx's trunc.
 """
 from __future__ import annotations
@@ -129,6 +130,12 @@ class Lowering:
             x = self.consts[node.input[0]]
             value = np.asarray(quant(x, scale, zeropt, np.float32(bits), signed, narrow, mode)).astype(x.dtype)
             self.consts[node.output[0]] = value
+            if self.form == "qdq" and 2 <= bits <= 8 and scale.size == 1 and not np.any(zeropt):
+                # int8 values behind a DequantizeLinear: what ONNX Runtime's integer kernels take
+                ints = np.round(value / scale.reshape(())).astype(np.int8 if signed else np.uint8)
+                self.emit("DequantizeLinear", [self.const("weight_int", ints), self.const("scale", scale.reshape(())),
+                                               self.const("zero_point", np.zeros((), ints.dtype))], node.output[0])
+                return
             self.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
             return
         if mode not in ROUNDING_OPS:
