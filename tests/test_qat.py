@@ -157,3 +157,36 @@ def test_compile_a_prepared_module_directly(tmp_path):
 def test_export_refuses_an_unprepared_model(tmp_path):
     with pytest.raises(ValueError, match="prepare"):
         qat.export(nn.Linear(3, 2), tmp_path / "x.onnx", torch.randn(1, 3))
+
+
+def test_bidirectional_gru_with_a_given_state_exports_exactly(tmp_path):
+    class WithState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(5, 6, num_layers=2, bidirectional=True, batch_first=True)
+
+        def forward(self, x, h0):
+            y, h = self.rnn(x, h0)
+            return y, h
+
+    torch.manual_seed(3)
+    q = qat.prepare(WithState(), qat.QATConfig(weight_bits=5, act_bits=6, bias_bits=None))
+    x, h0 = torch.randn(8, 7, 5), torch.rand(4, 8, 6) - 0.5
+    q.train()(x, h0)
+    q.eval()
+    model = qat.export(q, tmp_path / "gru2.onnx", (x, h0), dynamic_axes={"input_0": {0: "n", 1: "t"},
+                                                                       "input_1": {1: "n"}})
+    from gatec.frontend import qonnx_reference
+    from gatec.runtime import ort_session
+    from gatec.targets.cpu.quant import lower_qonnx
+    xs, hs = np.random.default_rng(0).standard_normal((20, 9, 5)).astype(np.float32), \
+        (np.random.default_rng(1).random((4, 20, 6)) - 0.5).astype(np.float32)
+    want = qonnx_reference(model)([xs, hs])
+    session = ort_session(lower_qonnx(model), failure="lowered")
+    got = session.run(None, {"input_0": xs, "input_1": hs})
+    with torch.no_grad():
+        fake = [t.numpy() for t in q(torch.from_numpy(xs), torch.from_numpy(hs))]
+    scales = qat.output_scales(q)
+    for w, g, f, lsb in zip(want, got, fake, [scales["rnn.output_quant"], scales["rnn.state_quant"]]):
+        assert np.abs(w - g).max() <= lsb and np.abs(w - f).max() <= lsb
+        assert np.array_equal(np.round(g / lsb) * lsb, g)
