@@ -114,14 +114,18 @@ class Design:
                         if uses[s] >> w & 1:
                             columns[w].append(fused.get(s, (s, PLAIN, s, s)))
                 # three two-input gates per counter, each LUT reading their six operands
+                # (one or two left over: a counter of one, which is the gate's own LUT)
                 pairs = [t for t in columns[0] if t[1] != PLAIN and READS_A[t[1]] and READS_B[t[1]]]
-                pairs = pairs[:len(pairs) // 3 * 3]
                 chosen = set(t[0] for t in pairs)
                 columns[0] = [t for t in columns[0] if t[0] not in chosen]
-                for i in range(0, len(pairs), 3):
+                whole = len(pairs) // 3 * 3
+                for i in range(0, whole, 3):
                     low, high = self.compress(pairs[i:i + 3])
                     columns[0].append((low, PLAIN, low, low))
                     columns[1].append((high, PLAIN, high, high))
+                for t in pairs[whole:]:
+                    (out,) = self.compress([t])
+                    columns[0].append((out, PLAIN, out, out))
             else:
                 columns = [[(int(x), PLAIN, int(x), int(x)) for x in group]] + [[] for _ in range(self.count_width - 1)]
             # column by column from the lowest weight, when all its carries are in: counters on the
@@ -268,9 +272,9 @@ def counter_module(number: int, ops: tuple) -> str:
             n += reads
         exprs.append(EXPR[op].format(**names))
     width = len(ops).bit_length()
+    # {e} is one bit wide whatever the sum's width (a concatenation is self-determined)
     return "\n".join([f"module gatec_count{number} (input wire [{max(n, 1) - 1}:0] i, output wire [{width - 1}:0] s);",
-                      f"wire [{len(ops) - 1}:0] t;", *(f"assign t[{j}] = {e};" for j, e in enumerate(exprs)),
-                      f"assign s = {' + '.join(f't[{j}]' for j in range(len(ops)))};", "endmodule", ""])
+                      f"assign s = {' + '.join(f'{{{e}}}' for e in exprs)};", "endmodule", ""])
 
 
 def testbench(design: Design) -> str:
