@@ -93,7 +93,7 @@ def export(model: nn.Module, path: str | Path, example_inputs, input_names=None,
     """Write `model` (prepared and trained) as QONNX: `Quant` nodes (domain
     qonnx.custom_op.general, scale, zero point and bit width as initializers) on its weights,
     biases and activations, the rest standard ONNX (opset 18). The batch axis (0) of every
-    input and output is dynamic unless `dynamic_axes` says otherwise (as torch.onnx.export takes it).
+    input is dynamic unless `dynamic_axes` says otherwise (as torch.onnx.export takes it).
     Returns the model written."""
     from ..ir import OPSET
     if not any(isinstance(m, ActQuant) for m in model.modules()):
@@ -111,8 +111,8 @@ def export(model: nn.Module, path: str | Path, example_inputs, input_names=None,
         input_names = input_names or (["input"] if len(example_inputs) == 1 else
                                       [f"input_{i}" for i in range(len(example_inputs))])
         output_names = output_names or (["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)])
-        if dynamic_axes is None:
-            dynamic_axes = {n: {0: "batch"} for n in input_names + output_names}
+        if dynamic_axes is None:  # the outputs' axes follow from the inputs'
+            dynamic_axes = {n: {0: "batch"} for n in input_names}
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
