@@ -139,10 +139,12 @@ def pass_list(args) -> list[str] | None:
     return None if args.passes is None else [p for p in args.passes.split(",") if p]
 
 
-def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None) -> dict:
-    """Each named target compiled (unverified: the caller compares them) into a temporary folder."""
+def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None, synthesize=True) -> dict:
+    """Each named target compiled (unverified: the caller compares them) into a temporary folder;
+    synthesize=False skips what only reports resources (yosys for fpga/asic)."""
     from .compiler import compile
-    return {name: compile(None, name, source=source, verify=False, options={"threads": threads}, data=data,
+    options = {"threads": threads} if synthesize else {"threads": threads, "synthesize": False}
+    return {name: compile(None, name, source=source, verify=False, options=options, data=data,
                           opt_level=opt_level, passes_to_run=pass_names) for name in names}
 
 
@@ -150,7 +152,8 @@ def cmd_verify(args) -> int:
     from . import emulator
     source = load_source(args)
     data = emulator.load_data(args.data, source.ir) if args.data else None
-    built = compile_targets(source, [t for t in args.targets.split(",") if t], 0, args.opt_level, pass_list(args), data)
+    built = compile_targets(source, [t for t in args.targets.split(",") if t], 0, args.opt_level, pass_list(args), data,
+                            synthesize=False)
     checks = emulator.verify(source.ir, source.reference, {n: (art.run, art.tolerance) for n, art in built.items()},
                              args.samples, data)
     print(emulator.format_table(checks))
