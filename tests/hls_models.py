@@ -19,47 +19,39 @@ def batchnorm_params(rng, prefix, n):
             const(f"{prefix}_mean", rng.normal(0, 0.3, n)), const(f"{prefix}_var", rng.uniform(0.5, 2.0, n))]
 
 
-def mlp_opset9(seed=0) -> onnx.ModelProto:
-    """Opset 9 (as old Keras/PyTorch exporters wrote): Gemm (transB), a batch norm on an
-    Unsqueeze/Squeeze pair (BatchNormalization-9 wants a channel axis), Relu, Gemm, Softmax."""
+def exporter_mlp(seed=0, batch=4) -> onnx.ModelProto:
+    """Opset 9, as old exporters wrote it, with a fixed batch of 4: x (4, 6, 8) -> Transpose ->
+    batch norm over the 8 channels -> Transpose back -> Flatten -> Gemm (transB) -> batch norm on
+    an Unsqueeze/Squeeze pair (BatchNormalization-9 wants a channel axis) -> Relu, then two heads:
+    Gemm -> Softmax, and MatMul + Add -> Sigmoid."""
     rng = np.random.default_rng(seed)
     nodes = [
-        helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], transB=1),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+        helper.make_node("BatchNormalization", ["xt", "bn0_gamma", "bn0_beta", "bn0_mean", "bn0_var"], ["xn"]),
+        helper.make_node("Transpose", ["xn"], ["xb"], perm=[0, 2, 1]),
+        helper.make_node("Flatten", ["xb"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w1", "b1"], ["h1"], transB=1),
         helper.make_node("Unsqueeze", ["h1"], ["h1u"], axes=[2]),
-        helper.make_node("BatchNormalization", ["h1u", "bn_gamma", "bn_beta", "bn_mean", "bn_var"], ["h1n"],
+        helper.make_node("BatchNormalization", ["h1u", "bn1_gamma", "bn1_beta", "bn1_mean", "bn1_var"], ["h1n"],
                          epsilon=1e-3),
         helper.make_node("Squeeze", ["h1n"], ["h1s"], axes=[2]),
         helper.make_node("Relu", ["h1s"], ["h1r"]),
         helper.make_node("Gemm", ["h1r", "w2", "b2"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        helper.make_node("MatMul", ["h1r", "w3"], ["m3"]),
+        helper.make_node("Add", ["m3", "b3"], ["z3"]),
+        helper.make_node("Sigmoid", ["z3"], ["gates"]),
     ]
-    inits = [const("w1", rng.normal(0, 0.4, (24, 10))), const("b1", rng.normal(0, 0.1, 24)),
-             *batchnorm_params(rng, "bn", 24), const("w2", rng.normal(0, 0.5, (24, 6))),
-             const("b2", rng.normal(0, 0.1, 6))]
-    graph = helper.make_graph(nodes, "mlp_opset9", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])], inits)
+    inits = [*batchnorm_params(rng, "bn0", 8), const("w1", rng.normal(0, 0.25, (24, 48))),
+             const("b1", rng.normal(0, 0.1, 24)), *batchnorm_params(rng, "bn1", 24),
+             const("w2", rng.normal(0, 0.5, (24, 6))), const("b2", rng.normal(0, 0.1, 6)),
+             const("w3", rng.normal(0, 0.3, (24, 5))), const("b3", rng.normal(0, 0.1, 5))]
+    graph = helper.make_graph(nodes, "exporter_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 6, 8])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 6]),
+                               helper.make_tensor_value_info("gates", TensorProto.FLOAT, [batch, 5])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], producer_name="keras2onnx")
     model.ir_version = 4
     return model
-
-
-def fixed_batch_transposed_bn(seed=1, batch=4) -> onnx.ModelProto:
-    """A fixed batch of 4 (opset 13): (4, 6, 8) -> Transpose -> batch norm over the 8 channels
-    -> Transpose back -> Flatten -> MatMul + Add -> Sigmoid."""
-    rng = np.random.default_rng(seed)
-    nodes = [
-        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
-        helper.make_node("BatchNormalization", ["xt", "bn_gamma", "bn_beta", "bn_mean", "bn_var"], ["xn"]),
-        helper.make_node("Transpose", ["xn"], ["xb"], perm=[0, 2, 1]),
-        helper.make_node("Flatten", ["xb"], ["f"], axis=1),
-        helper.make_node("MatMul", ["f", "w"], ["m"]),
-        helper.make_node("Add", ["m", "b"], ["z"]),
-        helper.make_node("Sigmoid", ["z"], ["y"]),
-    ]
-    inits = [*batchnorm_params(rng, "bn", 8), const("w", rng.normal(0, 0.3, (48, 5))), const("b", rng.normal(0, 0.1, 5))]
-    graph = helper.make_graph(nodes, "fixed_batch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 6, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
 def binarized(seed=2) -> onnx.ModelProto:

@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -184,15 +185,42 @@ def normalise(folder: Path, stamp: str) -> None:
                 path.write_bytes(new)
 
 
+HLS4ML_LOCK = threading.Lock()  # hls4ml's model building and writing share state between models
+
+
+def write_project(ir: IR, options: dict, project: Path, sample_shapes=None):
+    """(Converted, settings, hls4ml model): the project written into `project`, normalised."""
+    project = Path(project).resolve()
+    with HLS4ML_LOCK:
+        model, conv, s = make_model(ir, options, project, sample_shapes)
+        model.write()
+    normalise(project, hashlib.sha256(ir.to_bytes() + json.dumps(s, sort_keys=True).encode()).hexdigest()[:8])
+    return conv, s, model
+
+
+def variable_order(model) -> dict:
+    """The top function's inputs and outputs in its own order (hls4ml's written config lists them
+    sorted by name, and its linked model passes buffers in that order: layer10_out before layer8_out)."""
+    return {"inputs": [v.name for v in model.get_input_variables()],
+            "outputs": [v.name for v in model.get_output_variables()]}
+
+
+def linked(where: Path, order: dict):
+    from hls4ml.utils.link import FilesystemModelGraph
+    model = FilesystemModelGraph(where)
+    for attr, names in (("in_vars", order["inputs"]), ("out_vars", order["outputs"])):
+        found = {v.name: v for v in getattr(model, attr)}
+        setattr(model, attr, [found[n] for n in names])
+    return model
+
+
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
     from .summary import write_summary
     folder = Path(folder)
-    project = folder / PROJECT
-    model, conv, s = make_model(ir, options, project.resolve())
-    model.write()
-    normalise(project.resolve(), hashlib.sha256(ir.to_bytes() + json.dumps(s, sort_keys=True).encode()).hexdigest()[:8])
+    conv, s, model = write_project(ir, options, folder / PROJECT)
     (folder / IR_FILE).write_bytes(ir.to_bytes())
     config = {"settings": s, "inputs": [{"name": i.name, "batch_axis": i.batch_axis} for i in ir.inputs],
+              "variables": variable_order(model),
               "outputs": output_specs(ir, conv, model),
               "sample_shapes": [[d for a, d in enumerate(i.shape) if a != i.batch_axis] for i in ir.inputs]}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -218,17 +246,16 @@ class Runner:
         import hls4ml  # noqa: F401
         where = Path(self.tmp.name) / f"prj{len(self.models)}"
         if [list(s) for s in sample_shapes] == self.config["sample_shapes"]:
-            from hls4ml.utils.link import FilesystemModelGraph
             shutil.copytree(self.folder / PROJECT, where)
-            cfg = where / "hls4ml_config.yml"
-            cfg.write_text(cfg.read_text().replace("OutputDir: .", f"OutputDir: {where}"))
-            model = FilesystemModelGraph(where)
             out_shapes = [(o["shape"], o["batch_axis"]) for o in self.config["outputs"]]
+            order = self.config["variables"]
         else:
             ir = IR.load(self.folder / IR_FILE)
-            model, conv, _ = make_model(ir, self.options_used(), where, [list(s) for s in sample_shapes])
-            model.write()
-            out_shapes = conv.output_shapes
+            conv, _, built = write_project(ir, self.options_used(), where, [list(s) for s in sample_shapes])
+            out_shapes, order = conv.output_shapes, variable_order(built)
+        cfg = where / "hls4ml_config.yml"
+        cfg.write_text(cfg.read_text().replace("OutputDir: .", f"OutputDir: {where}"))
+        model = linked(where, order)
         try:
             model.compile()
         except Exception as e:

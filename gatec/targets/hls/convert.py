@@ -197,13 +197,13 @@ class Converter:
                                      f"'{layer['name']}' are used; hls4ml gives one of them")
                 layer["return_sequences"] = not layer.get("_last_used", False)
         layers = self.live(outputs)
+        self.macs_of = {layer["name"]: layer.pop("_macs", 0) for layer in layers}
         for layer in layers:
             layer.pop("_seq_used", None)
             layer.pop("_last_used", None)
-        macs = {layer["name"]: layer.pop("_macs", 0) for layer in layers}
         return Converted(layers, self.inputs, outputs, {k: v for k, v in self.precisions.items()
                                                          if any(l["name"] == k for l in layers)},
-                         self.quantized, macs, output_shapes, sorted(self.wide))
+                         self.quantized, self.macs_of, output_shapes, sorted(self.wide))
 
     def live(self, outputs: list[str]) -> list[dict]:
         """Layers the outputs depend on (a Dense split for a Split leaves the original unused)."""

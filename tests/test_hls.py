@@ -1,0 +1,223 @@
+"""Target fpga for arithmetic networks: gatec's IR -> hls4ml project -> hls4ml's C simulation
+(compiled with g++), compared with PyTorch, ONNX Runtime or qonnx on the same inputs."""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import gatec
+import hls_models
+from gatec import frontend
+from gatec.errors import GatecError
+from gatec.nn import GLU, GatedMultimodalUnit, RecurrentClassifier
+from gatec.targets import fpga, hls
+
+SAMPLES = 1000
+
+
+def gated_model(name: str):
+    torch.manual_seed(0)
+    if name in ("gru", "gru_seq5"):
+        return RecurrentClassifier(16, 32, 5, cell="gru").eval(), [[1, 8, 16]]
+    if name == "lstm":
+        return RecurrentClassifier(16, 32, 5, cell="lstm").eval(), [[1, 8, 16]]
+    if name == "glu_chunk":
+        return GLU(16, 32, 5, form="chunk").eval(), [[1, 16]]
+    if name == "glu_two_linear":
+        return GLU(16, 32, 5, form="two_linear").eval(), [[1, 16]]
+    raise KeyError(name)
+
+
+def inputs_for(ir, seed=0, scale=1.0, seq=None):
+    """SAMPLES inputs (for a fixed batch: that many samples, fed to the reference in batches)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for spec in ir.inputs:
+        shape = list(spec.shape)
+        shape[spec.batch_axis] = SAMPLES
+        if seq is not None:
+            shape[1] = seq
+        arrays.append((scale * rng.standard_normal(shape)).astype(np.float32))
+    return arrays
+
+
+def reference(source, x):
+    spec = source.ir.inputs[0]
+    if spec.batch_axis in spec.dynamic:
+        return source.reference(x)
+    step = spec.shape[spec.batch_axis]  # a fixed batch: the reference takes that many at a time
+    parts = [source.reference([a[i:i + step] for a in x]) for i in range(0, SAMPLES, step)]
+    return [np.concatenate(outs) for outs in zip(*parts)]
+
+
+class Case:
+    """One model: built here (hls4ml writes the project), then compiled and simulated (g++ and
+    the C simulation, in a worker thread: the compiles are most of the time)."""
+
+    def __init__(self, source, folder: Path, scale=1.0, seq=None):
+        self.source, self.folder = source, folder
+        self.x = inputs_for(source.ir, scale=scale, seq=seq)
+        start = time.perf_counter()
+        hls.build(source.ir, folder, {})
+        self.build_seconds = time.perf_counter() - start
+        self.want = [np.asarray(r) for r in reference(source, self.x)]
+        self.tolerance = hls.tolerance(source.ir).atol
+
+    def simulate(self):
+        start = time.perf_counter()
+        self.got = hls.load(self.folder, {}).run(self.x)
+        self.seconds = self.build_seconds + time.perf_counter() - start
+        return self
+
+    def err(self, i=0) -> float:
+        assert self.got[i].shape == self.want[i].shape
+        return float(np.abs(self.got[i].astype(np.float64) - self.want[i]).max())
+
+    def agree(self, i=0) -> float:
+        return float((self.got[i].argmax(-1) == self.want[i].argmax(-1)).mean())
+
+
+def onnx_source(folder: Path, model: onnx.ModelProto):
+    path = folder / f"{model.graph.name}.onnx"
+    onnx.save(model, str(path))
+    return frontend.load(str(path))
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """Every model of this file built, then compiled and simulated two at a time."""
+    root = tmp_path_factory.mktemp("hls")
+    built = {}
+    for name in ("gru", "lstm", "glu_chunk"):
+        model, shapes = gated_model(name)
+        built[name] = Case(frontend.load(model, shapes), root / name)
+    model, shapes = gated_model("gru")
+    # the runner at another sequence length than the project's: the same conversion, compiled apart
+    built["gru_seq5"] = Case(frontend.load(model, shapes), root / "gru_seq5", seq=5)
+    built["exporter_mlp"] = Case(onnx_source(root, hls_models.exporter_mlp()), root / "exporter_mlp")
+    built["binarized"] = Case(onnx_source(root, hls_models.binarized()), root / "binarized", scale=3.0)
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(built, pool.map(Case.simulate, built.values())))
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "glu_chunk"])
+def test_gated_models_match_pytorch_at_ap_fixed_16_6(cases, name):
+    c = cases[name]
+    print(f"{name}: max abs err {c.err():.4f}, argmax agreement {100 * c.agree():.1f}%, "
+          f"build+compile+csim {c.seconds:.1f} s")
+    assert c.err() <= 0.05
+    assert c.agree() >= 0.99
+    assert c.err() <= c.tolerance  # the target's own bound holds
+    assert c.err() > 0  # fixed point: a C simulation that returned the float model would be suspect
+
+
+def test_recurrent_model_at_another_sequence_length(cases):
+    c = cases["gru_seq5"]
+    assert c.x[0].shape[1] == 5 and json.loads((c.folder / "hls_config.json").read_text())["sample_shapes"] == [[8, 16]]
+    assert c.err() <= c.tolerance and c.agree() >= 0.99
+
+
+def test_gated_multimodal_unit_compiles_and_verifies_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    model = GatedMultimodalUnit(12, 8, 16, 5).eval()
+    art = gatec.compile(model, target="fpga", output=tmp_path / "gmu", input_shapes=[[1, 12], [1, 8]],
+                        samples=SAMPLES)
+    v = art.manifest["verification"]
+    assert v["ok"] and v["max_abs_err"] <= 0.05 and v["argmax_agreement"] >= 0.99
+    files = set(art.manifest["files"])
+    assert {"hls4ml_prj/", "hls_summary.json", "resources.png", "model.onnx", "verification.png"} <= files
+    assert (tmp_path / "gmu" / "hls4ml_prj" / "firmware" / "gatec_model.cpp").exists()
+    assert (tmp_path / "gmu" / "hls4ml_prj" / "build_prj.tcl").exists()
+    summary = json.loads((tmp_path / "gmu" / "hls_summary.json").read_text())
+    assert summary["synthesized"] is False and "estimate" in summary["note"]
+    c = summary["configured"]
+    assert (c["backend"], c["io_type"], c["strategy"], c["reuse_factor"]) == ("Vitis", "io_parallel", "Latency", 1)
+    assert c["default_precision"]["default"] == "ap_fixed<16,6>"
+    # three Linear layers of 12x16, 20x16 (on the concatenation) and 8x16, a 16x5 head
+    dense_macs = sorted(l["estimate"]["macs"] for l in summary["layers"] if l["class"] == "Dense")
+    assert dense_macs == sorted([12 * 16, 20 * 16, 8 * 16, 16 * 5])
+    x1, x2 = np.random.default_rng(5).standard_normal((3, 12)), np.random.default_rng(6).standard_normal((3, 8))
+    (y,) = art.run([x1.astype(np.float32), x2.astype(np.float32)])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x1).float(), torch.from_numpy(x2).float()).numpy()
+    assert np.abs(y - ref).max() <= 0.05
+
+
+# ---------------------------------------------------------------- ONNX from other exporters
+
+def test_opset9_fixed_batch_wrapped_batchnorms_softmax_and_sigmoid(cases):
+    c = cases["exporter_mlp"]
+    probs, gates = c.got
+    assert probs.shape == (SAMPLES, 6) and gates.shape == (SAMPLES, 5)
+    print(f"exporter_mlp: softmax max abs err {c.err(0):.4f} (argmax {100 * c.agree(0):.1f}%), "
+          f"sigmoid {c.err(1):.4f}")
+    assert c.err(0) <= c.tolerance and c.err(0) <= 0.02 and c.agree(0) >= 0.99
+    assert c.err(1) <= c.tolerance and c.err(1) <= 0.02
+    # hls4ml's default softmax types give every class about the same (the silent failure): not here
+    assert np.abs(probs.sum(-1) - 1).max() < 0.02
+    assert probs.max(-1).mean() > 0.5
+
+
+def test_binarized_qonnx_network_is_bit_exact(cases):
+    c = cases["binarized"]
+    assert c.err() == 0.0  # BipolarQuant/Quant with power-of-two scales: the same integers
+    assert np.abs(c.want[0]).max() > 1  # and not trivially so
+    summary = json.loads((c.folder / "hls_summary.json").read_text())
+    assert summary["configured"]["quantized"] is True
+    weights = [w["type"] for l in summary["layers"] for w in l["weights"].values()]
+    assert any(t.startswith("fixed<2,2") for t in weights)  # binary weights
+    assert any(t.startswith("fixed<4,1") for t in weights)  # 4-bit weights, scale 2**-3
+
+
+# ---------------------------------------------------------------- no C compile needed
+
+def test_same_input_writes_the_same_bytes(tmp_path):
+    model, shapes = gated_model("glu_chunk")
+    source = frontend.load(model, shapes)
+    hls.build(source.ir, tmp_path / "a", {})
+    hls.build(source.ir, tmp_path / "b", {})
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) > 20
+    differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
+    assert differ == []
+    assert str(tmp_path) not in (tmp_path / "a" / "hls4ml_prj" / "hls4ml_config.yml").read_text()
+
+
+def test_cli_options_reach_the_project(tmp_path, cli):
+    model, _ = gated_model("glu_two_linear")
+    torch.save(model, tmp_path / "glu.pt")
+    out = tmp_path / "glu_fpga"
+    code, _, err = cli("compile", tmp_path / "glu.pt", "--target", "fpga", "--input-shape", "1,16", "-o", out,
+                       "--no-verify", "--backend", "vivado", "--reuse-factor", "4", "--strategy", "resource",
+                       "--precision", "ap_fixed<18,8>", "--part", "xc7z020clg400-1")
+    assert code == 0, err
+    c = json.loads((out / "hls_summary.json").read_text())["configured"]
+    assert (c["backend"], c["part"], c["strategy"], c["reuse_factor"]) == ("Vivado", "xc7z020clg400-1", "Resource", 4)
+    assert c["default_precision"]["default"] == "ap_fixed<18,8>"
+    config = (out / "hls4ml_prj" / "hls4ml_config.yml").read_text()
+    assert "ReuseFactor: 4" in config and "xc7z020clg400-1" in config
+    summary = json.loads((out / "hls_summary.json").read_text())
+    dense = [l for l in summary["layers"] if l["class"] == "Dense"]
+    assert all(l["estimate"]["multipliers"] == -(-l["estimate"]["macs"] // 4) for l in dense)
+
+    code, _, err = cli("compile", tmp_path / "glu.pt", "--target", "fpga", "--input-shape", "1,16", "-o",
+                       tmp_path / "bad", "--no-verify", "--reuse-factor", "0")
+    assert code == 2 and "--reuse-factor" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_unsupported_op_is_named(tmp_path):
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Cos", ["x"], ["y"], name="the_cosine")], "cos",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    source = onnx_source(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    with pytest.raises(GatecError, match="the_cosine.*Cos"):
+        fpga.check(source.ir)
