@@ -139,9 +139,10 @@ def trusted_globals(imports: Sequence[str]) -> list:
     that defined them saved them)."""
     import gatec.nn.gated  # noqa: F401  (gatec's own modules are trusted: import them first)
     import gatec.nn.logic  # noqa: F401
+    import gatec.qat  # noqa: F401  (quantization-aware models pickle gatec.qat's layers)
     allowed = []
     roots = [m for name, m in sys.modules.items()
-             if m is not None and (name.startswith("torch.nn.modules") or name.startswith("gatec.nn"))]
+             if m is not None and name.startswith(("torch.nn.modules", "gatec.nn", "gatec.qat"))]
     roots += [import_user_module(s) for s in imports]
     for mod in roots:
         for _, obj in inspect.getmembers(mod, inspect.isclass):

@@ -190,3 +190,15 @@ def test_bidirectional_gru_with_a_given_state_exports_exactly(tmp_path):
     for w, g, f, lsb in zip(want, got, fake, [scales["rnn.output_quant"], scales["rnn.state_quant"]]):
         assert np.abs(w - g).max() <= lsb and np.abs(w - f).max() <= lsb
         assert np.array_equal(np.round(g / lsb) * lsb, g)
+
+
+def test_a_saved_qat_lstm_loads_and_compiles(tmp_path):
+    torch.manual_seed(1)
+    q = qat.prepare(RecurrentClassifier(8, 16, 10, cell="lstm"))
+    q.train()(torch.rand(32, 8, 8))
+    torch.save(q.eval(), tmp_path / "q.pt")  # gatec.qat's classes are trusted like gatec.nn's
+    with pytest.raises(RuntimeError, match="input size"):
+        q(torch.rand(2, 8, 5))
+    art = gatec.compile(str(tmp_path / "q.pt"), target="cpu", output=str(tmp_path / "cpu"), input_shapes=[[1, 8, 8]])
+    assert art.manifest["verification"]["ok"]
+    assert art.manifest["inputs"][0]["dynamic_axes"] == [0, 1]  # batch and time, not features

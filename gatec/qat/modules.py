@@ -83,6 +83,8 @@ class QuantRecurrent(QuantLayer):
     def check_input(self, x):
         if x.dim() != 3:
             raise ValueError(f"{type(self).__name__} takes batched 3-D input, got {x.dim()}-D")
+        if x.size(-1) != self.input_size:  # torch._VF's kernels do not check it
+            raise RuntimeError(f"input size {x.size(-1)} differs from the layer's {self.input_size}")
         if getattr(self, "proj_size", 0):
             raise ValueError("QuantLSTM does not support proj_size")
 
