@@ -63,6 +63,7 @@ def run(quick: bool = False, budget: float = 70.0, out: Path | None = None, log=
     x, y = data(n_train + n_test)
     xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
     start = time.time()
+    torch.manual_seed(0)
     model = train(mlp(), xtr, ytr, 15 if quick else 30, 3e-3)
     source = load(model, [[1, 16]])
     float_acc = accuracy(model(torch.from_numpy(xte)).detach().numpy(), yte)
