@@ -106,7 +106,7 @@ class Program:
     k: int
     tau: float
     gates_total: int = 0
-    # For the host engine, which counts the last level's output gates as it computes them (the
+    # For the host engine, which counts output gates into their class as it computes them (the
     # firmware ignores these): per group, the class its gates count for, or -1 (gates stored to
     # their slots as usual); the class-counted groups come last. The other outputs, class by
     # class: rest_slot[rest_start[c]:rest_start[c + 1]]; outputs that are the constant 1 gate
@@ -154,7 +154,8 @@ def plan(net: Netlist) -> Program:
     is_gate, node_op = np.r_[np.zeros(n_in, bool), live], np.r_[np.full(n_in, WIRE_A, np.uint8), net.op]
     counted = is_gate[outputs] & (uses[outputs] == 1) & ~read[outputs] & ~np.isin(node_op[outputs], CONSTANT_OPS)
     gate_class[outputs[counted]] = out_class[counted]
-    level[outputs[counted]] = level.max() + 1
+    if counted.any():
+        level[outputs[counted]] = level.max() + 1
 
     order = np.flatnonzero(live)
     classes = gate_class[n_in + order]
