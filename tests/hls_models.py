@@ -83,3 +83,25 @@ def binarized(seed=2) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "binarized", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX, 1)])
+
+
+def logic_then_linear(seed=3) -> onnx.ModelProto:
+    """Logic layers mixed with arithmetic ones: 32 input bits -> LogicLayer (64 gates, all 16 ops)
+    -> LogicLayer (40) -> GroupSum (k=4, tau=2) -> Gemm (4 -> 3). Outputs the class scores of the
+    GroupSum too, so that the logic part is checked on its own."""
+    rng = np.random.default_rng(seed)
+    domain = "gatec.custom_op"
+
+    def logic(x, y, n_in, n_out, name):
+        return helper.make_node("LogicLayer", [x], [y], name=name, domain=domain,
+                                in_a=rng.integers(0, n_in, n_out).tolist(), in_b=rng.integers(0, n_in, n_out).tolist(),
+                                ops=(np.arange(n_out) % 16).tolist())
+    nodes = [logic("x", "l1", 32, 64, "logic1"), logic("l1", "l2", 64, 40, "logic2"),
+             helper.make_node("GroupSum", ["l2"], ["s"], name="groupsum", domain=domain, k=4, tau=2.0),
+             helper.make_node("Identity", ["s"], ["scores"]),
+             helper.make_node("Gemm", ["s", "w", "b"], ["y"])]
+    inits = [const("w", rng.normal(0, 0.5, (4, 3))), const("b", rng.normal(0, 0.1, 3))]
+    graph = helper.make_graph(nodes, "logic_then_linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4]),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(domain, 1)])

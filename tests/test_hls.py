@@ -57,22 +57,34 @@ def reference(source, x):
     return [np.concatenate(outs) for outs in zip(*parts)]
 
 
+def logic_reference(ir, x):
+    """gatec.logic's evaluator for the logic part, numpy for the Gemm after it."""
+    from gatec.logic import eval_bits, group_sum, group_sum_of, layer_of
+    nodes = {n.name: n for n in ir.model.graph.node}
+    bits = eval_bits([layer_of(nodes["logic1"]), layer_of(nodes["logic2"])], x[0] != 0)
+    scores = group_sum(bits, *group_sum_of(nodes["groupsum"]))
+    w, b = (onnx.numpy_helper.to_array(i) for i in ir.model.graph.initializer)
+    return [scores, scores @ w + b]
+
+
 class Case:
     """One model: built here (hls4ml writes the project), then compiled and simulated (g++ and
     the C simulation, in a worker thread: the compiles are most of the time)."""
 
-    def __init__(self, source, folder: Path, scale=1.0, seq=None):
+    def __init__(self, source, folder: Path, scale=1.0, seq=None, bits=False):
         self.source, self.folder = source, folder
         self.x = inputs_for(source.ir, scale=scale, seq=seq)
+        if bits:
+            self.x = [(a > 0).astype(np.float32) for a in self.x]
         start = time.perf_counter()
-        hls.build(source.ir, folder, {})
+        fpga.build(source.ir, folder, {})
         self.build_seconds = time.perf_counter() - start
-        self.want = [np.asarray(r) for r in reference(source, self.x)]
+        self.want = [np.asarray(r) for r in (logic_reference(source.ir, self.x) if bits else reference(source, self.x))]
         self.tolerance = hls.tolerance(source.ir).atol
 
     def simulate(self):
         start = time.perf_counter()
-        self.got = hls.load(self.folder, {}).run(self.x)
+        self.got = fpga.load(self.folder, {}).run(self.x)
         self.seconds = self.build_seconds + time.perf_counter() - start
         return self
 
@@ -103,6 +115,8 @@ def cases(tmp_path_factory):
     built["gru_seq5"] = Case(frontend.load(model, shapes), root / "gru_seq5", seq=5)
     built["exporter_mlp"] = Case(onnx_source(root, hls_models.exporter_mlp()), root / "exporter_mlp")
     built["binarized"] = Case(onnx_source(root, hls_models.binarized()), root / "binarized", scale=3.0)
+    built["logic_then_linear"] = Case(onnx_source(root, hls_models.logic_then_linear()), root / "logic_then_linear",
+                                      bits=True)
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(built, pool.map(Case.simulate, built.values())))
 
@@ -174,6 +188,17 @@ def test_binarized_qonnx_network_is_bit_exact(cases):
     weights = [w["type"] for l in summary["layers"] for w in l["weights"].values()]
     assert any(t.startswith("fixed<2,2") for t in weights)  # binary weights
     assert any(t.startswith("fixed<4,1") for t in weights)  # 4-bit weights, scale 2**-3
+
+
+def test_logic_layers_mixed_with_arithmetic_go_through_hls4ml(cases):
+    c = cases["logic_then_linear"]
+    assert c.source.ir.kind == "logic" and fpga.flow(c.source.ir) is hls  # the Verilog flow refuses the Gemm
+    scores, y = c.got
+    assert np.array_equal(scores, c.want[0])  # the logic layers and GroupSum: bit for bit
+    assert len(np.unique(scores)) > 3
+    assert c.err(1) <= c.tolerance and c.err(1) <= 0.02
+    cpp = (c.folder / "hls4ml_prj" / "firmware" / "gatec_model.cpp").read_text()
+    assert cpp.count("ap_uint<1>(") >= 2 * (64 + 40) - 2 * 2  # one assignment per gate (constants read nothing)
 
 
 # ---------------------------------------------------------------- no C compile needed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import GatecError
 from ...ir import IR
 from .. import Tolerance
 from .. import hls, rtl
@@ -17,12 +18,28 @@ def describe() -> str:
             "an hls4ml project from an arithmetic network (verified by hls4ml's C simulation)")
 
 
+def flow(ir: IR):
+    """rtl for logic networks; hls for arithmetic ones and for logic layers mixed with arithmetic
+    layers that the Verilog flow does not take (hls4ml runs the logic layers as extension layers)."""
+    if ir.kind != "logic":
+        return hls
+    try:
+        rtl.check(ir)
+        return rtl
+    except GatecError as verilog_refused:
+        try:
+            hls.check(ir)
+        except GatecError:
+            raise verilog_refused from None
+        return hls
+
+
 def check(ir: IR) -> None:
-    (rtl if ir.kind == "logic" else hls).check(ir)
+    flow(ir).check(ir)
 
 
 def build(ir: IR, folder: Path, options: dict) -> list[str]:
-    if ir.kind == "logic":
+    if flow(ir) is rtl:
         return rtl.build(ir, folder, options, NAME)
     return hls.build(ir, folder, options)
 
@@ -34,4 +51,4 @@ def load(folder: Path, options: dict):
 
 
 def tolerance(ir: IR) -> Tolerance:
-    return (rtl if ir.kind == "logic" else hls).tolerance(ir)
+    return flow(ir).tolerance(ir)

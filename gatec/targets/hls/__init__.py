@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from ...errors import GatecError
 from ...ir import IR
 from .. import Tolerance
+from . import logic
 from .convert import Converted, convert
 
 BACKENDS = {"vivado": "Vivado", "vitis": "Vitis", "quartus": "Quartus", "catapult": "Catapult"}
@@ -138,6 +140,11 @@ def make_model(ir: IR, options: dict, folder: Path, sample_shapes=None):
     from hls4ml.utils.config import create_config
     s = settings(options)
     conv = convert(ir, sample_shapes)
+    if conv.logic:
+        if s["backend"] not in logic.BACKENDS:
+            raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
+                             f"backends, not {s['backend']}")
+        logic.register()
     kwargs = {"io_type": s["io_type"]}
     if s["part"]:
         kwargs["part"] = s["part"]
@@ -157,8 +164,6 @@ def make_model(ir: IR, options: dict, folder: Path, sample_shapes=None):
 
 
 def check(ir: IR) -> None:
-    if ir.kind != "arithmetic":
-        raise GatecError("the hls4ml flow takes arithmetic networks")
     convert(ir)
 
 
@@ -253,8 +258,13 @@ class Runner:
             ir = IR.load(self.folder / IR_FILE)
             conv, _, built = write_project(ir, self.options_used(), where, [list(s) for s in sample_shapes])
             out_shapes, order = conv.output_shapes, variable_order(built)
-        cfg = where / "hls4ml_config.yml"
-        cfg.write_text(cfg.read_text().replace("OutputDir: .", f"OutputDir: {where}"))
+        # this copy's own folder, and a fresh stamp naming its library, set in the config and the
+        # build script alike (so that two runners never share a library name)
+        stamp = uuid.uuid4().hex[:8]
+        cfg, script = where / "hls4ml_config.yml", where / "build_lib.sh"
+        text = re.sub(r"^Stamp: .*$", f"Stamp: {stamp}", cfg.read_text(), flags=re.M)
+        cfg.write_text(re.sub(r"^OutputDir: .*$", f"OutputDir: {where}", text, flags=re.M))
+        script.write_text(re.sub(r"^LIB_STAMP=.*$", f"LIB_STAMP={stamp}", script.read_text(), flags=re.M))
         model = linked(where, order)
         try:
             model.compile()

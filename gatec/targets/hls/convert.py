@@ -23,7 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from ...errors import GatecError
-from ...ir import IR, QONNX_DOMAINS
+from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from . import quant
 
 ELEMENTWISE_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu"}
@@ -74,6 +74,7 @@ class Converted:
     macs: dict = field(default_factory=dict)  # layer -> multiply-accumulates per sample (RNN: all steps)
     output_shapes: list = field(default_factory=list)  # per output: (ONNX shape with batch 1, batch axis)
     wide: list = field(default_factory=list)  # layers whose result type is the accumulator's
+    logic: bool = False
 
 
 def var_name(text: str) -> str:
@@ -90,6 +91,7 @@ class Converter:
         self.precisions: dict[str, dict] = {}
         self.quantized = False
         self.wide: set[str] = set()  # layers whose result type is the accumulator's
+        self.logic = False  # holds gatec logic layers (hls4ml extension layers)
         self.consumers: dict[str, int] = {}
         for node in self.graph.node:
             for name in node.input:
@@ -174,7 +176,7 @@ class Converter:
                 self.fold(node)
                 continue
             handler = getattr(self, "op_" + node.op_type, None)
-            if handler is None or (node.domain not in ("", "ai.onnx") + QONNX_DOMAINS):
+            if handler is None or (node.domain not in ("", "ai.onnx", LOGIC_DOMAIN) + QONNX_DOMAINS):
                 raise self.fail(node, f"not supported by the hls4ml conversion (supported: {', '.join(SUPPORTED)})")
             handler(node)
         outputs, output_shapes = [], []
@@ -203,7 +205,7 @@ class Converter:
             layer.pop("_last_used", None)
         return Converted(layers, self.inputs, outputs, {k: v for k, v in self.precisions.items()
                                                          if any(l["name"] == k for l in layers)},
-                         self.quantized, self.macs_of, output_shapes, sorted(self.wide))
+                         self.quantized, self.macs_of, output_shapes, sorted(self.wide), self.logic)
 
     def live(self, outputs: list[str]) -> list[dict]:
         """Layers the outputs depend on (a Dense split for a Split leaves the original unused)."""
@@ -593,6 +595,40 @@ class Converter:
     def op_LSTM(self, node):
         self.recurrent(node, "LSTM")
 
+    # ------------------------------------------------------------------ logic layers (hls4ml extension)
+
+    def op_LogicLayer(self, node):
+        from ...logic import layer_of
+        a = self.act(node, node.input[0])
+        src, n_in = self.flat(node, a)
+        layer = layer_of(node)
+        in_a, in_b, ops = (np.asarray(v).astype(int).tolist() for v in (layer.in_a, layer.in_b, layer.ops))
+        if max(in_a + in_b, default=0) >= n_in:
+            raise self.fail(node, f"reads input {max(in_a + in_b)} of {n_in}")
+        name = self.add({"name": self.new_name("logic"), "class_name": "GatecLogicLayer", "inputs": [src],
+                         "n_in": n_in, "n_out": len(ops), "in_a": in_a, "in_b": in_b, "ops": ops})
+        self.precisions[name] = {"result": "ap_uint<1>"}
+        self.logic = True
+        shape = list(a.shape)
+        shape[-1] = len(ops)
+        self.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (len(ops),))
+
+    def op_GroupSum(self, node):
+        from ...logic import group_sum_of
+        a = self.act(node, node.input[0])
+        src, n_in = self.flat(node, a)
+        k, tau = group_sum_of(node)
+        if n_in % k:
+            raise self.fail(node, f"{n_in} inputs do not split into {k} groups")
+        name = self.add({"name": self.new_name("groupsum"), "class_name": "GatecGroupSum", "inputs": [src],
+                         "n_in": n_in, "k": int(k), "tau": float(tau)})
+        integer = int(np.ceil(np.log2(n_in // k / tau + 1))) + 1
+        self.precisions[name] = {"result": f"ap_fixed<{integer + 16},{integer}>"}  # the count / tau, 16 fraction bits
+        self.logic = True
+        shape = list(a.shape)
+        shape[-1] = int(k)
+        self.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (int(k),))
+
     # ------------------------------------------------------------------ QONNX
 
     def op_Quant(self, node):
@@ -603,6 +639,4 @@ class Converter:
 
 
 def convert(ir: IR, sample_shapes: list[tuple] | None = None) -> Converted:
-    if ir.kind != "arithmetic":
-        raise GatecError("fpga (hls4ml): logic layers go to the Verilog flow")
     return Converter(ir, sample_shapes).run()
