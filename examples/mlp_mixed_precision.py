@@ -86,7 +86,7 @@ def run(quick: bool = False, budget: float = 70.0, out: Path | None = None, log=
     # quantization-aware fine-tuning at the chosen bits, from the float weights
     for name, bits in (("QAT w8a8", {r["module"]: 8 for r in mixed["layers"]}),
                        ("QAT mixed (HAWQ)", {r["module"]: r["weight_bits"] for r in mixed["layers"]})):
-        config = qat.QATConfig(weight_bits=8, act_bits=8, bias_bits=16,
+        config = qat.QATConfig(weight_bits=8, act_bits=8, bias_bits=16, per_channel=True,
                                layers={m: {"weight_bits": b} for m, b in bits.items()})
         qmodel = train(qat.prepare(model, config), xtr, ytr, 4 if quick else 8, 5e-4, seed=1)
         path = (out or Path("build/mlp_mixed")) / f"{name.split()[1]}_qat.onnx"

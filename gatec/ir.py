@@ -18,6 +18,7 @@ import onnx
 
 LOGIC_DOMAIN = "gatec.custom_op"
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
+QONNX_DOMAIN = QONNX_DOMAINS[0]  # where gatec writes its Quant nodes
 OPSET = 18
 
 

@@ -18,9 +18,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import GatecError
-from .ir import IR, constants_to_initializers
+from .fixed_point import int_range, quant, scale_for, weight_scale
+from .ir import IR, QONNX_DOMAIN, constants_to_initializers
 
-QONNX_DOMAIN = "qonnx.custom_op.general"
 CALIBRATIONS = ("minmax", "percentile")
 
 
@@ -71,48 +71,6 @@ def weight_layers(ir: IR) -> list[WeightLayer]:
 
 
 # ---------------------------------------------------------------- the quantizer
-
-def int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
-    if signed:
-        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
-    return 0, 2 ** bits - 1 - int(narrow)
-
-
-def quant(x: np.ndarray, scale, bits: int, signed: bool, narrow: bool) -> np.ndarray:
-    """qonnx's Quant (zero point 0, ROUND): clip x / scale to the integer range, round half to
-    even, scale back."""
-    lo, hi = int_range(bits, signed, narrow)
-    return np.round(np.clip(x / scale, lo, hi)) * scale
-
-
-def scale_for(max_abs, qmax: int, pow2: bool):
-    """The scale that maps max_abs onto qmax, rounded up to a power of two when pow2."""
-    max_abs = np.maximum(np.asarray(max_abs, dtype=np.float64), 1e-30)
-    scale = max_abs / qmax
-    if pow2:
-        scale = 2.0 ** np.ceil(np.log2(scale))
-    return scale.astype(np.float32)
-
-
-def weight_scale(w: np.ndarray, bits: int, axis: int | None, pow2: bool) -> np.ndarray:
-    """Per tensor (axis None) or per output channel along `axis` (kept broadcastable). Of the
-    scale that covers max |w| and the ones two and four times finer (which clip the largest
-    weights), the one with the least squared error: with power-of-two scales this is often
-    worth most of a bit."""
-    axes = None if axis is None else tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-    w64 = w.astype(np.float64)
-    full = scale_for(np.abs(w64).max(axis=axes, keepdims=axes is not None), 2 ** (bits - 1) - 1, pow2)
-    best, best_err = full, None
-    for shrink in (1, 2, 4):
-        s = full / shrink
-        err = ((quant(w64, s, bits, True, True) - w64) ** 2).sum(axis=axes, keepdims=axes is not None)
-        if best_err is None:
-            best_err = err
-        else:
-            better = err < best_err
-            best, best_err = np.where(better, s, best).astype(np.float32), np.where(better, err, best_err)
-    return best
-
 
 def quantize_weight(w: np.ndarray, bits: int, axis: int | None, pow2: bool = True) -> np.ndarray:
     return quant(w, weight_scale(w, bits, axis, pow2), bits, True, True).astype(w.dtype)

@@ -38,6 +38,7 @@ class QATConfig:
     act_bits: int = 8
     bias_bits: int | None = 16  # None: float biases
     power_of_two: bool = True  # scales rounded up to powers of two (exact on fixed-point hardware)
+    per_channel: bool = False  # one weight scale per output channel
     momentum: float = 0.1  # of the running max |x| the activation ranges follow
     layers: dict = field(default_factory=dict)
 
@@ -51,8 +52,10 @@ class QATConfig:
                     raise ValueError(f"layer override for {pattern!r}: unknown keys {sorted(unknown)}")
                 o = {"weight_bits": self.weight_bits, "act_bits": self.act_bits, "bias_bits": self.bias_bits,
                      **override}
-                return Bits(o["weight_bits"], o["act_bits"], o["bias_bits"], self.momentum, self.power_of_two)
-        return Bits(self.weight_bits, self.act_bits, self.bias_bits, self.momentum, self.power_of_two)
+                return Bits(o["weight_bits"], o["act_bits"], o["bias_bits"], self.momentum, self.power_of_two,
+                            self.per_channel)
+        return Bits(self.weight_bits, self.act_bits, self.bias_bits, self.momentum, self.power_of_two,
+                    self.per_channel)
 
 
 def prepare(model: nn.Module, config: QATConfig | None = None) -> nn.Module:

@@ -18,11 +18,12 @@ from .quantizer import ActQuant, quant_weight
 class Bits:
     """The bit widths of one layer (bias None: float bias)."""
 
-    def __init__(self, weight: int, act: int, bias: int | None, momentum: float, power_of_two: bool):
+    def __init__(self, weight: int, act: int, bias: int | None, momentum: float, power_of_two: bool,
+                 per_channel: bool = False):
         if weight < 2:
             raise ValueError("weights need at least 2 bits")
         self.weight, self.act, self.bias = int(weight), int(act), bias
-        self.momentum, self.power_of_two = momentum, power_of_two
+        self.momentum, self.power_of_two, self.per_channel = momentum, power_of_two, per_channel
 
     def act_quant(self) -> ActQuant:
         return ActQuant(self.act, self.momentum, self.power_of_two)
@@ -33,11 +34,12 @@ class QuantLayer:
 
     def setup_quant(self, bits: Bits) -> None:
         self.weight_bits, self.bias_bits, self.power_of_two = bits.weight, bits.bias, bits.power_of_two
+        self.weight_axis = 0 if bits.per_channel else None  # torch keeps output channels first
         self.input_quant = bits.act_quant()
         self.output_quant = bits.act_quant()
 
     def qweight(self, w: torch.Tensor) -> torch.Tensor:
-        return quant_weight(w, self.weight_bits, self.power_of_two)
+        return quant_weight(w, self.weight_bits, self.power_of_two, self.weight_axis)
 
     def qbias(self, b: torch.Tensor | None) -> torch.Tensor | None:
         if b is None or self.bias_bits is None:

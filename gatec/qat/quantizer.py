@@ -7,27 +7,21 @@ one QONNX `Quant` node, so an exported model computes what the fake-quantized on
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-QONNX_DOMAIN = "qonnx.custom_op.general"
+from ..fixed_point import int_range, scale_for, weight_scale
+from ..ir import QONNX_DOMAIN
 
 
-def int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
-    """(min, max) of the integers a `bits`-wide quantizer holds, as QONNX defines them."""
-    if signed:
-        return -(2 ** (bits - 1)) + (1 if narrow else 0), 2 ** (bits - 1) - 1
-    return 0, 2 ** bits - 1 - (1 if narrow else 0)
+def choose_scale(max_abs: float, bits: int, signed: bool, narrow: bool = False, power_of_two: bool = True) -> float:
+    """The scale that maps max_abs onto the largest integer of the range (rounded up to a power of
+    two by default: what maps exactly onto a fixed-point type)."""
+    return float(scale_for(max_abs, int_range(bits, signed, narrow)[1], power_of_two))
 
 
 def pow2_scale(max_abs: float, bits: int, signed: bool, narrow: bool = False) -> float:
-    """The smallest power of two s with max_abs / s <= the largest integer of the range, so that
-    max_abs is not clipped (a power of two maps exactly onto a fixed-point type)."""
-    top = int_range(bits, signed, narrow)[1]
-    if not max_abs > 0 or not math.isfinite(max_abs):
-        return 1.0
-    return 2.0 ** math.ceil(math.log2(max_abs / top))
+    """The smallest power of two s with max_abs / s <= the largest integer of the range."""
+    return choose_scale(max_abs, bits, signed, narrow, True)
 
 
 class QuantFunction(torch.autograd.Function):
@@ -65,18 +59,11 @@ def fake_quant(x: torch.Tensor, scale: float | torch.Tensor, bits: int, signed: 
     return QuantFunction.apply(x, scale, zeropt, int(bits), bool(signed), bool(narrow))
 
 
-def choose_scale(max_abs: float, bits: int, signed: bool, narrow: bool = False, power_of_two: bool = True) -> float:
-    """The scale that maps max_abs onto the largest integer of the range: rounded up to a power
-    of two by default (what maps exactly onto a fixed-point type), else exact."""
-    if power_of_two:
-        return pow2_scale(max_abs, bits, signed, narrow)
-    top = int_range(bits, signed, narrow)[1]
-    return float(max_abs) / top if max_abs > 0 and math.isfinite(max_abs) else 1.0
-
-
-def quant_weight(w: torch.Tensor, bits: int, power_of_two: bool = True) -> torch.Tensor:
-    """Weights (and biases): signed, narrow range (symmetric), one scale per tensor from max |w|."""
-    scale = choose_scale(float(w.detach().abs().max()), bits, True, True, power_of_two)
+def quant_weight(w: torch.Tensor, bits: int, power_of_two: bool = True, axis: int | None = None) -> torch.Tensor:
+    """Weights (and biases): signed, narrow range (symmetric), one scale per tensor (or per
+    output channel along `axis`), chosen as post-training quantization chooses it
+    (gatec.fixed_point.weight_scale)."""
+    scale = torch.from_numpy(weight_scale(w.detach().cpu().numpy(), bits, axis, power_of_two)).to(w.dtype)
     return fake_quant(w, scale, bits, signed=True, narrow=True)
 
 

@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import GatecError
+from ...fixed_point import int_range
 from ...ir import QONNX_DOMAINS
 
 ROUNDING_OPS = {"ROUND": "Round", "HALF_EVEN": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
@@ -227,11 +228,6 @@ class Lowering:
         y = self.emit(ROUNDING_OPS[mode], [y])
         y = self.emit("Sub", [y, self.const("zero_point", (zeropt / trunc_scale).astype(np.float32))])
         self.emit("Mul", [y, self.const("scale", out_scale)], node.output[0])
-
-
-def int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
-    from qonnx.custom_op.general.quant import max_int, min_int
-    return int(min_int(signed, narrow, bits)), int(max_int(signed, narrow, bits))
 
 
 def lower_qonnx(model: onnx.ModelProto, form: str = "float") -> onnx.ModelProto:
