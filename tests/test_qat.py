@@ -202,3 +202,11 @@ def test_a_saved_qat_lstm_loads_and_compiles(tmp_path):
     art = gatec.compile(str(tmp_path / "q.pt"), target="cpu", output=str(tmp_path / "cpu"), input_shapes=[[1, 8, 8]])
     assert art.manifest["verification"]["ok"]
     assert art.manifest["inputs"][0]["dynamic_axes"] == [0, 1]  # batch and time, not features
+
+
+def test_export_takes_a_numpy_example_as_one_input(tmp_path):
+    model = qat.prepare(nn.Sequential(nn.Linear(16, 4)))
+    model(torch.randn(8, 16))
+    exported = qat.export(model, tmp_path / "m.onnx", np.zeros((1, 16), np.float32))
+    dims = exported.graph.input[0].type.tensor_type.shape.dim
+    assert len(exported.graph.input) == 1 and len(dims) == 2 and dims[1].dim_value == 16

@@ -101,7 +101,7 @@ def export(model: nn.Module, path: str | Path, example_inputs, input_names=None,
     from ..ir import OPSET
     if not any(isinstance(m, ActQuant) for m in model.modules()):
         raise ValueError("the model holds no quantizers: prepare it with gatec.qat.prepare first")
-    if isinstance(example_inputs, torch.Tensor):
+    if isinstance(example_inputs, (torch.Tensor, np.ndarray)):  # one input
         example_inputs = (example_inputs,)
     example_inputs = tuple(torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
                            for a in example_inputs)
