@@ -1,7 +1,9 @@
 """Shared by targets `fpga` and `asic`: a logic network as synthesizable Verilog.
 
-The artifact holds `model.v` (one module, `gatec_model`: one `assign` per live gate, the
-GroupSum as a compressor tree per class, class counts as output ports), `testbench.v` (reads
+The artifact holds `model.v` (the top module `gatec_model`: one `assign` per live gate, the
+GroupSum as a compressor tree per class, class counts as output ports; for `fpga` each counter
+is an instance of a small module, `gatec_count<n>`, that LUT mapping sees alone, and the gates
+only the GroupSum reads are computed inside the counters), `testbench.v` (reads
 vectors with $readmemb, writes the counts), a Yosys script, `resources.json` and
 `resources.png`. The Verilog takes the input bits; an input encoder that compares features
 with thresholds stays outside the Verilog (`encoder.json`, applied by the runner) and any
