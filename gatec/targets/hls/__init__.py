@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -270,7 +271,7 @@ class Runner:
             model.compile()
         except Exception as e:
             raise GatecError(f"fpga (hls4ml): the C simulation does not compile: {str(e).splitlines()[0][:300]}")
-        self.models[sample_shapes] = (model, out_shapes)
+        self.models[sample_shapes] = (model, out_shapes, where)
         return self.models[sample_shapes]
 
     def options_used(self) -> dict:
@@ -282,9 +283,20 @@ class Runner:
         ins = self.config["inputs"]
         samples = [np.moveaxis(np.asarray(a, dtype=np.float32), i["batch_axis"], 0) for a, i in zip(arrays, ins)]
         n = samples[0].shape[0]
-        model, out_shapes = self.model_for(tuple(tuple(a.shape[1:]) for a in samples))
+        model, out_shapes, where = self.model_for(tuple(tuple(a.shape[1:]) for a in samples))
         flat = [np.ascontiguousarray(a.reshape(n, -1)) for a in samples]
-        y = model.predict(flat[0] if len(flat) == 1 else flat)
+        if self.config["settings"]["backend"] == "Catapult":
+            # Catapult's C simulation reads its weights from ./firmware/weights (relative to the
+            # working folder) and exits the process when they are missing
+            with HLS4ML_LOCK:
+                here = os.getcwd()
+                os.chdir(where)
+                try:
+                    y = model.predict(flat[0] if len(flat) == 1 else flat)
+                finally:
+                    os.chdir(here)
+        else:
+            y = model.predict(flat[0] if len(flat) == 1 else flat)
         ys = y if isinstance(y, list) else [y]
         outs = []
         for y, (shape, batch) in zip(ys, out_shapes):
