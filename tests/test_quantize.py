@@ -213,3 +213,20 @@ def test_mixed_precision_names_weights_autograd_cannot_reach(tmp_path):
     x = np.random.default_rng(9).normal(size=(50, 6, 8)).astype(np.float32)
     with pytest.raises(GatecError, match="does not reach the weights of 'rnn'"):
         quantize_model(load(tmp_path / "gru.pt", [[1, 6, 8]]), [x], budget_bops="60%")
+
+
+def test_mixed_precision_qonnx_goes_to_hls4ml(cli, tmp_path):
+    # power-of-two scales and a quantized bias: every tensor maps onto an ap_fixed type
+    model = mlp()
+    x = np.random.default_rng(8).normal(size=(400, 16)).astype(np.float32)
+    torch.save(model, tmp_path / "mlp.pt")
+    np.save(tmp_path / "x.npy", x)
+    code, _, stderr = cli("quantize", tmp_path / "mlp.pt", "--input-shape", "1,16", "--data", tmp_path / "x.npy",
+                          "--budget-bops", "65%", "-o", tmp_path / "q.onnx")
+    assert code == 0, stderr
+    code, _, stderr = cli("compile", tmp_path / "q.onnx", "--target", "fpga", "-o", tmp_path / "fpga",
+                          "--data", tmp_path / "x.npy")
+    assert code == 0, stderr
+    manifest = json.loads((tmp_path / "fpga" / "manifest.json").read_text())
+    assert manifest["verification"]["ok"] and manifest["verification"]["max_abs_err"] <= 1e-4
+    assert manifest["verification"]["argmax_agreement"] == 1.0
