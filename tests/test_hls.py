@@ -246,3 +246,17 @@ def test_unsupported_op_is_named(tmp_path):
     source = onnx_source(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
     with pytest.raises(GatecError, match="the_cosine.*Cos"):
         fpga.check(source.ir)
+
+
+def test_qat_gru_goes_through_hls4ml(tmp_path):
+    # QAT quantizes the GRU's whole output sequence before the last step is taken: the fpga
+    # target commutes the quantizer past the Gather and checks the C simulation against qonnx
+    import gatec.qat as qat
+    torch.manual_seed(0)
+    model = qat.prepare(RecurrentClassifier(8, 16, 4).eval(), qat.QATConfig(weight_bits=8, act_bits=8))
+    model.train()
+    model(torch.randn(64, 6, 8))
+    qat.export(model.eval(), tmp_path / "gru_q.onnx", torch.randn(1, 6, 8))
+    art = gatec.compile(tmp_path / "gru_q.onnx", target="fpga", output=tmp_path / "fpga", samples=64)
+    v = art.manifest["verification"]
+    assert v["ok"] and v["argmax_agreement"] >= 0.95 and 0 < v["max_abs_err"] < 0.05

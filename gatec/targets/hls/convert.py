@@ -85,7 +85,7 @@ def var_name(text: str) -> str:
 class Converter:
     def __init__(self, ir: IR, sample_shapes: list[tuple] | None = None):
         self.ir = ir
-        self.graph = ir.model.graph
+        self.graph = quant.gather_before_quant(ir.model).graph
         self.values: dict[str, object] = {}
         self.layers: list[dict] = []
         self.precisions: dict[str, dict] = {}

@@ -9,6 +9,8 @@ rounds half to even, as AP_RND_CONV does; narrow range saturates symmetrically: 
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 
@@ -113,3 +115,30 @@ def activation_bipolar(conv, node) -> None:
         a = conv.values[out]
         fake = onnx.helper.make_node("Mul", [out, ""], [out], name=node.name + "_scale")
         conv.affine(fake, a, np.asarray(scale, dtype=np.float64), 0.0)
+
+
+def gather_before_quant(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` where Quant -> Gather (a Quant read only by a Gather, as QAT exports an
+    RNN's quantized output sequence before taking its last step) becomes Gather -> Quant: the
+    quantizer is elementwise, so the two commute exactly, and hls4ml then quantizes one step."""
+    model = copy.deepcopy(model)
+    nodes = list(model.graph.node)
+    readers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    outputs = {o.name for o in model.graph.output}
+    for q in nodes:
+        after = readers.get(q.output[0], [])
+        if q.op_type != "Quant" or q.output[0] in outputs or len(after) != 1 or after[0].op_type != "Gather" \
+                or after[0].input[0] != q.output[0]:
+            continue
+        g = after[0]
+        x, gathered = q.input[0], g.output[0]
+        g.input[0], g.output[0] = x, q.output[0]  # Gather reads the Quant's input...
+        q.input[0], q.output[0] = q.output[0], gathered  # ...and the Quant reads the gathered step
+        i, j = nodes.index(q), nodes.index(g)
+        nodes[i], nodes[j] = g, q
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
