@@ -68,8 +68,13 @@ class GroupSum(CustomOp):
 
 def out_shape(model, node, width: int) -> list[int]:
     """The input's shape with the last axis replaced by `width` (qonnx infers shapes on concrete
-    batch sizes; see gatec.logic.run_qonnx)."""
-    shape = model.get_tensor_shape(node.input[0]) or [1, 0]
+    batch sizes; see gatec.logic.run_qonnx). qonnx asks before it has inferred the shapes of
+    intermediate tensors: then the input is taken as (batch, n), the batch being the graph
+    input's first axis, as logic layers read it."""
+    shape = model.get_tensor_shape(node.input[0])
+    if not shape:
+        graph_input = model.get_tensor_shape(model.graph.input[0].name) or [1]
+        shape = [graph_input[0], 0]
     return [int(d) if isinstance(d, int) else 1 for d in shape[:-1]] + [int(width)]
 
 

@@ -260,3 +260,12 @@ def test_qat_gru_goes_through_hls4ml(tmp_path):
     art = gatec.compile(tmp_path / "gru_q.onnx", target="fpga", output=tmp_path / "fpga", samples=64)
     v = art.manifest["verification"]
     assert v["ok"] and v["argmax_agreement"] >= 0.95 and 0 < v["max_abs_err"] < 0.05
+
+
+def test_qonnx_reference_runs_logic_layers_feeding_arithmetic_at_any_batch(tmp_path):
+    source = onnx_source(tmp_path, hls_models.logic_then_linear())
+    x = [(np.random.default_rng(4).standard_normal((37, 32)) > 0).astype(np.float32)]
+    got, want = source.reference(x), logic_reference(source.ir, x)
+    assert got[1].shape == (37, 3)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
