@@ -1,5 +1,7 @@
 """The C firmware (target c) and gatec's logic engine: built with real compilers, bit-exact
 against the reference at every word size and at tile boundaries."""
+import ctypes
+import platform
 import subprocess
 
 import numpy as np
@@ -112,6 +114,31 @@ def test_engine_on_unlayered_netlists(seed):
     program = plan(net)
     assert program.gates_executed <= net.n_gates
     np.testing.assert_array_equal(Engine(program).counts(bits), net.evaluate(bits))
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="-mno-avx512f is an x86-64 flag")
+def test_engine_portable_paths_without_avx512(network, tmp_path):
+    """The host engine's portable packing and count paths (built with AVX-512 off) are bit-exact too."""
+    from gatec import engine
+    so = tmp_path / "portable.so"
+    subprocess.run(["gcc", *engine.FLAGS, "-mno-avx512f", "-Wno-psabi", str(engine.CSRC / "gatec_logic.c"), "-o", str(so)],
+                   check=True)
+    lib = ctypes.CDLL(str(so))
+    rng = np.random.default_rng(5)
+    for net in (network[1], random_dag(rng, 130, 300, 3)):
+        p = plan(net)
+        prog = engine.CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
+                               *(a.ctypes.data for a in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
+                                                         p.output_slot)))
+        counting = engine.CCounting(*(a.ctypes.data for a in (p.group_class, p.rest_start, p.rest_slot, p.class_ones)))
+        for n in (5, TILE * 64 + 3):
+            bits = rng.integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
+            scratch = np.zeros(Engine(p).scratch_words, np.uint64)
+            scores = np.empty((n, p.k), np.int32)
+            lib.gatec_run_counting(ctypes.byref(prog), ctypes.byref(counting), ctypes.c_void_p(bits.ctypes.data),
+                                   ctypes.c_uint32(n), ctypes.c_void_p(scratch.ctypes.data),
+                                   ctypes.c_void_p(scores.ctypes.data))
+            np.testing.assert_array_equal(scores, net.evaluate(bits))
 
 
 def test_engine_threads_agree(network):
