@@ -158,12 +158,12 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
         verification = None
         if verify:
             runner = tgt.load(folder, options)
-            reference, tol = source.reference, widened(tgt.tolerance(ir), ir)
+            reference, tol = source.reference, widened(tgt.tolerance(ir, options), ir)
             if ir.is_qonnx and not source.ir.is_qonnx:
                 # quantized by a pass: held to the quantized graph (qonnx's executor), not to the
                 # float model the pass already reported its error against
                 from .frontend import onnx_reference
-                reference, tol = onnx_reference(ir.model), tgt.tolerance(ir)
+                reference, tol = onnx_reference(ir.model), tgt.tolerance(ir, options)
             checks = emulator.verify(ir, reference, {target: (runner.run, tol)}, samples, data)
             result["checks"] = checks
             if log:
@@ -186,5 +186,5 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
     write_atomically(build, Path(output))
     artifact = Artifact(Path(output), target, options, keep)
     artifact.checks = result.get("checks")
-    artifact.tolerance = widened(tgt.tolerance(ir), ir)  # what the artifact is held to against the model
+    artifact.tolerance = widened(tgt.tolerance(ir, options), ir)  # what the artifact is held to against the model
     return artifact

@@ -269,3 +269,15 @@ def test_qonnx_reference_runs_logic_layers_feeding_arithmetic_at_any_batch(tmp_p
     assert got[1].shape == (37, 3)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_coarser_precision_is_held_to_its_own_bound(tmp_path):
+    model, shapes = gated_model("glu_two_linear")
+    source = frontend.load(model, shapes)
+    default = hls.tolerance(source.ir).atol
+    coarse = hls.tolerance(source.ir, {"precision": "ap_fixed<10,4>"}).atol  # 6 fractional bits, not 10
+    assert 8 * default < coarse < 16 * default  # the LSB terms grow 16x, the tables' do not
+    art = gatec.compile(model, target="fpga", output=tmp_path / "coarse", input_shapes=shapes, samples=200,
+                        options={"precision": "ap_fixed<10,4>"})
+    v = art.manifest["verification"]
+    assert v["ok"] and default < v["max_abs_err"] <= coarse  # coarser than ap_fixed<16,6> could pass

@@ -5,7 +5,7 @@
     check(ir) -> None                          raises GatecError naming the first node it cannot build
     build(ir, folder, options) -> list[str]    writes the artifact's files into `folder`
     load(folder, options) -> Runner            Runner.run(list[np.ndarray]) -> list[np.ndarray]
-    tolerance(ir) -> Tolerance                 how close the artifact must come to the reference
+    tolerance(ir, options) -> Tolerance        how close the artifact must come to the reference
 """
 from __future__ import annotations
 

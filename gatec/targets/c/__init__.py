@@ -252,5 +252,5 @@ def load(folder: Path, options: dict) -> Runner:
                   "GATEC_MODEL_FEATURES" in header)
 
 
-def tolerance(ir: IR) -> Tolerance:
+def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
     return Tolerance(exact=True)

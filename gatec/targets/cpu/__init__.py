@@ -131,7 +131,7 @@ def load(folder: Path, options: dict):
     return Runner(Path(folder) / MODEL_FILE, int(options.get("threads", 0)))
 
 
-def tolerance(ir: IR) -> Tolerance:
+def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
     if ir.kind == "logic":
         return Tolerance(exact=True)
     if ir.is_qonnx:

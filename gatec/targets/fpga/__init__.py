@@ -50,5 +50,5 @@ def load(folder: Path, options: dict):
     return rtl.load(folder, options)
 
 
-def tolerance(ir: IR) -> Tolerance:
-    return flow(ir).tolerance(ir)
+def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
+    return flow(ir).tolerance(ir, options)

@@ -310,6 +310,10 @@ def load(folder: Path, options: dict) -> Runner:
     return Runner(Path(folder), options)
 
 
-def tolerance(ir: IR) -> Tolerance:
+def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
     from .summary import error_bound
-    return Tolerance(atol=error_bound(ir))
+    precision = (options or {}).get("precision")
+    if precision is None:
+        return Tolerance(atol=error_bound(ir))
+    width, integer = width_and_integer(str(precision))
+    return Tolerance(atol=error_bound(ir, width - integer))

@@ -95,9 +95,10 @@ def plot(info: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def error_bound(ir) -> float:
+def error_bound(ir, fraction_bits: int | None = None) -> float:
     """The largest |C simulation - reference| the fpga (hls4ml) target accepts at the default
-    types, ap_fixed<16,6> (F = 10 fractional bits, LSB = 2**-10) with accumulators twice as wide.
+    types, ap_fixed<16,6> (F = 10 fractional bits, LSB = 2**-10) with accumulators twice as wide,
+    or at the F `fraction_bits` of a --precision given.
 
     Per layer: the input or result is truncated to the LSB (< 1 LSB), and each weight is truncated
     (< 1 LSB, times an input of order 1, summed over the inputs; partly cancelling): 4 LSB per
@@ -110,7 +111,7 @@ def error_bound(ir) -> float:
     is left, so 1e-4 there, unless they keep sigmoid/tanh/softmax tables. GRU(16->32)+Linear: 0.023 allowed (0.05 required), 0.006 measured."""
     from .convert import convert
     conv = convert(ir)
-    lsb = 2.0 ** -10
+    lsb = 2.0 ** -(10 if fraction_bits is None else fraction_bits)
     layers = tables = 0
     for layer in conv.layers:
         kind = layer["class_name"]
@@ -119,7 +120,7 @@ def error_bound(ir) -> float:
         layers += 2 if kind in ("GRU", "LSTM") else 1
         if kind in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh", "softmax"):
             tables += 1
-    if conv.quantized and tables == 0:
+    if conv.quantized and tables == 0 and fraction_bits is None:
         return 1e-4
     # a quantized model with sigmoid/tanh/softmax left in float: their tables are the error, and it
     # is amplified by the layers after them as at the default types: the same bound

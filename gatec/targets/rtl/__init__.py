@@ -528,5 +528,5 @@ def load(folder: Path, options: dict) -> Runner:
     return Runner(folder)
 
 
-def tolerance(ir: IR) -> Tolerance:
+def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
     return Tolerance(exact=True)
