@@ -19,8 +19,9 @@ def batchnorm_params(rng, prefix, n):
             const(f"{prefix}_mean", rng.normal(0, 0.3, n)), const(f"{prefix}_var", rng.uniform(0.5, 2.0, n))]
 
 
-def exporter_mlp(seed=0, batch=4) -> onnx.ModelProto:
-    """Opset 9, as old exporters wrote it, with a fixed batch of 4: x (4, 6, 8) -> Transpose ->
+def exporter_mlp(seed=0, batch=4, opset=9) -> onnx.ModelProto:
+    """Opset 9 (or 6-8: Gemm-6 with `broadcast`, BatchNormalization-6 with `is_test`), as old
+    exporters wrote it, with a fixed batch of 4: x (4, 6, 8) -> Transpose ->
     batch norm over the 8 channels -> Transpose back -> Flatten -> Gemm (transB) -> batch norm on
     an Unsqueeze/Squeeze pair (BatchNormalization-9 wants a channel axis) -> Relu, then two heads:
     Gemm -> Softmax, and MatMul + Add -> Sigmoid."""
@@ -46,10 +47,16 @@ def exporter_mlp(seed=0, batch=4) -> onnx.ModelProto:
              const("b1", rng.normal(0, 0.1, 24)), *batchnorm_params(rng, "bn1", 24),
              const("w2", rng.normal(0, 0.5, (24, 6))), const("b2", rng.normal(0, 0.1, 6)),
              const("w3", rng.normal(0, 0.3, (24, 5))), const("b3", rng.normal(0, 0.1, 5))]
+    if opset < 7:
+        for n in nodes:
+            if n.op_type == "Gemm":
+                n.attribute.append(helper.make_attribute("broadcast", 1))
+            if n.op_type == "BatchNormalization":
+                n.attribute.append(helper.make_attribute("is_test", 1))
     graph = helper.make_graph(nodes, "exporter_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 6, 8])],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 6]),
                                helper.make_tensor_value_info("gates", TensorProto.FLOAT, [batch, 5])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], producer_name="keras2onnx")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="keras2onnx")
     model.ir_version = 4
     return model
 

@@ -281,3 +281,13 @@ def test_a_coarser_precision_is_held_to_its_own_bound(tmp_path):
                         options={"precision": "ap_fixed<10,4>"})
     v = art.manifest["verification"]
     assert v["ok"] and default < v["max_abs_err"] <= coarse  # coarser than ap_fixed<16,6> could pass
+
+
+def test_opset_6_exporter_file_compiles_and_verifies(tmp_path):
+    # Gemm-6 (broadcast) and BatchNormalization-6 (is_test): upgraded by the front end, then
+    # checked against ONNX Runtime on the upgraded graph
+    source = onnx_source(tmp_path, hls_models.exporter_mlp(opset=6))
+    assert source.ir.model.opset_import[0].version >= 13
+    art = gatec.compile(None, target="fpga", output=tmp_path / "fpga", source=source, samples=64)
+    v = art.manifest["verification"]
+    assert v["ok"] and 0 < v["max_abs_err"] < 0.05 and v["argmax_agreement"] >= 0.95
