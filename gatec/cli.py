@@ -35,6 +35,9 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", choices=("auto", "onnxruntime"),
                    help="cpu, logic networks: gatec's engine (auto) or ONNX Runtime's bit-packed graph")
     g.add_argument("--logic-form", choices=("bitpacked", "float"), help="cpu, logic networks: the form of model.onnx")
+    g.add_argument("--quant-form", choices=("float", "qdq"),
+                   help="cpu, quantized models: quantizers as float32 ops, exact (default), or QuantizeLinear/"
+                        "DequantizeLinear for ONNX Runtime's integer kernels (faster, up to 2 LSB off)")
     g.add_argument("--threads", type=int, help="threads the artifact's runtime may use (default: its own)")
     g.add_argument("--pipeline", type=int, metavar="N",
                    help="fpga/asic: a register stage every N logic levels (default 0: combinational)")
@@ -49,7 +52,7 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 
 
 def target_options(args) -> dict:
-    names = ("word_bits", "engine", "logic_form", "threads", "pipeline", "backend", "io_type", "strategy",
+    names = ("word_bits", "engine", "logic_form", "quant_form", "threads", "pipeline", "backend", "io_type", "strategy",
              "reuse_factor", "precision", "part")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 

@@ -230,3 +230,17 @@ def test_mixed_precision_qonnx_goes_to_hls4ml(cli, tmp_path):
     manifest = json.loads((tmp_path / "fpga" / "manifest.json").read_text())
     assert manifest["verification"]["ok"] and manifest["verification"]["max_abs_err"] <= 1e-4
     assert manifest["verification"]["argmax_agreement"] == 1.0
+
+
+def test_quant_form_option_writes_quantize_linear(cli, tmp_path):
+    torch.save(mlp(), tmp_path / "mlp.pt")
+    x = np.random.default_rng(10).normal(size=(200, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli("quantize", tmp_path / "mlp.pt", "--input-shape", "1,16", "--data", tmp_path / "x.npy",
+               "-o", tmp_path / "q.onnx")[0] == 0
+    for form, op in (("float", "Round"), ("qdq", "QuantizeLinear")):
+        code, _, stderr = cli("compile", tmp_path / "q.onnx", "--target", "cpu", "--quant-form", form,
+                              "-o", tmp_path / form, "--data", tmp_path / "x.npy")
+        assert code == 0, stderr
+        ops = {n.op_type for n in onnx.load(str(tmp_path / form / "model.onnx")).graph.node}
+        assert op in ops and "Quant" not in ops
