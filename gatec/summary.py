@@ -7,13 +7,20 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .ir import IR, LOGIC_DOMAIN
+from .ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 
 
 def shapes_of(ir: IR) -> dict[str, list[int]]:
     """Static shapes of every tensor at the example input shape (symbolic axes fixed to it)."""
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
+    for n in model.graph.node:
+        if n.domain in QONNX_DOMAINS:  # quantizers keep their input's shape: Identity, for inference only
+            x = n.input[0]
+            n.ClearField("attribute")
+            del n.input[:]
+            n.input.append(x)
+            n.op_type, n.domain = "Identity", ""
     for v, spec in zip([i for i in model.graph.input if i.name in {s.name for s in ir.inputs}], ir.inputs):
         for d, size in zip(v.type.tensor_type.shape.dim, spec.shape):
             d.Clear()
@@ -141,8 +148,10 @@ def constant_value(model, name):
 
 def count_parameters(model: onnx.ModelProto) -> int:
     """Floating-point weights: initializers and multi-element Constants. Integer tensors (shapes,
-    indices, axes) and BatchNormalization's running statistics (buffers in PyTorch) are not parameters."""
+    indices, axes), BatchNormalization's running statistics (buffers in PyTorch) and quantizers' scales and
+    bit widths are not parameters."""
     stats = {i for n in model.graph.node if n.op_type == "BatchNormalization" for i in n.input[3:5]}
+    stats |= {i for n in model.graph.node if n.domain in QONNX_DOMAINS for i in n.input[1:]}  # scales, bit widths
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
     tensors = [(i.name, i) for i in model.graph.initializer]
     tensors += [(n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant"

@@ -244,3 +244,12 @@ def test_quant_form_option_writes_quantize_linear(cli, tmp_path):
         assert code == 0, stderr
         ops = {n.op_type for n in onnx.load(str(tmp_path / form / "model.onnx")).graph.node}
         assert op in ops and "Quant" not in ops
+
+
+def test_inspect_counts_a_quantized_model_like_its_float_model():
+    from gatec.summary import inspect_ir
+    x = np.random.default_rng(11).normal(size=(100, 16)).astype(np.float32)
+    ir = load(mlp(), [[1, 16]]).ir
+    q, _ = ptq.quantize(ir, 6, 8, [x])
+    a, b = inspect_ir(ir), inspect_ir(q)
+    assert (b["parameters"], b["macs"]) == (a["parameters"], a["macs"]) and a["macs"] == 16 * 64 + 64 * 32 + 32 * 32 + 32 * 5
