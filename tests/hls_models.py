@@ -112,3 +112,24 @@ def logic_then_linear(seed=3) -> onnx.ModelProto:
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4]),
                                helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(domain, 1)])
+
+
+def conv_batchnorm(seed=4) -> onnx.ModelProto:
+    """A convolution stack as exporters write it, batch norm not folded: x (N, 3, 12) -> Conv (3->6,
+    k=3, stride 2, no padding) -> BatchNormalization -> Relu -> Conv (6->4, k=3, auto_pad SAME_UPPER)
+    -> Flatten (channels-first order) -> Gemm (20->3)."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3], strides=[2], pads=[0, 0]),
+        helper.make_node("BatchNormalization", ["c1", "bn_gamma", "bn_beta", "bn_mean", "bn_var"], ["c1n"]),
+        helper.make_node("Relu", ["c1n"], ["c1r"]),
+        helper.make_node("Conv", ["c1r", "w2"], ["c2"], kernel_shape=[3], auto_pad="SAME_UPPER"),
+        helper.make_node("Flatten", ["c2"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1),
+    ]
+    inits = [const("w1", rng.normal(0, 0.3, (6, 3, 3))), const("b1", rng.normal(0, 0.1, 6)),
+             *batchnorm_params(rng, "bn", 6), const("w2", rng.normal(0, 0.2, (4, 6, 3))),
+             const("w3", rng.normal(0, 0.2, (3, 20))), const("b3", rng.normal(0, 0.1, 3))]
+    graph = helper.make_graph(nodes, "conv_batchnorm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -16,10 +16,38 @@ import gatec
 import hls_models
 from gatec import frontend
 from gatec.errors import GatecError
-from gatec.nn import GLU, GatedMultimodalUnit, RecurrentClassifier
+from gatec.nn import GLU, GatedConv1d, GatedConv2d, GatedMultimodalUnit, RecurrentClassifier
 from gatec.targets import fpga, hls
 
 SAMPLES = 1000
+
+
+class GatedConvLastStep(torch.nn.Module):
+    """GatedConv1d (two convolutions) -> the last position -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.gated, self.head = GatedConv1d(4, 8, 3), torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.head(self.gated(x)[:, :, -1])
+
+
+class GatedConvChunkFlatten(torch.nn.Module):
+    """One convolution to twice the channels + batch norm, split in two halves (a * sigmoid(b)),
+    flattened in PyTorch's channels-first order -> Linear."""
+
+    def __init__(self, length=10):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv1d(4, 16, 3, padding=1), torch.nn.BatchNorm1d(16)
+        self.head = torch.nn.Linear(8 * length, 5)
+        with torch.no_grad():
+            self.bn.running_mean.normal_(0, 0.3)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        a, b = torch.chunk(self.bn(self.conv(x)), 2, dim=1)
+        return self.head((a * torch.sigmoid(b)).flatten(1))
 
 
 def gated_model(name: str):
@@ -32,6 +60,12 @@ def gated_model(name: str):
         return GLU(16, 32, 5, form="chunk").eval(), [[1, 16]]
     if name == "glu_two_linear":
         return GLU(16, 32, 5, form="two_linear").eval(), [[1, 16]]
+    if name == "gated_conv1d_last":
+        return GatedConvLastStep().eval(), [[1, 4, 10]]
+    if name == "gated_conv1d_chunk_flatten":
+        return GatedConvChunkFlatten().eval(), [[1, 4, 10]]
+    if name == "gated_conv2d_pool":
+        return GatedConv2d(3, 8, 5).eval(), [[1, 3, 6, 6]]
     raise KeyError(name)
 
 
@@ -102,12 +136,15 @@ def onnx_source(folder: Path, model: onnx.ModelProto):
     return frontend.load(str(path))
 
 
+CONV_MODELS = ("gated_conv1d_last", "gated_conv1d_chunk_flatten", "gated_conv2d_pool")
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     """Every model of this file built, then compiled and simulated two at a time."""
     root = tmp_path_factory.mktemp("hls")
     built = {}
-    for name in ("gru", "lstm", "glu_chunk"):
+    for name in ("gru", "lstm", "glu_chunk", *CONV_MODELS):
         model, shapes = gated_model(name)
         built[name] = Case(frontend.load(model, shapes), root / name)
     model, shapes = gated_model("gru")
@@ -115,13 +152,14 @@ def cases(tmp_path_factory):
     built["gru_seq5"] = Case(frontend.load(model, shapes), root / "gru_seq5", seq=5)
     built["exporter_mlp"] = Case(onnx_source(root, hls_models.exporter_mlp()), root / "exporter_mlp")
     built["binarized"] = Case(onnx_source(root, hls_models.binarized()), root / "binarized", scale=3.0)
+    built["conv_batchnorm"] = Case(onnx_source(root, hls_models.conv_batchnorm()), root / "conv_batchnorm")
     built["logic_then_linear"] = Case(onnx_source(root, hls_models.logic_then_linear()), root / "logic_then_linear",
                                       bits=True)
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(built, pool.map(Case.simulate, built.values())))
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm", "glu_chunk"])
+@pytest.mark.parametrize("name", ["gru", "lstm", "glu_chunk", *CONV_MODELS])
 def test_gated_models_match_pytorch_at_ap_fixed_16_6(cases, name):
     c = cases[name]
     print(f"{name}: max abs err {c.err():.4f}, argmax agreement {100 * c.agree():.1f}%, "
@@ -130,6 +168,63 @@ def test_gated_models_match_pytorch_at_ap_fixed_16_6(cases, name):
     assert c.agree() >= 0.99
     assert c.err() <= c.tolerance  # the target's own bound holds
     assert c.err() > 0  # fixed point: a C simulation that returned the float model would be suspect
+
+
+def layer_classes(folder: Path) -> list[str]:
+    return [l["class"] for l in json.loads((folder / "hls_summary.json").read_text())["layers"]]
+
+
+def test_gated_convolutions_run_channels_last(cases):
+    # ONNX's (N, C, L) input is transposed once for both convolutions; the last position is a
+    # crop of the channels-last output; global average pooling is hls4ml's own layer
+    last = layer_classes(cases["gated_conv1d_last"].folder)
+    assert last.count("Transpose") == 1 and last.count("Conv1D") == 2 and "Cropping1D" in last
+    pooled = layer_classes(cases["gated_conv2d_pool"].folder)
+    assert pooled.count("Conv2D") == 2 and "GlobalPooling2D" in pooled
+    summary = json.loads((cases["gated_conv1d_last"].folder / "hls_summary.json").read_text())
+    convs = [l for l in summary["layers"] if l["class"] == "Conv1D"]
+    # 10 positions x 8 filters x 4 channels x 3 taps; one position at a time: 96 multipliers
+    assert [l["estimate"]["macs"] for l in convs] == [10 * 8 * 4 * 3] * 2
+    assert [l["estimate"]["multipliers"] for l in convs] == [8 * 4 * 3] * 2
+
+
+def test_chunked_convolution_is_cut_and_flattened_in_onnx_order(cases):
+    # torch.chunk of one convolution's channels: two convolutions of 8 filters each; the Flatten
+    # reads channels first, the hls4ml tensor is channels last: a Transpose before the Linear,
+    # which hls4ml folds into the Linear's weights (rows permuted)
+    from gatec.targets.hls.convert import convert
+    c = cases["gated_conv1d_chunk_flatten"]
+    converted = [l["class_name"] for l in convert(c.source.ir).layers]
+    assert converted.count("Transpose") == 2 and converted.index("Transpose", 2) == converted.index("Reshape") - 1
+    classes = layer_classes(c.folder)
+    assert classes.count("Conv1D") == 2 and classes.count("Transpose") == 1
+    weights = [l["weights"]["weight"]["count"] for l in json.loads((c.folder / "hls_summary.json").read_text())["layers"]
+               if l["class"] == "Conv1D"]
+    assert weights == [3 * 4 * 8] * 2
+    # the same Linear fed the channels-last values (the Transpose left out) is far off
+    flat_last = np.moveaxis(np.asarray(reference_hidden(c.source, c.x[0])), 1, 2).reshape(SAMPLES, -1)
+    head = c.source.module.head
+    with torch.no_grad():
+        wrong = head(torch.from_numpy(flat_last)).numpy()
+    assert np.abs(wrong - c.want[0]).max() > 20 * c.err()
+
+
+def reference_hidden(source, x):
+    m = source.module
+    with torch.no_grad():
+        a, b = torch.chunk(m.bn(m.conv(torch.from_numpy(x))), 2, dim=1)
+        return (a * torch.sigmoid(b)).numpy()
+
+
+def test_convolution_with_batchnorm_stride_and_same_padding_matches_onnx_runtime(cases):
+    c = cases["conv_batchnorm"]
+    print(f"conv_batchnorm: max abs err {c.err():.4f}, argmax agreement {100 * c.agree():.1f}%")
+    assert 0 < c.err() <= c.tolerance and c.err() <= 0.05 and c.agree() >= 0.99
+    classes = layer_classes(c.folder)
+    assert classes.count("Conv1D") == 2 and "ApplyAlpha" not in classes  # the batch norm folded into the conv
+    outs = [l["output_shape"] for l in json.loads((c.folder / "hls_summary.json").read_text())["layers"]
+            if l["class"] == "Conv1D"]
+    assert outs == [[5, 6], [5, 4]]  # (12 - 3) // 2 + 1 positions, kept by SAME_UPPER
 
 
 def test_recurrent_model_at_another_sequence_length(cases):

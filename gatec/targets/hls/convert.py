@@ -11,7 +11,10 @@ layer that needs a particular layout gets an hls4ml Reshape (free in io_parallel
 Weights follow Keras' conventions, which hls4ml's templates use: Dense kernels (n_in, n_out);
 GRU kernels (n_in, 3H) with gates z, r, h (ONNX's order, reset applied after the recurrent
 product: ONNX linear_before_reset=1, which PyTorch exports); LSTM kernels (n_in, 4H) with gates
-i, f, c, o (ONNX's order is i, o, f, c) and one bias (ONNX's Wb + Rb).
+i, f, c, o (ONNX's order is i, o, f, c) and one bias (ONNX's Wb + Rb). Convolutions run
+channels-last (hls4ml's Conv1D/Conv2D): kernels (K, C, F) / (KH, KW, C, F) from ONNX's (F, C, K...);
+their outputs keep ONNX's (N, C, L) shape with the channel axis last in memory, and an hls4ml
+Transpose puts a tensor back in ONNX's order where a Flatten or Reshape reads it.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ PASS_THROUGH = {"Identity", "Dropout"}
 SUPPORTED = sorted({"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sigmoid", "Tanh", "Relu", "LeakyRelu",
                     "Softmax", "BatchNormalization", "Concat", "Split", "Slice", "Gather", "GRU", "LSTM",
                     "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Identity", "Dropout",
-                    "Constant", "Shape", "ConstantOfShape", "Cast", "Quant", "BipolarQuant"})
+                    "Constant", "Shape", "ConstantOfShape", "Cast", "Quant", "BipolarQuant", "Conv",
+                    "ReduceMean", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool"})
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Converter:
         self.wide: set[str] = set()  # layers whose result type is the accumulator's
         self.logic = False  # holds gatec logic layers (hls4ml extension layers)
         self.consumers: dict[str, int] = {}
+        self.transposed: dict[tuple, str] = {}  # (layer, axes in memory, axes wanted) -> its hls4ml Transpose
         for node in self.graph.node:
             for name in node.input:
                 if name:
@@ -158,10 +163,28 @@ class Converter:
 
     def flat(self, node, a: Act) -> tuple[str, int]:
         """`a` as a 1-D hls4ml variable (its memory order must be the ONNX order)."""
-        if not a.in_order:
-            raise self.fail(node, "a transposed tensor feeds a layer that needs its own layout")
+        a = self.laid_out(a, tuple(sorted(a.order)))
         n = int(np.prod(a.sample_shape))
         return self.shaped(a, (n,)), n
+
+    def laid_out(self, a: Act, order: tuple) -> Act:
+        """`a` with its non-batch axes in memory in `order`: an hls4ml Transpose when they are not."""
+        if tuple(a.order) == tuple(order):
+            return a
+        if a.rnn == "seq":
+            self.layer(a.layer)["_seq_used"] = True
+        now = [x for x in a.order if a.shape[x] != 1]  # axes of size 1 cost nothing to move
+        want = [x for x in order if a.shape[x] != 1]
+        if now != want:
+            key = (a.layer, tuple(now), tuple(want))
+            if key in self.transposed:  # two convolutions of one input share its transposition
+                return Act(self.transposed[key], a.shape, a.batch, tuple(order), tuple(a.shape[x] for x in want))
+            src = self.shaped(a, tuple(a.shape[x] for x in now))
+            name = self.add({"name": self.new_name("transpose"), "class_name": "Transpose", "inputs": [src],
+                             "perm": [now.index(x) for x in want]})
+            self.transposed[key] = name
+            return Act(name, a.shape, a.batch, tuple(order), tuple(a.shape[x] for x in want))
+        return Act(a.layer, a.shape, a.batch, tuple(order), a.phys, a.rnn, a.time)
 
     def single_use(self, name: str) -> bool:
         return self.consumers.get(name, 0) == 1
@@ -186,9 +209,8 @@ class Converter:
                 raise GatecError(f"fpga (hls4ml): output '{o.name}' does not depend on the inputs")
             if v.rnn == "seq":
                 self.layer(v.layer)["_seq_used"] = True
+            v = self.laid_out(v, tuple(sorted(v.order)))  # hls4ml writes outputs in memory order
             name = v.layer
-            if not v.in_order:
-                raise GatecError(f"fpga (hls4ml): output '{o.name}' is transposed; hls4ml writes outputs in order")
             name = self.shaped(v, (int(np.prod(v.sample_shape)),)) if len(v.phys) != 1 else name
             outputs.append(name)
             output_shapes.append((list(v.shape_with_batch(1)), v.batch))
@@ -257,8 +279,7 @@ class Converter:
                                           tuple(where[o] for o in a.order), a.phys, a.rnn, where.get(a.time, -1))
 
     def reshaped(self, node, a: Act, shape: tuple, batch: int, time: int = -1) -> Act:
-        if not a.in_order:
-            raise self.fail(node, "reshaping a transposed tensor is not supported")
+        a = self.laid_out(a, tuple(sorted(a.order)))  # a reshape reads the tensor in ONNX's order
         order = tuple(x for x in range(len(shape)) if x != batch)
         return Act(a.layer, tuple(shape), batch, order, a.phys, a.rnn if time >= 0 else None, time)
 
@@ -361,6 +382,15 @@ class Converter:
             producer["bias_data"] = producer["bias_data"] + bias
             self.values[node.output[0]] = a
             return
+        if producer["class_name"] in ("Conv1D", "Conv2D") and self.single_use(node.input[0]) \
+                and a.layer not in self.outputs_so_far():
+            # per channel (a batch norm after a convolution): folded into the kernel and bias
+            per_pos = scale.reshape(-1, producer["n_filt"]), bias.reshape(-1, producer["n_filt"])
+            if all(np.all(v == v[:1]) for v in per_pos):
+                producer["weight_data"] = producer["weight_data"] * per_pos[0][0]
+                producer["bias_data"] = producer["bias_data"] * per_pos[0][0] + per_pos[1][0]
+                self.values[node.output[0]] = a
+                return
         name = self.add({"name": self.new_name("affine"), "class_name": "ApplyAlpha", "inputs": [a.layer],
                          "n_in": scale.size, "n_filt": -1, "scale_data": scale, "bias_data": bias,
                          "_macs": int(np.count_nonzero((scale != 1) & (scale != -1)))})
@@ -489,8 +519,8 @@ class Converter:
     def op_Split(self, node):
         a = self.act(node, node.input[0])
         axis = next((x.i for x in node.attribute if x.name == "axis"), 0) % len(a.shape)
-        if axis != len(a.shape) - 1:
-            raise self.fail(node, "only splitting the last axis is supported")
+        if axis != len(a.shape) - 1 and not self.conv_channels(a, axis):
+            raise self.fail(node, "only splitting the last axis (or a convolution's channels) is supported")
         size = a.shape[axis]
         split = self.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
         outs = [o for o in node.output]
@@ -498,7 +528,7 @@ class Converter:
         sizes[-1] = size - sum(sizes[:-1])
         start = 0
         for out, n in zip(outs, sizes):
-            self.take_last(node, a, start, start + int(n), out)
+            (self.take_channels if axis != len(a.shape) - 1 else self.take_last)(node, a, start, start + int(n), out)
             start += int(n)
 
     def op_Slice(self, node):
@@ -507,15 +537,21 @@ class Converter:
         axes = self.const(node.input[3]) if len(node.input) > 3 and node.input[3] else np.arange(len(starts))
         steps = self.const(node.input[4]) if len(node.input) > 4 and node.input[4] else np.ones(len(starts), int)
         a = self.act(node, node.input[0])
-        if len(axes) != 1 or int(axes[0]) % len(a.shape) != len(a.shape) - 1 or int(steps[0]) != 1:
-            raise self.fail(node, "only slicing the last axis with step 1 is supported")
-        start, stop, _ = slice(int(starts[0]), int(ends[0])).indices(a.shape[-1])
-        self.take_last(node, a, start, stop, node.output[0])
+        axis = int(axes[0]) % len(a.shape) if len(axes) == 1 else -1
+        channels = self.conv_channels(a, axis)
+        if len(axes) != 1 or (axis != len(a.shape) - 1 and not channels) or int(steps[0]) != 1:
+            raise self.fail(node, "only slicing the last axis (or a convolution's channels) with step 1 is supported")
+        start, stop, _ = slice(int(starts[0]), int(ends[0])).indices(a.shape[axis])
+        (self.take_channels if channels else self.take_last)(node, a, start, stop, node.output[0])
 
     def op_Gather(self, node):
         a = self.act(node, node.input[0], use=False)
         index = self.const(node.input[1])
         axis = next((x.i for x in node.attribute if x.name == "axis"), 0) % len(a.shape)
+        if a.rnn is None and index is not None and index.ndim == 0 and len(a.shape) == 3 and a.batch == 0 \
+                and axis == 2:
+            self.take_step(node, self.act(node, node.input[0]), int(index) % a.shape[2])
+            return
         if a.rnn != "seq" or index is None or index.ndim != 0 or axis != a.time \
                 or int(index) % a.shape[axis] != a.shape[axis] - 1:
             raise self.fail(node, "only taking the last step of a recurrent layer's output sequence is supported")
@@ -525,6 +561,136 @@ class Converter:
         batch = keep.index(a.batch)
         self.values[node.output[0]] = Act(a.layer, shape, batch, tuple(x for x in range(len(shape)) if x != batch),
                                           (a.phys[-1],), "last")
+
+    # ------------------------------------------------------------------ convolution
+
+    def op_Conv(self, node):
+        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        a = self.act(node, node.input[0])
+        w = self.const(node.input[1])
+        b = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if w is None or (len(node.input) > 2 and node.input[2] and b is None):
+            raise self.fail(node, "the weights and bias must be constants")
+        dims = w.ndim - 2
+        if dims not in (1, 2) or a.batch != 0 or len(a.shape) != dims + 2:
+            raise self.fail(node, "only 1-D and 2-D convolutions with the batch first are supported")
+        if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1] * dims)):
+            raise self.fail(node, "grouped or dilated convolutions are not supported")
+        sizes, kernel = a.shape[2:], w.shape[2:]
+        strides = list(attrs.get("strides", [1] * dims))
+        pads = self.conv_pads(node, attrs, sizes, kernel, strides)
+        outs = [(n + p0 + p1 - k) // s + 1 for n, k, s, p0, p1 in zip(sizes, kernel, strides, pads[:dims], pads[dims:])]
+        if min(outs) < 1:
+            raise self.fail(node, "the kernel is larger than the padded input")
+        n_filt, n_chan = w.shape[:2]
+        src = self.laid_out(a, tuple(range(2, dims + 2)) + (1,))  # channels last
+        src = self.shaped(src, tuple(sizes) + (n_chan,))
+        layer = {"name": self.new_name("conv"), "class_name": f"Conv{dims}D", "inputs": [src],
+                 "data_format": "channels_last", "n_chan": int(n_chan), "n_filt": int(n_filt),
+                 "filt_width": int(kernel[-1]), "stride_width": int(strides[-1]), "in_width": int(sizes[-1]),
+                 "out_width": int(outs[-1]), "pad_left": int(pads[dims - 1]), "pad_right": int(pads[-1]),
+                 # Keras' kernel layout: (K, C, F) or (KH, KW, C, F)
+                 "weight_data": np.ascontiguousarray(np.transpose(w, tuple(range(2, dims + 2)) + (1, 0)),
+                                                     dtype=np.float64),
+                 "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
+                 "use_bias": True, "_macs": int(np.prod(outs)) * int(n_filt) * int(n_chan) * int(np.prod(kernel))}
+        if dims == 2:
+            layer.update(filt_height=int(kernel[0]), stride_height=int(strides[0]), in_height=int(sizes[0]),
+                         out_height=int(outs[0]), pad_top=int(pads[0]), pad_bottom=int(pads[2]))
+        wp = quant.precision_of(self, node.input[1])
+        name = self.add(layer)
+        if wp:
+            self.precisions.setdefault(name, {})["weight"] = wp
+        self.values[node.output[0]] = Act(name, (a.shape[0], int(n_filt), *outs), 0,
+                                          tuple(range(2, dims + 2)) + (1,), (*outs, int(n_filt)))
+
+    def conv_pads(self, node, attrs, sizes, kernel, strides) -> list[int]:
+        """ONNX pads (begins, then ends) from `pads` or `auto_pad`."""
+        auto = attrs.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("NOTSET", "VALID"):
+            return [int(p) for p in attrs.get("pads", [0] * 2 * len(sizes))] if auto == "NOTSET" else [0] * 2 * len(sizes)
+        if auto not in ("SAME_UPPER", "SAME_LOWER"):
+            raise self.fail(node, f"auto_pad {auto} is not supported")
+        total = [max((-(-n // s) - 1) * s + k - n, 0) for n, k, s in zip(sizes, kernel, strides)]
+        small = [t // 2 for t in total]
+        big = [t - t // 2 for t in total]
+        return small + big if auto == "SAME_UPPER" else big + small
+
+    def conv_channels(self, a: Act, axis: int) -> bool:
+        """Whether `axis` is the channel axis of a convolution's output (cut by cutting the convolution)."""
+        return axis == 1 and a.batch == 0 and a.rnn is None and self.layer(a.layer)["class_name"] in ("Conv1D", "Conv2D") \
+            and a.order[-1] == 1
+
+    def take_channels(self, node, a: Act, start: int, stop: int, out: str) -> None:
+        """Channels start..stop of a convolution's output: the convolution with those filters only
+        (the whole one is left out of the model when nothing else reads it)."""
+        conv = self.layer(a.layer)
+        n = stop - start
+        name = self.add({**conv, "name": self.new_name("conv"), "n_filt": n,
+                         "weight_data": conv["weight_data"][..., start:stop].copy(),
+                         "bias_data": conv["bias_data"][start:stop].copy(), "_macs": conv["_macs"] // conv["n_filt"] * n})
+        if conv["name"] in self.precisions:
+            self.precisions[name] = dict(self.precisions[conv["name"]])
+        shape = list(a.shape)
+        shape[1] = n
+        self.values[out] = Act(name, tuple(shape), 0, a.order, (*a.phys[:-1], n))
+
+    def take_step(self, node, a: Act, step: int) -> None:
+        """x[:, :, step] of an (N, C, L) tensor: an hls4ml Cropping1D of the channels-last one (exact, no
+        arithmetic)."""
+        a = self.laid_out(a, (2, 1))
+        n_chan, width = a.shape[1], a.shape[2]
+        src = self.shaped(a, (width, n_chan))
+        name = self.add({"name": self.new_name("crop"), "class_name": "Cropping1D", "inputs": [src],
+                         "data_format": "channels_last", "in_width": width, "out_width": 1, "n_chan": n_chan,
+                         "crop_left": step, "crop_right": width - 1 - step})
+        self.values[node.output[0]] = Act(name, (a.shape[0], n_chan), 0, (1,), (1, n_chan))
+
+    def global_pool(self, node, kind: str, axes: list[int], keepdims: bool) -> None:
+        """A mean or maximum over every spatial axis of an (N, C, L) or (N, C, H, W) tensor: hls4ml's
+        global pooling on the channels-last tensor."""
+        a = self.act(node, node.input[0])
+        dims = len(a.shape) - 2
+        if a.batch != 0 or dims not in (1, 2) or sorted(x % len(a.shape) for x in axes) != list(range(2, dims + 2)):
+            raise self.fail(node, "only a mean or maximum over all spatial axes of (N, C, L) or (N, C, H, W) is supported")
+        a = self.laid_out(a, tuple(range(2, dims + 2)) + (1,))
+        n_chan = a.shape[1]
+        src = self.shaped(a, tuple(a.shape[2:]) + (n_chan,))
+        layer = {"name": self.new_name("pool"), "class_name": f"Global{kind}Pooling{dims}D", "inputs": [src],
+                 "data_format": "channels_last", "n_filt": n_chan, "_macs": 0}
+        if dims == 1:
+            layer["n_in"] = a.shape[2]
+        else:
+            layer.update(in_height=a.shape[2], in_width=a.shape[3])
+        name = self.add(layer)
+        shape = (a.shape[0], n_chan) + ((1,) * dims if keepdims else ())
+        self.values[node.output[0]] = Act(name, shape, 0, tuple(range(1, len(shape))), (n_chan,))
+
+    def reduce(self, node, kind: str):
+        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.const(node.input[1])
+            if axes is None:
+                raise self.fail(node, "the axes must be constants")
+        if axes is None:
+            raise self.fail(node, "reducing over all axes (the batch too) is not supported")
+        self.global_pool(node, kind, [int(x) for x in np.asarray(axes).reshape(-1)], bool(attrs.get("keepdims", 1)))
+
+    def op_ReduceMean(self, node):
+        self.reduce(node, "Average")
+
+    def op_ReduceMax(self, node):
+        self.reduce(node, "Max")
+
+    def op_GlobalAveragePool(self, node):
+        a = self.values[node.input[0]]
+        self.global_pool(node, "Average", list(range(2, len(getattr(a, "shape", ())))), True)
+
+    def op_GlobalMaxPool(self, node):
+        a = self.values[node.input[0]]
+        self.global_pool(node, "Max", list(range(2, len(getattr(a, "shape", ())))), True)
 
     # ------------------------------------------------------------------ recurrent
 

@@ -19,11 +19,17 @@ NOTE = ("Nothing was synthesized: the vendor tools (vitis_hls / vivado_hls / Qua
 
 def layer_estimate(layer, macs: int, reuse: int) -> dict:
     """Multipliers: the products computed in parallel; a recurrent layer computes one step at a time,
-    so its multipliers are one step's products. Cycles: io_parallel, Latency strategy: a dense
-    product takes about reuse + log2(n_in) + 1 cycles (the adder tree), a recurrent layer that per step."""
-    steps = int(layer.get_attr("n_timesteps") or 1) if layer.class_name in ("GRU", "LSTM") else 1
+    so its multipliers are one step's products; so does a convolution, one group of output pixels
+    (hls4ml's n_partitions: one pixel at a time at its default parallelization factor) at a time.
+    Cycles: io_parallel, Latency strategy: a dense product takes about reuse + log2(n_in) + 1 cycles
+    (the adder tree), a recurrent layer or a convolution that per step."""
+    steps, n_in = 1, int(layer.get_attr("n_in") or 1)
+    if layer.class_name in ("GRU", "LSTM"):
+        steps = int(layer.get_attr("n_timesteps") or 1)
+    elif layer.class_name in ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D"):
+        steps = int(layer.get_attr("n_partitions") or 1)
+        n_in = int(layer.get_attr("n_chan")) * int(layer.get_attr("filt_width")) * int(layer.get_attr("filt_height") or 1)
     per_step = macs // steps
-    n_in = int(layer.get_attr("n_in") or 1)
     cycles = 0
     if per_step:
         cycles = steps * (reuse + math.ceil(math.log2(max(n_in, 2))) + 1)
@@ -102,8 +108,9 @@ def error_bound(ir, fraction_bits: int | None = None) -> float:
 
     Per layer: the input or result is truncated to the LSB (< 1 LSB), and each weight is truncated
     (< 1 LSB, times an input of order 1, summed over the inputs; partly cancelling): 4 LSB per
-    layer. Recurrent layers keep their state at the accumulator's precision, so time steps add
-    little; they count as 2 layers. Each sigmoid/tanh reads a 4096-entry table over [-8, 8): step
+    layer (a convolution is a dense product per output pixel: the same; a Transpose or Cropping
+    moves values: nothing). Recurrent layers keep their state at the accumulator's precision, so
+    time steps add little; they count as 2 layers. Each sigmoid/tanh reads a 4096-entry table over [-8, 8): step
     2**-8, error <= slope * step <= 2**-8 for tanh (2**-10 for sigmoid); a softmax's exp and
     1/sum tables (18 bits, 10 fractional) add about 2**-8. Plus 8 LSB for the input
     quantization and the output cast. Quantized models (QONNX quantizers with power-of-two
@@ -115,8 +122,8 @@ def error_bound(ir, fraction_bits: int | None = None) -> float:
     layers = tables = 0
     for layer in conv.layers:
         kind = layer["class_name"]
-        if kind in ("InputLayer", "Reshape"):
-            continue
+        if kind in ("InputLayer", "Reshape", "Transpose", "Cropping1D"):
+            continue  # moves values, computes nothing
         layers += 2 if kind in ("GRU", "LSTM") else 1
         if kind in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh", "softmax"):
             tables += 1
