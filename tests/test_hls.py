@@ -343,6 +343,14 @@ def test_unsupported_op_is_named(tmp_path):
         fpga.check(source.ir)
 
 
+def test_grouped_convolution_is_refused_by_name(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, groups=2), torch.nn.Flatten(), torch.nn.Linear(48, 3)).eval()
+    source = frontend.load(model, [[1, 4, 8]])
+    with pytest.raises(GatecError, match=r"\(Conv\): grouped or dilated"):
+        fpga.check(source.ir)
+
+
 def test_qat_gru_goes_through_hls4ml(tmp_path):
     # QAT quantizes the GRU's whole output sequence before the last step is taken: the fpga
     # target commutes the quantizer past the Gather and checks the C simulation against qonnx

@@ -383,8 +383,9 @@ class Converter:
             self.values[node.output[0]] = a
             return
         if producer["class_name"] in ("Conv1D", "Conv2D") and self.single_use(node.input[0]) \
-                and a.layer not in self.outputs_so_far():
-            # per channel (a batch norm after a convolution): folded into the kernel and bias
+                and a.layer not in self.outputs_so_far() and a.layer not in self.precisions:
+            # per channel (a batch norm after a convolution): folded into the kernel and bias (not
+            # into quantized weights: their type would no longer hold them)
             per_pos = scale.reshape(-1, producer["n_filt"]), bias.reshape(-1, producer["n_filt"])
             if all(np.all(v == v[:1]) for v in per_pos):
                 producer["weight_data"] = producer["weight_data"] * per_pos[0][0]
