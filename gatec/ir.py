@@ -117,3 +117,12 @@ def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(keep)
     return model
+
+
+def attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes by name, string values decoded."""
+    found = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        found[a.name] = value.decode() if isinstance(value, bytes) else value
+    return found

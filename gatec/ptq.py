@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 from onnx import helper, numpy_helper
 
 from .errors import GatecError
 from .fixed_point import int_range, quant, scale_for, weight_scale
-from .ir import IR, QONNX_DOMAIN, constants_to_initializers
+from .ir import IR, QONNX_DOMAIN, attributes, constants_to_initializers
 
 CALIBRATIONS = ("minmax", "percentile")
 
@@ -50,7 +49,6 @@ def weight_layers(ir: IR) -> list[WeightLayer]:
     layers = []
     for n in graph.node:
         name = n.name or n.output[0]
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         if n.op_type in ("MatMul", "Gemm", "Conv") and len(n.input) > 1 and n.input[1] in inits:
             bias = n.input[2] if len(n.input) > 2 and n.input[2] in inits else None
             reader = name
@@ -60,7 +58,7 @@ def weight_layers(ir: IR) -> list[WeightLayer]:
                     other = [i for i in after[0].input if i != n.output[0]]
                     bias = other[0] if other and other[0] in inits else None
                     reader = after[0].name or after[0].output[0]
-            axis = {"MatMul": -1, "Gemm": 0 if attrs.get("transB", 0) else -1, "Conv": 0}[n.op_type]
+            axis = {"MatMul": -1, "Gemm": 0 if attributes(n).get("transB", 0) else -1, "Conv": 0}[n.op_type]
             layers.append(WeightLayer(name, n.op_type, [n.input[1]], bias, reader, n.input[0], axis))
         elif n.op_type in ("GRU", "LSTM") and n.input[1] in inits and n.input[2] in inits:
             layers.append(WeightLayer(name, n.op_type, [n.input[1], n.input[2]], None, None, n.input[0], 1))
@@ -181,7 +179,6 @@ def quantize(ir: IR, weight_bits, act_bits=8, data=None, method: str = "minmax",
     if not any(o.domain == QONNX_DOMAIN for o in ir.model.opset_import):
         ir.model.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
     return ir, rows
-
 
 
 def per_layer(bits, layers: list[WeightLayer], what: str) -> dict[str, int]:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from ...errors import GatecError
 from ...fixed_point import int_range
-from ...ir import QONNX_DOMAINS
+from ...ir import QONNX_DOMAINS, attributes
 
 ROUNDING_OPS = {"ROUND": "Round", "HALF_EVEN": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
 SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Gather", "Slice", "Concat",
@@ -41,10 +41,6 @@ def constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
                 values[node.output[0]] = np.array(helper.get_attribute_value(a),
                                                   np.float32 if "float" in a.name else np.int64)
     return values
-
-
-def attrs(node) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def describe(node) -> str:
@@ -120,10 +116,9 @@ class Lowering:
         scale = self.constant(node, 1, "scale").astype(np.float32)
         zeropt = self.constant(node, 2, "zero point").astype(np.float32)
         bits = float(self.constant(node, 3, "bit width"))
-        a = attrs(node)
+        a = attributes(node)
         signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
-        mode = a.get("rounding_mode", b"ROUND")
-        mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+        mode = a.get("rounding_mode", "ROUND").upper()
         if bits != int(bits) or bits < 1:
             raise GatecError(f"{describe(node)}: bit width {bits:g} is not a positive integer")
         bits = int(bits)
@@ -202,9 +197,8 @@ class Lowering:
         version = next((o.version for o in self.model.opset_import if o.domain == node.domain), 1)
         scale = self.constant(node, 1, "scale").astype(np.float32)
         zeropt = self.constant(node, 2, "zero point").astype(np.float32)
-        a = attrs(node)
-        mode = a.get("rounding_mode", b"FLOOR")
-        mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+        a = attributes(node)
+        mode = a.get("rounding_mode", "FLOOR").upper()
         if mode not in ROUNDING_OPS:
             raise GatecError(f"{describe(node)}: rounding mode {mode} is not supported by the cpu target")
         y = self.emit("Div", [node.input[0], self.const("scale", scale)])

@@ -26,7 +26,7 @@ import onnx
 from onnx import numpy_helper
 
 from ...errors import GatecError
-from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
+from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS, attributes
 from . import quant
 
 ELEMENTWISE_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu"}
@@ -266,14 +266,14 @@ class Converter:
     op_Dropout = op_Identity
 
     def op_Cast(self, node):
-        to = onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "to"))
+        to = attributes(node)["to"]
         if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
             raise self.fail(node, "casts of per-sample tensors to non-float types are not supported")
         self.op_Identity(node)
 
     def op_Transpose(self, node):
         a = self.act(node, node.input[0], use=False)
-        perm = next((list(x.ints) for x in node.attribute if x.name == "perm"), list(range(len(a.shape)))[::-1])
+        perm = list(attributes(node).get("perm", list(range(len(a.shape)))[::-1]))
         where = {old: new for new, old in enumerate(perm)}
         self.values[node.output[0]] = Act(a.layer, tuple(a.shape[p] for p in perm), where[a.batch],
                                           tuple(where[o] for o in a.order), a.phys, a.rnn, where.get(a.time, -1))
@@ -312,7 +312,7 @@ class Converter:
 
     def op_Flatten(self, node):
         a = self.act(node, node.input[0], use=False)
-        axis = next((x.i for x in node.attribute if x.name == "axis"), 1) % max(len(a.shape), 1)
+        axis = attributes(node).get("axis", 1) % max(len(a.shape), 1)
         if a.batch != 0 or axis != 1:
             raise self.fail(node, "only Flatten(axis=1) with the batch first is supported")
         self.values[node.output[0]] = self.reshaped(node, a, (a.shape[0], int(np.prod(a.shape[1:]))), 0)
@@ -351,7 +351,7 @@ class Converter:
         return w, quant.precision_of(self, name)
 
     def op_Gemm(self, node):
-        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        attrs = attributes(node)
         if attrs.get("transA", 0):
             raise self.fail(node, "transA=1 is not supported")
         a = self.act(node, node.input[0])
@@ -441,7 +441,7 @@ class Converter:
     def op_BatchNormalization(self, node):
         a = self.act(node, node.input[0])
         gamma, beta, mean, var = (self.const(n) for n in node.input[1:5])
-        eps = next((x.f for x in node.attribute if x.name == "epsilon"), 1e-5)
+        eps = attributes(node).get("epsilon", 1e-5)
         scale = gamma / np.sqrt(var + eps)
         shape = [1] * len(a.shape)
         shape[1 if len(a.shape) > 1 else 0] = -1  # ONNX: the channel axis is axis 1
@@ -464,12 +464,12 @@ class Converter:
         self.activation(node, "relu")
 
     def op_LeakyRelu(self, node):
-        alpha = next((x.f for x in node.attribute if x.name == "alpha"), 0.01)
+        alpha = attributes(node).get("alpha", 0.01)
         self.activation(node, "leaky_relu", class_name="LeakyReLU", activ_param=alpha)
 
     def op_Softmax(self, node):
         a = self.act(node, node.input[0])
-        axis = next((x.i for x in node.attribute if x.name == "axis"), -1) % len(a.shape)
+        axis = attributes(node).get("axis", -1) % len(a.shape)
         if axis != len(a.shape) - 1 or len(a.sample_shape) != 1:
             raise self.fail(node, "only a softmax over the last axis of a vector per sample is supported")
         src, n = self.flat(node, a)
@@ -482,7 +482,7 @@ class Converter:
 
     def op_Concat(self, node):
         parts = [self.act(node, n) for n in node.input]
-        axis = next(x.i for x in node.attribute if x.name == "axis") % len(parts[0].shape)
+        axis = attributes(node)["axis"] % len(parts[0].shape)
         if len(parts) != 2 or axis != len(parts[0].shape) - 1 or axis == parts[0].batch or \
                 len(parts[0].sample_shape) != 1:
             raise self.fail(node, "only concatenating two vectors per sample on their last axis is supported")
@@ -519,7 +519,7 @@ class Converter:
 
     def op_Split(self, node):
         a = self.act(node, node.input[0])
-        axis = next((x.i for x in node.attribute if x.name == "axis"), 0) % len(a.shape)
+        axis = attributes(node).get("axis", 0) % len(a.shape)
         if axis != len(a.shape) - 1 and not self.conv_channels(a, axis):
             raise self.fail(node, "only splitting the last axis (or a convolution's channels) is supported")
         size = a.shape[axis]
@@ -548,7 +548,7 @@ class Converter:
     def op_Gather(self, node):
         a = self.act(node, node.input[0], use=False)
         index = self.const(node.input[1])
-        axis = next((x.i for x in node.attribute if x.name == "axis"), 0) % len(a.shape)
+        axis = attributes(node).get("axis", 0) % len(a.shape)
         if a.rnn is None and index is not None and index.ndim == 0 and len(a.shape) == 3 and a.batch == 0 \
                 and axis == 2:
             self.take_step(node, self.act(node, node.input[0]), int(index) % a.shape[2])
@@ -566,7 +566,7 @@ class Converter:
     # ------------------------------------------------------------------ convolution
 
     def op_Conv(self, node):
-        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        attrs = attributes(node)
         a = self.act(node, node.input[0])
         w = self.const(node.input[1])
         b = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
@@ -607,8 +607,7 @@ class Converter:
 
     def conv_pads(self, node, attrs, sizes, kernel, strides) -> list[int]:
         """ONNX pads (begins, then ends) from `pads` or `auto_pad`."""
-        auto = attrs.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
+        auto = attrs.get("auto_pad", "NOTSET")
         if auto in ("NOTSET", "VALID"):
             return [int(p) for p in attrs.get("pads", [0] * 2 * len(sizes))] if auto == "NOTSET" else [0] * 2 * len(sizes)
         if auto not in ("SAME_UPPER", "SAME_LOWER"):
@@ -669,7 +668,7 @@ class Converter:
         self.values[node.output[0]] = Act(name, shape, 0, tuple(range(1, len(shape))), (n_chan,))
 
     def reduce(self, node, kind: str):
-        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        attrs = attributes(node)
         axes = attrs.get("axes")
         if axes is None and len(node.input) > 1 and node.input[1]:
             axes = self.const(node.input[1])
@@ -696,8 +695,8 @@ class Converter:
     # ------------------------------------------------------------------ recurrent
 
     def recurrent(self, node, kind: str):
-        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
-        if attrs.get("direction", b"forward") not in (b"forward", "forward"):
+        attrs = attributes(node)
+        if attrs.get("direction", "forward") != "forward":
             raise self.fail(node, "only forward recurrent layers are supported (hls4ml has no bidirectional ones)")
         if attrs.get("activations") or attrs.get("clip"):
             raise self.fail(node, "custom activations or clipping are not supported")

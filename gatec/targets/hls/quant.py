@@ -14,15 +14,9 @@ import copy
 import numpy as np
 import onnx
 
+from ...ir import attributes
+
 ROUNDING = {"ROUND": "AP_RND_CONV", "FLOOR": "AP_TRN", "ROUND_TO_ZERO": "AP_TRN_ZERO"}
-
-
-def attrs(node) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def text(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def fold(node, args: list) -> np.ndarray:
@@ -32,9 +26,9 @@ def fold(node, args: list) -> np.ndarray:
         return np.asarray(binary_quant(args[0], args[1]), dtype=np.float32)
     if node.op_type == "Quant":
         from qonnx.custom_op.general.quant import quant
-        a = attrs(node)
+        a = attributes(node)
         return np.asarray(quant(args[0], args[1], args[2], args[3], a.get("signed", 1), a.get("narrow", 0),
-                                text(a.get("rounding_mode", "ROUND"))), dtype=np.float32)
+                                a.get("rounding_mode", "ROUND")), dtype=np.float32)
     raise NotImplementedError(node.op_type)
 
 
@@ -72,20 +66,20 @@ def precision_of(conv, name: str) -> str | None:
     if node.op_type == "BipolarQuant":
         return fixed_type(2, e, True)
     bits = int(conv.const(node.input[3]))
-    return fixed_type(bits, e, bool(attrs(node).get("signed", 1)))
+    return fixed_type(bits, e, bool(attributes(node).get("signed", 1)))
 
 
 def activation_quant(conv, node) -> None:
     """Quant on an activation: a cast (linear activation) to the quantizer's fixed-point type."""
-    a = conv.act(node, node.input[0])
+    conv.act(node, node.input[0])  # checks the input is computed per sample
     scale, zero, bits = (conv.const(n) for n in node.input[1:4])
     if scale is None or zero is None or bits is None:
         raise conv.fail(node, "scale, zero point and bit width must be constants")
     e = power_of_two_exponent(scale)
-    at = attrs(node)
+    at = attributes(node)
     ptype = None if e is None or np.any(zero != 0) else \
         fixed_type(int(bits), e, bool(at.get("signed", 1)), bool(at.get("narrow", 0)),
-                   text(at.get("rounding_mode", "ROUND")), cast=True)
+                   at.get("rounding_mode", "ROUND"), cast=True)
     if ptype is None:
         raise conv.fail(node, "only per-tensor power-of-two scales with zero point 0 and ROUND/FLOOR/ROUND_TO_ZERO "
                               "rounding map exactly to ap_fixed")
