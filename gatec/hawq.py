@@ -49,9 +49,8 @@ def fingerprint(values) -> np.ndarray:
 
 
 def match_layers(ir: IR, module: torch.nn.Module) -> list[tuple[WeightLayer, str]]:
-    """Pair each ONNX weight layer with the PyTorch module whose weights it holds."""
-    ir = ir.copy()
-    constants_to_initializers(ir.model)
+    """Pair each ONNX weight layer with the PyTorch module whose weights it holds (the IR's
+    constant weights as initializers: gatec.ir.constants_to_initializers)."""
     inits = {i.name: i for i in ir.model.graph.initializer}
     candidates = {name: fingerprint([p.detach().numpy() for p in params])
                   for name, params in torch_weights(module).items()}
@@ -79,8 +78,7 @@ def loss_fn(out: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
 
 
 def hessian_traces(module: torch.nn.Module, inputs: list[np.ndarray], labels: np.ndarray | None,
-                   layers: dict[str, list[torch.nn.Parameter]], iterations: int = 64, seed: int = 0,
-                   progress=None) -> dict[str, float]:
+                   layers: dict[str, list[torch.nn.Parameter]], iterations: int = 64, seed: int = 0) -> dict[str, float]:
     """Mean Hessian trace per weight of each layer (Hutchinson: E[v . Hv], v uniform in {-1, +1})."""
     module.eval()
     x = [torch.as_tensor(a) for a in inputs]
@@ -97,27 +95,21 @@ def hessian_traces(module: torch.nn.Module, inputs: list[np.ndarray], labels: np
                          "mixed precision")
     gen = torch.Generator().manual_seed(seed)
     sums = {name: 0.0 for name in layers}
-    for it in range(iterations):
+    for _ in range(iterations):
         vs = [torch.randint(0, 2, p.shape, generator=gen).to(p.dtype) * 2 - 1 for p in params]
         hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
-        i = 0
-        for name, ps in layers.items():
-            for _ in ps:
-                sums[name] += float((hv[i] * vs[i]).sum())
-                i += 1
-        if progress:
-            progress(it + 1, iterations)
+        for name, h, v in zip(owner, hv, vs):
+            sums[name] += float((h * v).sum())
     return {name: sums[name] / iterations / sum(p.numel() for p in layers[name]) for name in layers}
 
 
 def sensitivities(ir: IR, module: torch.nn.Module, inputs: list[np.ndarray], labels: np.ndarray | None = None,
-                  choices=BIT_CHOICES, per_channel: bool = False, iterations: int = 64,
-                  progress=None) -> list[Sensitivity]:
+                  choices=BIT_CHOICES, per_channel: bool = False, iterations: int = 64) -> list[Sensitivity]:
     ir = ir.copy()
     constants_to_initializers(ir.model)
     pairs = match_layers(ir, module)
     weights = torch_weights(module)
-    traces = hessian_traces(module, inputs, labels, {m: weights[m] for _, m in pairs}, iterations, progress=progress)
+    traces = hessian_traces(module, inputs, labels, {m: weights[m] for _, m in pairs}, iterations)
     inits = {i.name: i for i in ir.model.graph.initializer}
     out = []
     for layer, name in pairs:

@@ -31,10 +31,11 @@ def parse_budget(text: str | None, uniform8: float, what: str) -> float | None:
 def quantize_model(source: Source, data: list[np.ndarray], labels: np.ndarray | None = None, weight_bits: int = 8,
                    act_bits: int = 8, method: str = "minmax", per_channel: bool = False, pow2: bool = True,
                    budget_bops: str | None = None, budget_size: str | None = None, choices=hawq.BIT_CHOICES,
-                   percentile: float = 99.99, progress=None):
+                   percentile: float = 99.99):
     """Returns (quantized IR, report dict)."""
     ir = source.ir
-    report = {"calibration": method if method == "minmax" else f"percentile {percentile:g}", "per_channel": per_channel, "power_of_two_scales": pow2, "act_bits": act_bits,
+    report = {"calibration": method if method == "minmax" else f"percentile {percentile:g}",
+              "per_channel": per_channel, "power_of_two_scales": pow2, "act_bits": act_bits,
               "calibration_samples": int(data[0].shape[ir.inputs[0].batch_axis])}
     bits: int | dict = weight_bits
     sens = None
@@ -46,7 +47,7 @@ def quantize_model(source: Source, data: list[np.ndarray], labels: np.ndarray | 
             raise GatecError("give one budget: --budget-bops or --budget-size")
         hessian_data = [a[:2048] for a in data]
         sens = hawq.sensitivities(ir, source.module, hessian_data, None if labels is None else labels[:2048],
-                                  choices, per_channel, progress=progress)
+                                  choices, per_channel)
         if budget_bops is not None:
             def cost(s, b):
                 return hawq.bops(s, b, act_bits)

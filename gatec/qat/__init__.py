@@ -19,9 +19,10 @@ import onnx
 import torch
 from torch import nn
 
+from ..ir import constants_to_initializers
 from .modules import (ACTIVATIONS, QUANTIZED, SWAPS, Bits, QuantAct, QuantConv1d, QuantConv2d, QuantGRU,
                       QuantLinear, QuantLSTM)
-from .quantizer import QONNX_DOMAIN, ActQuant, QuantFunction, choose_scale, fake_quant, int_range, pow2_scale
+from .quantizer import QONNX_DOMAIN, ActQuant, fake_quant, int_range, pow2_scale
 
 __all__ = ["QATConfig", "prepare", "export", "fake_quant", "ActQuant", "QuantLinear", "QuantConv1d", "QuantConv2d",
            "QuantGRU", "QuantLSTM", "QuantAct", "int_range", "pow2_scale", "output_scales"]
@@ -129,30 +130,3 @@ def export(model: nn.Module, path: str | Path, example_inputs, input_names=None,
     Path(path).write_bytes(onnx_model.SerializeToString(deterministic=True))
     return onnx_model
 
-
-def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Constant nodes become initializers with readable names (QONNX tools read a Quant's scale,
-    zero point and bit width as initializers)."""
-    graph = model.graph
-    renamed, keep = {}, []
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 \
-                and node.attribute[0].name == "value":
-            name = f"const_{len(renamed)}"
-            renamed[node.output[0]] = name
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(node.attribute[0].t)
-            tensor.name = name
-            graph.initializer.append(tensor)
-        else:
-            keep.append(node)
-    for node in keep:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-    for out in graph.output:
-        if out.name in renamed:  # an output that is a constant keeps its name through an Identity
-            keep.append(onnx.helper.make_node("Identity", [renamed[out.name]], [out.name]))
-    del graph.node[:]
-    graph.node.extend(keep)
-    return model

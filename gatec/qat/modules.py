@@ -60,16 +60,18 @@ class QuantLinear(QuantLayer, nn.Linear):
         return self.output_quant(y)
 
 
-class QuantConv1d(QuantLayer, nn.Conv1d):
+class QuantConv(QuantLayer):
     def forward(self, x):
         return self.output_quant(self._conv_forward(self.input_quant(x), self.qweight(self.weight),
                                                     self.qbias(self.bias)))
 
 
-class QuantConv2d(QuantLayer, nn.Conv2d):
-    def forward(self, x):
-        return self.output_quant(self._conv_forward(self.input_quant(x), self.qweight(self.weight),
-                                                    self.qbias(self.bias)))
+class QuantConv1d(QuantConv, nn.Conv1d):
+    pass
+
+
+class QuantConv2d(QuantConv, nn.Conv2d):
+    pass
 
 
 class QuantRecurrent(QuantLayer):
