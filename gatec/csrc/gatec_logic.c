@@ -151,6 +151,26 @@ static inline void store(gatec_word *p, slot_t v) { memcpy(p, &v, sizeof v); }
 #endif
 
 /* One loop per op, so that each loop body is a few bitwise instructions. */
+/* The 16 ops by id (difflogic's order), each as an expression of the two operand words x and y:
+   one switch body for every loop that evaluates gates. */
+#define EACH_OP(LOOP)                                                                              \
+    case 0: LOOP(x ^ x)                                                                            \
+    case 1: LOOP(x & y)                                                                            \
+    case 2: LOOP(x & ~y)                                                                           \
+    case 3: LOOP(x)                                                                                \
+    case 4: LOOP(~x & y)                                                                           \
+    case 5: LOOP(y)                                                                                \
+    case 6: LOOP(x ^ y)                                                                            \
+    case 7: LOOP(x | y)                                                                            \
+    case 8: LOOP(~(x | y))                                                                         \
+    case 9: LOOP(~(x ^ y))                                                                         \
+    case 10: LOOP(~y)                                                                              \
+    case 11: LOOP(x | ~y)                                                                          \
+    case 12: LOOP(~x)                                                                              \
+    case 13: LOOP(~x | y)                                                                          \
+    case 14: LOOP(~(x & y))                                                                        \
+    default: LOOP(~(x ^ x))
+
 #define GATE_LOOP(expr)                                                     \
     for (g = 0; g < count; g++) {                                           \
         PREFETCH_NEXT_ROWS();                                               \
@@ -167,22 +187,7 @@ static void eval_tile(const gatec_program *p, gatec_word *act, uint32_t n_groups
     for (gi = 0; gi < n_groups; gi++) {
         uint32_t count = p->group_count[gi];
         switch (p->group_op[gi]) {
-        case 0: GATE_LOOP(x ^ x)
-        case 1: GATE_LOOP(x & y)
-        case 2: GATE_LOOP(x & ~y)
-        case 3: GATE_LOOP(x)
-        case 4: GATE_LOOP(~x & y)
-        case 5: GATE_LOOP(y)
-        case 6: GATE_LOOP(x ^ y)
-        case 7: GATE_LOOP(x | y)
-        case 8: GATE_LOOP(~(x | y))
-        case 9: GATE_LOOP(~(x ^ y))
-        case 10: GATE_LOOP(~y)
-        case 11: GATE_LOOP(x | ~y)
-        case 12: GATE_LOOP(~x)
-        case 13: GATE_LOOP(~x | y)
-        case 14: GATE_LOOP(~(x & y))
-        default: GATE_LOOP(~(x ^ x))
+        EACH_OP(GATE_LOOP)
         }
         A += count; B += count; O += count;
     }
@@ -372,22 +377,7 @@ static void count_tile(const gatec_program *p, const gatec_counting *cp, gatec_w
         for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) {
             uint32_t count = p->group_count[gi];
             switch (p->group_op[gi]) {
-            case 0: COUNT_LOOP(x ^ x)
-            case 1: COUNT_LOOP(x & y)
-            case 2: COUNT_LOOP(x & ~y)
-            case 3: COUNT_LOOP(x)
-            case 4: COUNT_LOOP(~x & y)
-            case 5: COUNT_LOOP(y)
-            case 6: COUNT_LOOP(x ^ y)
-            case 7: COUNT_LOOP(x | y)
-            case 8: COUNT_LOOP(~(x | y))
-            case 9: COUNT_LOOP(~(x ^ y))
-            case 10: COUNT_LOOP(~y)
-            case 11: COUNT_LOOP(x | ~y)
-            case 12: COUNT_LOOP(~x)
-            case 13: COUNT_LOOP(~x | y)
-            case 14: COUNT_LOOP(~(x & y))
-            default: COUNT_LOOP(~(x ^ x))
+            EACH_OP(COUNT_LOOP)
             }
             A += count; B += count;
         }
