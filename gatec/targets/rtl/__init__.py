@@ -160,11 +160,11 @@ class Design:
         one-operand (an inverter) or reading two signals that exist anyway (inputs, or read
         elsewhere), so that no gate that used to share their LUT needs one of its own. Constant
         ones become terms too (constant zeros are dropped by the caller)."""
-        readers = np.bincount(outputs, minlength=len(self.level))
+        uses = np.bincount(outputs, minlength=len(self.level))  # times the GroupSum counts each signal
+        readers = uses.copy()  # ... plus the gates that read it
         for _, op, (x, y) in self.assigns:
             readers[x] += READS_A[op]
             readers[y] += READS_B[op]
-        uses = np.bincount(outputs, minlength=len(self.level))
         gate = {node: (op, x, y) for node, op, (x, y) in self.assigns}
         terms = {}
         for node, (op, x, y) in gate.items():
@@ -338,9 +338,9 @@ def synthesize(verilogs: list[str], kind: str) -> list[dict]:
             (folder / "synth.ys").write_text(yosys_script(kind))
             procs.append(subprocess.Popen([need("yosys"), "-q", "-s", "synth.ys"], cwd=folder, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        outputs = [proc.communicate() for proc in procs]  # all finish before the folder goes
         results = []
-        for i, proc in enumerate(procs):
-            out, err = proc.communicate()
+        for i, (proc, (out, err)) in enumerate(zip(procs, outputs)):
             if proc.returncode != 0:
                 raise GatecError(f"yosys failed on the generated Verilog: {(err or out).strip()[-500:]}")
             stat = (Path(tmp) / str(i) / "yosys_stat.txt").read_text()
@@ -393,8 +393,8 @@ def resources(design: Design, kind: str, full: dict, groupsum: dict, original_ga
         "groupsum_alone": "the GroupSum compressor trees synthesized on their own (inputs free), for the breakdown; "
                           "in the whole design Yosys may share logic across the boundary",
         "network": {"gates_in_model": original_gates, "gates_in_compiled_netlist": int(net.n_gates),
-                    "live_gates": design.live_gates,
-                    "gates_inside_counters": design.live_gates - len(design.assigns), "input_bits": int(net.n_inputs), "classes": int(net.k),
+                    "live_gates": design.live_gates, "gates_inside_counters": design.live_gates - len(design.assigns),
+                    "input_bits": int(net.n_inputs), "classes": int(net.k),
                     "group_size": int(len(net.outputs) // net.k), "tau": float(net.tau),
                     "count_bits": design.count_width, "compressors": len(design.compressors),
                     "live_gates_per_level": levels},
@@ -464,7 +464,7 @@ def build(ir: IR, folder: Path, options: dict, kind: str) -> list[str]:
             "feature_index": encoder[0].tolist(), "threshold": [float(t) for t in encoder[1]]}, indent=1) + "\n"
     for name, text in files.items():
         (folder / name).write_text(text)
-    if options.get("synthesize", True) is False:  # verification needs only the simulation
+    if not options.get("synthesize", True):  # verification needs only the simulation
         return sorted(files)
     gs = Design(groupsum_only(design), fan_in, 0, fuse=kind == "fpga")
     full, groupsum = synthesize([verilog, gs.verilog("GroupSum alone")], kind)
