@@ -1,0 +1,74 @@
+"""Files written by gatec 0.1.0 (tests/fixtures/make_release_fixtures.py, run before the package
+was re-laid out): its pickled models still load, its artifact folders still open and run, and
+the same inputs still give byte-identical artifacts."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gatec
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "release_0_1"
+BUILDS = json.loads((FIXTURES / "artifacts.json").read_text())
+SHAPES = {"gated.pt": [[1, 12]], "qat.pt": [[1, 12]], "logic.pt": [[1, 16]]}
+# Arithmetic artifacts record the float error measured on this host (it follows the CPU's float
+# kernels); every other byte must match.
+HOST_DEPENDENT = {"verification.png"}
+
+
+def digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def manifest_without_verification(path: Path) -> dict:
+    manifest = json.loads(path.read_text())
+    manifest.pop("verification")
+    return manifest
+
+
+@pytest.mark.parametrize("name", ["gated.pt", "qat.pt", "logic.pt"])
+def test_pickled_models_of_the_release_load_and_compute_the_same(name):
+    module = torch.load(FIXTURES / name, weights_only=False)
+    io = np.load(FIXTURES / f"{Path(name).stem}_io.npz")
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(io["x"])).numpy(), io["y"], rtol=1e-5, atol=1e-6)
+    source = gatec.load(FIXTURES / name, SHAPES[name])  # gatec's own allowlisted unpickler
+    np.testing.assert_allclose(source.reference([io["x"]])[0], io["y"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fixture", sorted(BUILDS))
+def test_artifact_folders_of_the_release_open_and_run(fixture, tmp_path):
+    entry = BUILDS[fixture]
+    folder = tmp_path / fixture
+    shutil.copytree(FIXTURES / "artifacts" / fixture, folder)
+    art = gatec.Artifact.open(folder)
+    assert art.target == entry["target"]
+    io = np.load(FIXTURES / f"{Path(entry['model']).stem}_io.npz")
+    out = art.run(io["x"])[0]
+    if art.manifest["kind"] == "logic":
+        np.testing.assert_array_equal(out, io["y"])
+    else:
+        assert np.abs(out - io["y"]).max() < 0.05  # hls4ml's ap_fixed<16,6> bound, ONNX Runtime far inside it
+
+
+@pytest.mark.parametrize("fixture", sorted(BUILDS))
+def test_same_inputs_give_the_bytes_the_release_wrote(fixture, tmp_path):
+    entry = BUILDS[fixture]
+    art = gatec.compile(FIXTURES / entry["model"], entry["target"], tmp_path / fixture,
+                        input_shapes=SHAPES[entry["model"]], options=entry["options"], samples=64)
+    now, then = digest(art.path), entry["files"]
+    assert sorted(now) == sorted(then)
+    if art.manifest["kind"] == "logic":
+        assert now == then
+        return
+    for name in now:
+        if name == "manifest.json":
+            assert manifest_without_verification(art.path / name) == \
+                manifest_without_verification(FIXTURES / "artifacts" / fixture / name)
+        elif name not in HOST_DEPENDENT:
+            assert now[name] == then[name], name
