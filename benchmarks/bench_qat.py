@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import gatec  # noqa: E402
 import gatec.qat as qat  # noqa: E402
 from gatec.bench import timeit  # noqa: E402
-from gatec.frontend import qonnx_reference  # noqa: E402
+from gatec.ir.reference import qonnx_reference  # noqa: E402
 from gatec.nn import RecurrentClassifier  # noqa: E402
 from gatec.targets.cpu.quant import output_lsbs  # noqa: E402
 

@@ -22,8 +22,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import gatec
-from gatec.logic import network_of_module, op_stats
-from gatec.nn.logic import GroupSum, LogicLayer, ThermometerEncoder
+from gatec.ir.logic import op_stats
+from gatec.nn.logic import network_of_module, GroupSum, LogicLayer, ThermometerEncoder
 
 
 def data(seed: int = 0):

@@ -21,7 +21,8 @@ import torch
 from sklearn.datasets import make_classification
 
 from gatec import qat
-from gatec.frontend import load, onnx_reference
+from gatec.frontend import load
+from gatec.ir.reference import onnx_reference
 from gatec.quantize import format_report, plot_report, quantize_model
 
 

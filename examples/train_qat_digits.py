@@ -67,8 +67,8 @@ def accuracy(model, data) -> float:
 def agreement(qmodel, path: Path, x: np.ndarray, dynamic_axes=None) -> dict:
     """Max |difference| in output LSBs between the fake-quantized model, qonnx's executor on the
     exported QONNX and ONNX Runtime on the cpu target's lowering of it, on the inputs x."""
-    from gatec.frontend import qonnx_reference
-    from gatec.runtime import ort_session
+    from gatec.ir.reference import qonnx_reference
+    from gatec.ir.runtime import ort_session
     from gatec.targets.cpu.quant import lower_qonnx, output_lsbs
     model = qat.export(qmodel, path, torch.from_numpy(x[:2]), dynamic_axes=dynamic_axes)
     lsb = output_lsbs(model)[0]

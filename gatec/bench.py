@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .emulator import input_sets
-from .frontend import Source, example_array, variant_shape
+from .frontend import Source
+from .ir.sampling import example_array, input_sets, variant_shape
 
 
 def timeit(fn, min_time: float = 0.5, min_reps: int = 5) -> float:

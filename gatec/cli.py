@@ -194,7 +194,8 @@ def cmd_bench(args) -> int:
 def cmd_quantize(args) -> int:
     import numpy as np
     from .compiler import write_file_atomically
-    from .emulator import input_sets, load_data
+    from .emulator import load_data
+    from .ir.sampling import input_sets
     from .quantize import format_report, plot_report, quantize_model
     source = load_source(args)
     data = load_data(args.data, source.ir) if args.data else input_sets(source.ir, 1024)[0]

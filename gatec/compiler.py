@@ -162,7 +162,7 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
             if ir.is_qonnx and not source.ir.is_qonnx:
                 # quantized by a pass: held to the quantized graph (qonnx's executor), not to the
                 # float model the pass already reported its error against
-                from .frontend import onnx_reference
+                from .ir.reference import onnx_reference
                 reference, tol = onnx_reference(ir.model), tgt.tolerance(ir, options)
             checks = emulator.verify(ir, reference, {target: (runner.run, tol)}, samples, data)
             result["checks"] = checks

@@ -12,7 +12,7 @@ from __future__ import annotations
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
-from .logic import eval_bits, group_sum, group_sum_of, layer_of
+from .ir.logic import eval_bits, group_sum, group_sum_of, layer_of
 
 
 class LogicLayer(CustomOp):
@@ -68,7 +68,7 @@ class GroupSum(CustomOp):
 
 def out_shape(model, node, width: int) -> list[int]:
     """The input's shape with the last axis replaced by `width` (qonnx infers shapes on concrete
-    batch sizes; see gatec.logic.run_qonnx). qonnx asks before it has inferred the shapes of
+    batch sizes; see gatec.ir.reference.qonnx_reference). qonnx asks before it has inferred the shapes of
     intermediate tensors: then the input is taken as (batch, n), the batch being the graph
     input's first axis, as logic layers read it."""
     shape = model.get_tensor_shape(node.input[0])

@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import GatecError
-from .frontend import example_array, variant_shape
 from .ir import IR
+from .ir.sampling import input_sets
 from .targets import Tolerance
 
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -48,18 +48,6 @@ class Check:
                 "elements": self.elements, "argmax_agreement": self.argmax_agreement, "shapes": self.shapes,
                 "error": self.error, "error_histogram": {"zero": self.histogram[0], "decade_edges":
                                                          [float(e) for e in HIST_EDGES], "counts": self.histogram[1:]}}
-
-
-def input_sets(ir: IR, samples: int, data: list[np.ndarray] | None = None, seed: int = 0) -> list[list[np.ndarray]]:
-    """Two input sets: the example shape with `samples` in the batch, and the second shape."""
-    second_batch = max(1, samples // 2 + 1) | 1  # odd, so never a multiple of 64
-    sets = []
-    if data is not None:
-        sets.append(data)
-    else:
-        sets.append([example_array(s, variant_shape(s, samples, 0), seed + i) for i, s in enumerate(ir.inputs)])
-    sets.append([example_array(s, variant_shape(s, second_batch, 1), seed + 100 + i) for i, s in enumerate(ir.inputs)])
-    return sets
 
 
 def load_data(path: str, ir: IR) -> list[np.ndarray]:

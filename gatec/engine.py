@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GatecError
-from .netlist import Program
+from .ir.netlist import Program
 
 CSRC = Path(__file__).parent / "csrc"
 TILE = 8  # 64-bit words per slot: 512 samples a tile (measured best of 4, 8, 16, 32 here)

@@ -17,7 +17,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -25,8 +25,8 @@ import torch
 
 from .errors import GatecError
 from .ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
-
-Reference = Callable[[list[np.ndarray]], list[np.ndarray]]
+from .ir.reference import Reference, lazy, onnx_reference, qonnx_reference  # noqa: F401  (gatec.frontend's API)
+from .ir.sampling import example_array, perturbed, variant_shape  # noqa: F401
 
 
 @dataclass
@@ -196,20 +196,6 @@ def torch_reference(module: torch.nn.Module) -> Reference:
     return run
 
 
-def example_array(spec: TensorSpec, shape=None, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    shape = list(spec.shape if shape is None else shape)
-    if spec.dtype == "bool" or spec.values == "binary":
-        return rng.integers(0, 2, shape).astype(spec.dtype)
-    if np.issubdtype(np.dtype(spec.dtype), np.integer):
-        return rng.integers(0, 4, shape).astype(spec.dtype)
-    if spec.range is not None:
-        low, high = spec.range
-        margin = 0.1 * (high - low) + 1e-3
-        return rng.uniform(low - margin, high + margin, shape).astype(spec.dtype)
-    return rng.standard_normal(shape).astype(spec.dtype)
-
-
 def count_forward_inputs(module: torch.nn.Module) -> int | None:
     if isinstance(module, torch.jit.ScriptModule):
         return sum(1 for a in module.forward.schema.arguments[1:] if not a.has_default_value())
@@ -317,7 +303,7 @@ def fix_axes_the_graph_baked(model: onnx.ModelProto, specs: list[TensorSpec], re
         return  # logic or QONNX nodes: ONNX Runtime cannot run the graph as it stands
     if not any(a != s.batch_axis for s in specs for a in s.dynamic):
         return
-    from .runtime import ort_session
+    from .ir.runtime import ort_session
     session = ort_session(model)
     if session is None:
         return  # the target's own checks report a graph ONNX Runtime cannot load
@@ -338,22 +324,6 @@ def fix_axes_the_graph_baked(model: onnx.ModelProto, specs: list[TensorSpec], re
                 dim = next(v for v in model.graph.input if v.name == s.name).type.tensor_type.shape.dim[axis]
                 dim.Clear()
                 dim.dim_value = s.shape[axis]
-
-
-def perturbed(size: int) -> int:
-    """Another size for a dynamic axis, used to check that a traced graph generalises."""
-    return size // 2 + 1 if size // 2 + 1 != size else size + 1
-
-
-def variant_shape(spec: TensorSpec, batch: int, variant: int) -> list[int]:
-    """Shape `variant` (0: the example shape, 1: each non-batch dynamic axis perturbed), with `batch`."""
-    shape = list(spec.shape)
-    for axis in spec.dynamic:
-        if axis == spec.batch_axis:
-            shape[axis] = batch
-        elif variant:
-            shape[axis] = perturbed(shape[axis])
-    return shape
 
 
 def trace(module, specs: list[TensorSpec], n_outputs: int, info: dict) -> IR:
@@ -452,55 +422,3 @@ def describe_dims(s: TensorSpec) -> str:
     return "[" + ",".join("?" if a in s.dynamic else str(d) for a, d in enumerate(s.shape)) + "]"
 
 
-def onnx_reference(model: onnx.ModelProto) -> Reference:
-    """ONNX Runtime on the file as given; qonnx's executor when it holds QONNX or gatec nodes."""
-    from .ir import QONNX_DOMAINS
-    if any(n.domain in QONNX_DOMAINS + (LOGIC_DOMAIN,) for n in model.graph.node):
-        return qonnx_reference(model)
-    from .runtime import ort_session
-    session = ort_session(model, failure="ONNX Runtime cannot run the model as given")
-    names = [i.name for i in session.get_inputs()]
-    return lambda arrays: session.run(None, dict(zip(names, arrays)))
-
-
-def lazy(make: Callable[[], Reference]) -> Reference:
-    """A reference built on first use, so that a target's own check of the graph speaks first."""
-    cache = []
-
-    def run(arrays):
-        if not cache:
-            cache.append(make())
-        return cache[0](arrays)
-    return run
-
-
-def qonnx_reference(model: onnx.ModelProto) -> Reference:
-    """qonnx's executor needs static shapes: the graph is fixed to each batch's input shapes."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.transformation.infer_shapes import InferShapes
-    init_names = {i.name for i in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in init_names]
-    outs = [v.name for v in model.graph.output]
-    fixed: dict = {}
-
-    def wrapper_for(shapes):
-        if shapes not in fixed:
-            m = onnx.ModelProto()
-            m.CopyFrom(model)
-            del m.graph.value_info[:]
-            for v, shape in zip([i for i in m.graph.input if i.name not in init_names], shapes):
-                dims = v.type.tensor_type.shape.dim
-                for d, size in zip(dims, shape):
-                    d.Clear()
-                    d.dim_value = size
-            for v in m.graph.output:
-                v.type.tensor_type.ClearField("shape")
-            fixed[shapes] = ModelWrapper(m).transform(InferShapes())
-        return fixed[shapes]
-
-    def run(arrays):
-        wrapper = wrapper_for(tuple(tuple(a.shape) for a in arrays))
-        result = execute_onnx(wrapper, {v.name: a for v, a in zip(inputs, arrays)})
-        return [result[o] for o in outs]
-    return run

@@ -17,7 +17,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from .errors import GatecError
-from .fixed_point import int_range, quant, scale_for, weight_scale
+from .ir.fixed_point import int_range, quant, scale_for, weight_scale
 from .ir import IR, QONNX_DOMAIN, attributes, constants_to_initializers
 
 CALIBRATIONS = ("minmax", "percentile")
@@ -79,7 +79,7 @@ def quantize_weight(w: np.ndarray, bits: int, axis: int | None, pow2: bool = Tru
 def calibrate(ir: IR, data, tensors: list[str], method: str = "minmax", percentile: float = 99.99) -> dict:
     """{tensor: (min, max_abs)} over the calibration inputs (the data when given, else random
     draws from the input specs); max_abs is the percentile of |x| with method 'percentile'."""
-    from .emulator import input_sets
+    from .ir.sampling import input_sets
     from .passes.prune_common import run_ort
     if method not in CALIBRATIONS:
         raise GatecError(f"unknown calibration '{method}' (use {' or '.join(CALIBRATIONS)})")

@@ -46,8 +46,8 @@ def run_shapes(ir: IR, names: list[str]) -> dict[str, list[int]]:
     ONNX Runtime at the example shape; none for graphs it cannot run (logic, QONNX nodes)."""
     if any(n.domain not in ("", "ai.onnx") for n in ir.model.graph.node):
         return {}
-    from .runtime import ort_session
-    from .frontend import example_array
+    from .ir.runtime import ort_session
+    from .ir.sampling import example_array
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
     del model.graph.output[:]

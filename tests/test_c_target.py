@@ -11,8 +11,8 @@ import pytest
 import gatec
 from gatec.engine import TILE, Engine
 from gatec.ir import LOGIC_DOMAIN
-from gatec.logic import Layer, group_sum_node, logic_layer_node
-from gatec.netlist import Netlist, plan
+from gatec.ir.logic import Layer, group_sum_node, logic_layer_node
+from gatec.ir.netlist import Netlist, plan
 
 
 def random_layers(rng, n_in, widths):

@@ -93,7 +93,7 @@ def reference(source, x):
 
 def logic_reference(ir, x):
     """gatec.logic's evaluator for the logic part, numpy for the Gemm after it."""
-    from gatec.logic import eval_bits, group_sum, group_sum_of, layer_of
+    from gatec.ir.logic import eval_bits, group_sum, group_sum_of, layer_of
     nodes = {n.name: n for n in ir.model.graph.node}
     bits = eval_bits([layer_of(nodes["logic1"]), layer_of(nodes["logic2"])], x[0] != 0)
     scores = group_sum(bits, *group_sum_of(nodes["groupsum"]))

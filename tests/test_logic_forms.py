@@ -9,8 +9,9 @@ import torch
 import gatec
 from gatec import emulator
 from gatec.ir import LOGIC_DOMAIN
-from gatec.logic import network_of_model, network_of_module, run, run_qonnx
-from gatec.nn.logic import GroupSum, LogicConv2d, LogicLayer, ThermometerEncoder
+from gatec.ir.logic import network_of_model, run
+from gatec.ir.reference import run_qonnx
+from gatec.nn.logic import network_of_module, GroupSum, LogicConv2d, LogicLayer, ThermometerEncoder
 from gatec.targets import get
 from gatec.targets.cpu.bitpacked import lower_logic, lower_logic_float
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gatec.errors import GatecError
-from gatec.logic import COEFFS, TRUTH, eval_bits, network_of_module, run
-from gatec.nn.logic import (GroupSum, LogicConv2d, LogicLayer, ThermometerEncoder, ThresholdEncoder, adopt,
+from gatec.ir.logic import COEFFS, TRUTH, eval_bits, run
+from gatec.nn.logic import (network_of_module, GroupSum, LogicConv2d, LogicLayer, ThermometerEncoder, ThresholdEncoder, adopt,
                             reads_bits)
 
 # FIELD_NOTES section 1, written out: op id -> (name, truth table f(0,0) f(0,1) f(1,0) f(1,1), relaxation)

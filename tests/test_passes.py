@@ -19,8 +19,8 @@ from gatec.compiler import DEFAULT_PASSES, default_passes
 from gatec.engine import Engine
 from gatec.errors import GatecError
 from gatec.ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec
-from gatec.logic import Layer, group_sum_node, logic_layer_node, network_of_model
-from gatec.netlist import plan
+from gatec.ir.logic import Layer, group_sum_node, logic_layer_node, network_of_model
+from gatec.ir.netlist import plan
 from gatec.passes.logic_common import layered_counts, netlist_of_ir
 
 O1 = DEFAULT_PASSES[1]["cpu"]
@@ -127,7 +127,7 @@ def test_c_target_runs_the_optimized_network(tmp_path):
         pytest.skip("no C compiler")
     ir = logic_ir(12, [64, 64, 40], k=4, seed=5)
     from gatec.frontend import Source
-    from gatec.logic import run as run_network
+    from gatec.ir.logic import run as run_network
     ref = network_of_model(ir.model)
     source = Source(ir, lambda arrays: [run_network(ref, arrays[0])], None)
     art = gatec.compile(None, "c", tmp_path / "c", source=source, opt_level=2)

@@ -176,8 +176,8 @@ def test_bidirectional_gru_with_a_given_state_exports_exactly(tmp_path):
     q.eval()
     model = qat.export(q, tmp_path / "gru2.onnx", (x, h0), dynamic_axes={"input_0": {0: "n", 1: "t"},
                                                                        "input_1": {1: "n"}})
-    from gatec.frontend import qonnx_reference
-    from gatec.runtime import ort_session
+    from gatec.ir.reference import qonnx_reference
+    from gatec.ir.runtime import ort_session
     from gatec.targets.cpu.quant import lower_qonnx
     xs, hs = np.random.default_rng(0).standard_normal((20, 9, 5)).astype(np.float32), \
         (np.random.default_rng(1).random((4, 20, 6)) - 0.5).astype(np.float32)

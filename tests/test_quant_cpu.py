@@ -8,8 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import gatec
 from gatec.errors import GatecError
-from gatec.frontend import qonnx_reference
-from gatec.runtime import ort_session
+from gatec.ir.reference import qonnx_reference
+from gatec.ir.runtime import ort_session
 from gatec.targets.cpu.quant import lower_qonnx, output_lsbs
 
 QONNX = "qonnx.custom_op.general"

@@ -10,7 +10,8 @@ import torch
 from qonnx.custom_op.general.intquant import int_quant
 
 from gatec import hawq, ptq
-from gatec.frontend import load, onnx_reference
+from gatec.frontend import load
+from gatec.ir.reference import onnx_reference
 
 
 def mlp(sizes=(16, 64, 32, 32, 5), seed=0):

@@ -11,7 +11,7 @@ import gatec
 from gatec import emulator
 from gatec.compiler import Artifact
 from gatec.frontend import load
-from gatec.netlist import Netlist
+from gatec.ir.netlist import Netlist
 from gatec.nn.logic import GroupSum, LogicLayer, ThermometerEncoder
 from gatec.targets import Tolerance
 from gatec.targets import rtl

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import GatecError
 from ..ir import LOGIC_DOMAIN
-from ..logic import COEFFS, TRUTH, Layer, truth_to_coeffs
+from ..ir.logic import COEFFS, TRUTH, Layer, Network, truth_to_coeffs
 
 COEFFS_T = torch.tensor(COEFFS, dtype=torch.float32)  # (16, 4)
 OR = 7
@@ -371,3 +371,27 @@ def input_range(module: nn.Module) -> tuple[float, float] | None:
 
 def adopted_kind(m) -> bool:
     return type(m).__name__ == "LogicLayer" and hasattr(m, "weights") and hasattr(m, "indices")
+
+
+def network_of_module(module) -> Network:
+    """A discretized gatec model's logic part as gate lists (LogicLayer, LogicConv2d, GroupSum, in order)."""
+    layers, gs, in_dim = [], None, None
+    for m in logic_units(module):
+        if isinstance(m, (LogicLayer, LogicConv2d)):
+            for layer in m.gate_lists():
+                if in_dim is None:
+                    in_dim = m.in_dim
+                layers.append(layer)
+        elif isinstance(m, GroupSum):
+            gs = (m.k, float(m.tau))
+    net = Network(layers, in_dim or 0, gs)
+    net.check()
+    return net
+
+
+def logic_units(module):
+    """Modules in order, not descending into a LogicConv2d (its tree levels are its own)."""
+    yield module
+    if not isinstance(module, LogicConv2d):
+        for child in module.children():
+            yield from logic_units(child)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GatecError
-from ..netlist import Netlist
+from ..ir.netlist import Netlist
 from . import register
 from .logic_common import READS_A, READS_B, SAME_INPUT, PASS_THROUGH, TABLES, canonical_inputs, live_gates, op_of, run_logic_pass
 

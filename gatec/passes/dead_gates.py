@@ -2,7 +2,7 @@
 op really reads, across layer boundaries."""
 from __future__ import annotations
 
-from ..netlist import Netlist
+from ..ir.netlist import Netlist
 from . import register
 from .logic_common import compact, live_gates, run_logic_pass
 

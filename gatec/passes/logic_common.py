@@ -14,9 +14,9 @@ import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
-from ..logic import READS_A, READS_B, Layer, layer_of, logic_layer_node
-from ..logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-from ..netlist import Netlist
+from ..ir.logic import READS_A, READS_B, Layer, layer_of, logic_layer_node
+from ..ir.logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
+from ..ir.netlist import Netlist
 
 # ---------------------------------------------------------------- truth tables
 
@@ -66,7 +66,7 @@ def logic_chain(ir: IR) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None]:
 
 def netlist_of_ir(ir: IR) -> Netlist:
     """The logic chain as a Netlist; without GroupSum, outputs are the last layer's bits (k=1)."""
-    from ..logic import group_sum_of
+    from ..ir.logic import group_sum_of
     layers, gs = logic_chain(ir)
     gate_lists = [layer_of(n) for n in layers]
     specs = {s.name: s for s in ir.inputs}

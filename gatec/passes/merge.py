@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..netlist import Netlist
+from ..ir.netlist import Netlist
 from . import register
 from .logic_common import CONSTANT, READS_A, READS_B, SAME_INPUT, TRANSPOSE, canonical_inputs, run_logic_pass
 

@@ -14,13 +14,13 @@ from ..ir import IR
 def calibration_sets(ir: IR, data=None) -> list[list[np.ndarray]]:
     """The inputs the emulator checks (the user's --data or random draws from the input specs),
     so the error a pass reports covers what verification will see at the default sample count."""
-    from ..emulator import input_sets
+    from ..ir.sampling import input_sets
     return input_sets(ir, 256, data)
 
 
 def run_ort(ir: IR, sets, extra: list[str] = ()) -> list[list[np.ndarray]]:
     """The graph's outputs followed by the tensors named in `extra`, per input set."""
-    from ..runtime import ort_session
+    from ..ir.runtime import ort_session
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
     have = {o.name for o in model.graph.output}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GatecError
-from ..frontend import onnx_reference
+from ..ir.reference import onnx_reference
 from ..ir import IR
 from ..ptq import quantize
 from . import register

@@ -2,7 +2,7 @@
 changes nothing, then written back once: what -O1 and -O2 run."""
 from __future__ import annotations
 
-from ..netlist import Netlist
+from ..ir.netlist import Netlist
 from . import register
 from .constants import fold_constants
 from .dead_gates import remove_dead

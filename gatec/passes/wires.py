@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..netlist import Netlist
+from ..ir.netlist import Netlist
 from . import register
 from .logic_common import FLIP_A, FLIP_B, READS_A, READS_B, canonical_inputs, run_logic_pass
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..fixed_point import int_range, scale_for, weight_scale
+from ..ir.fixed_point import int_range, scale_for, weight_scale
 from ..ir import QONNX_DOMAIN
 
 

@@ -8,13 +8,13 @@ import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
-from ..netlist import Netlist
+from ..ir.netlist import Netlist
 
 
 def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
     """(prefix model from the graph inputs to the bits the first logic layer reads, or None
     when it reads a graph input; the logic chain as a Netlist)."""
-    from ..logic import network_of_model
+    from ..ir.logic import network_of_model
     if ir.kind != "logic":
         raise GatecError("this target compiles logic-gate networks only; the model has no logic layers")
     graph = ir.model.graph
@@ -94,7 +94,7 @@ def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndar
     computes bit j = x[feature[j]] > threshold[j]. Found by evaluating the encoder with its
     Greater node turned into a subtraction (x[f] - t) at x = 0 and at x = feature index, and
     checked bit for bit against the encoder itself."""
-    from ..runtime import ort_session
+    from ..ir.runtime import ort_session
     greater = [n for n in prefix.graph.node if n.op_type == "Greater"]
     if len(greater) != 1:
         raise GatecError("the input encoder is not a plain comparison with thresholds (need one Greater node)")

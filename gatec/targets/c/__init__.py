@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import GatecError
 from ...ir import IR
-from ...netlist import plan
+from ...ir.netlist import plan
 from .. import Tolerance
 from ..logic_input import network_and_encoder
 

@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 
 from ...errors import GatecError
-from ...runtime import ort_session
+from ...ir.runtime import ort_session
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from .. import Tolerance
 
@@ -99,7 +99,7 @@ class EngineRunner:
 
     def __init__(self, folder: Path, threads: int = 1):
         from ...engine import Engine
-        from ...netlist import Netlist, plan
+        from ...ir.netlist import Netlist, plan
         z = np.load(folder / ENGINE_FILE)
         net = Netlist(int(z["n_inputs"]), z["a"], z["b"], z["op"], z["outputs"], int(z["k"]), float(z["tau"]))
         self.engine = Engine(plan(net), threads or 1)

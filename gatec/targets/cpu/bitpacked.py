@@ -21,8 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import GatecError
 from ...ir import IR, LOGIC_DOMAIN, OPSET
-from ... import logic
-from ...logic import ANF, COEFFS, CONSTANTS, group_sum_of, layer_of
+from ...ir import logic
+from ...ir.logic import ANF, COEFFS, CONSTANTS, group_sum_of, layer_of
 
 WORD = 64
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -22,7 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ...errors import GatecError
-from ...fixed_point import int_range
+from ...ir.fixed_point import int_range
 from ...ir import QONNX_DOMAINS, attributes
 
 ROUNDING_OPS = {"ROUND": "Round", "HALF_EVEN": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}

@@ -764,7 +764,7 @@ class Converter:
     # ------------------------------------------------------------------ logic layers (hls4ml extension)
 
     def op_LogicLayer(self, node):
-        from ...logic import layer_of
+        from ...ir.logic import layer_of
         a = self.act(node, node.input[0])
         src, n_in = self.flat(node, a)
         layer = layer_of(node)
@@ -780,7 +780,7 @@ class Converter:
         self.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (len(ops),))
 
     def op_GroupSum(self, node):
-        from ...logic import group_sum_of
+        from ...ir.logic import group_sum_of
         a = self.act(node, node.input[0])
         src, n_in = self.flat(node, a)
         k, tau = group_sum_of(node)

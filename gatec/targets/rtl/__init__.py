@@ -25,8 +25,8 @@ import numpy as np
 
 from ...errors import GatecError
 from ...ir import IR
-from ...logic import READS_A, READS_B
-from ...netlist import CONSTANT_OPS, Netlist, fold
+from ...ir.logic import READS_A, READS_B
+from ...ir.netlist import CONSTANT_OPS, Netlist, fold
 from .. import Tolerance
 from ..logic_input import network_and_encoder
 

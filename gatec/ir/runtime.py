@@ -6,7 +6,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from .errors import GatecError
+from ..errors import GatecError
 
 ort.set_default_logger_severity(3)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from .errors import GatecError
-from .ir import LOGIC_DOMAIN
+from ..errors import GatecError
+from . import LOGIC_DOMAIN
 
 OP_NAMES = ["FALSE", "AND", "A_AND_NOT_B", "A", "NOT_A_AND_B", "B", "XOR", "OR",
             "NOR", "XNOR", "NOT_B", "B_IMPLIES_A", "NOT_A", "A_IMPLIES_B", "NAND", "TRUE"]
@@ -163,32 +163,6 @@ def network_of_model(model: onnx.ModelProto) -> Network:
     return net
 
 
-def network_of_module(module) -> Network:
-    """A discretized gatec model's logic part as gate lists (LogicLayer, LogicConv2d, GroupSum, in order)."""
-    from .nn import logic as L
-    layers, gs, in_dim = [], None, None
-    for m in logic_units(module):
-        if isinstance(m, (L.LogicLayer, L.LogicConv2d)):
-            for layer in m.gate_lists():
-                if in_dim is None:
-                    in_dim = m.in_dim
-                layers.append(layer)
-        elif isinstance(m, L.GroupSum):
-            gs = (m.k, float(m.tau))
-    net = Network(layers, in_dim or 0, gs)
-    net.check()
-    return net
-
-
-def logic_units(module):
-    """Modules in order, not descending into a LogicConv2d (its tree levels are its own)."""
-    from .nn import logic as L
-    yield module
-    if not isinstance(module, L.LogicConv2d):
-        for child in module.children():
-            yield from logic_units(child)
-
-
 def op_stats(ops: np.ndarray) -> dict:
     """Share of gates that are constants (0, 15) and wires (pass-through/inverters 3, 5, 10, 12)."""
     ops = np.asarray(ops).reshape(-1)
@@ -196,27 +170,3 @@ def op_stats(ops: np.ndarray) -> dict:
     return {"gates": int(len(ops)), "constants": float(np.isin(ops, CONSTANTS).sum() / n),
             "wires": float(np.isin(ops, WIRES).sum() / n),
             "histogram": np.bincount(ops, minlength=16).tolist()}
-
-
-# ---------------------------------------------------------------- qonnx's executor on any batch size
-
-def run_qonnx(model: onnx.ModelProto, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """qonnx's execute_onnx on `model`, after fixing its input shapes to the arrays' and inferring
-    every other shape (qonnx needs concrete shapes for all tensors; the IR's batch axis is symbolic)."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.transformation.infer_shapes import InferShapes
-    concrete = onnx.ModelProto()
-    concrete.CopyFrom(model)
-    init_names = {i.name for i in concrete.graph.initializer}
-    inputs = [v for v in concrete.graph.input if v.name not in init_names]
-    for v, a in zip(inputs, arrays):
-        del v.type.tensor_type.shape.dim[:]
-        for d in a.shape:
-            v.type.tensor_type.shape.dim.add().dim_value = int(d)
-    del concrete.graph.value_info[:]
-    for v in concrete.graph.output:
-        v.type.tensor_type.ClearField("shape")
-    wrapper = ModelWrapper(concrete).transform(InferShapes())
-    result = execute_onnx(wrapper, {v.name: a for v, a in zip(inputs, arrays)})
-    return [result[v.name] for v in concrete.graph.output]

@@ -99,30 +99,4 @@ def value_info_specs(values) -> list[TensorSpec]:
     return specs
 
 
-def constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Constant nodes (a `value` tensor) become initializers of the same name, in place: passes
-    that look for constant weights, and QONNX tools that read a Quant's scale, find them there."""
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    keep = []
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 \
-                and node.attribute[0].name == "value" and node.output[0] not in outputs:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(node.attribute[0].t)
-            tensor.name = node.output[0]
-            graph.initializer.append(tensor)
-        else:
-            keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-    return model
-
-
-def attributes(node: onnx.NodeProto) -> dict:
-    """A node's attributes by name, string values decoded."""
-    found = {}
-    for a in node.attribute:
-        value = onnx.helper.get_attribute_value(a)
-        found[a.name] = value.decode() if isinstance(value, bytes) else value
-    return found
+from .graph import attributes, constants_to_initializers  # noqa: E402,F401  (one set of graph helpers)
