@@ -127,3 +127,11 @@ def test_qonnx_finds_the_custom_ops():
     assert getCustomOp(gs).get_nodeattr("k") == 2
     bad = onnx.helper.make_node("LogicLayer", ["x"], ["y"], domain=LOGIC_DOMAIN, in_a=[0, 1], in_b=[1], ops=[3, 16])
     assert "wrong" in getCustomOp(bad).verify_node()[0]
+
+
+def test_bitwise_expressions_compute_each_ops_truth_table():
+    """The one op table every generator formats (Verilog, hls4ml's C++) against TRUTH."""
+    from gatec.ir.logic import TRUTH, bitwise_expressions
+    for op, expr in bitwise_expressions("0", "1").items():
+        got = [eval(expr.format(a=a, b=b)) & 1 for a in (0, 1) for b in (0, 1)]  # f(0,0), f(0,1), f(1,0), f(1,1)
+        assert got == TRUTH[op].tolist(), op

@@ -41,6 +41,17 @@ ANF = np.stack([TRUTH[:, 0], TRUTH[:, 0] ^ TRUTH[:, 2], TRUTH[:, 0] ^ TRUTH[:, 1
 READS_A = (TRUTH[:, 0] != TRUTH[:, 2]) | (TRUTH[:, 1] != TRUTH[:, 3])  # op depends on its first input
 READS_B = (TRUTH[:, 0] != TRUTH[:, 1]) | (TRUTH[:, 2] != TRUTH[:, 3])  # ... on its second
 CONSTANTS = (0, 15)
+# Each op as a bitwise expression of {a} and {b} in C, C++ and Verilog syntax ({false}/{true}: the
+# constants, spelled per language). Every generator (Verilog, hls4ml's C++) formats these; a
+# test evaluates them against TRUTH.
+BITWISE = {0: "{false}", 1: "{a} & {b}", 2: "{a} & ~{b}", 3: "{a}", 4: "~{a} & {b}", 5: "{b}", 6: "{a} ^ {b}",
+           7: "{a} | {b}", 8: "~({a} | {b})", 9: "~({a} ^ {b})", 10: "~{b}", 11: "{a} | ~{b}", 12: "~{a}",
+           13: "~{a} | {b}", 14: "~({a} & {b})", 15: "{true}"}
+
+
+def bitwise_expressions(false: str, true: str) -> dict[int, str]:
+    """BITWISE with the constants spelled `false` and `true`; {a} and {b} left to format."""
+    return {op: e.replace("{false}", false).replace("{true}", true) for op, e in BITWISE.items()}
 WIRES = (3, 5, 10, 12)  # pass-through and inverters: A, B, NOT B, NOT A
 
 

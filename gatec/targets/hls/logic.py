@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 
+from ...ir.logic import bitwise_expressions
+
 BACKENDS = ("Vivado", "Vitis")
-# C++ for each op id on the bits a, b (gatec.logic's order, FIELD_NOTES section 1)
-EXPR = {0: "0", 1: "{a} & {b}", 2: "{a} & ~{b}", 3: "{a}", 4: "~{a} & {b}", 5: "{b}", 6: "{a} ^ {b}", 7: "{a} | {b}",
-        8: "~({a} | {b})", 9: "~({a} ^ {b})", 10: "~{b}", 11: "{a} | ~{b}", 12: "~{a}", 13: "~{a} | {b}",
-        14: "~({a} & {b})", 15: "1"}
+EXPR = bitwise_expressions("0", "1")  # C++ for each op id on the bits a, b
 _registered = False
 
 

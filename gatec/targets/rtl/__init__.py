@@ -25,17 +25,14 @@ import numpy as np
 
 from ...errors import GatecError
 from ...ir import IR
-from ...ir.logic import READS_A, READS_B
+from ...ir.logic import READS_A, READS_B, bitwise_expressions
 from ...ir.netlist import CONSTANT_OPS, Netlist, fold
 from .. import Tolerance
 from ..logic_input import network_and_encoder
 
 MODULE = "gatec_model"
 CHUNK = 4096  # vectors per simulation run (the testbench's memory depth)
-# Verilog for each op (truth-table id, FIELD_NOTES section 1) on operands {a}, {b}.
-EXPR = {0: "1'b0", 1: "{a} & {b}", 2: "{a} & ~{b}", 3: "{a}", 4: "~{a} & {b}", 5: "{b}", 6: "{a} ^ {b}",
-        7: "{a} | {b}", 8: "~({a} | {b})", 9: "~({a} ^ {b})", 10: "~{b}", 11: "{a} | ~{b}", 12: "~{a}",
-        13: "~{a} | {b}", 14: "~({a} & {b})", 15: "1'b1"}
+EXPR = bitwise_expressions("1'b0", "1'b1")  # Verilog for each op id on operands {a}, {b}
 # GroupSum compressors read this many bits each: a 6:3 popcount is three LUT6 (one per output
 # bit), a full adder (3:2) is the classic ASIC cell.
 COMPRESSOR_INPUTS = {"fpga": 6, "asic": 3}
