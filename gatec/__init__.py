@@ -1,5 +1,5 @@
 """gatec: compile gated neural networks and logic-gate networks to verified targets."""
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from .compiler import Artifact, compile  # noqa: E402
 from .errors import GatecError  # noqa: E402

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import GatecError
+from .version import __version__
 
 
 def shape_arg(text: str) -> list[int]:
@@ -30,31 +31,27 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("target options")
-    g.add_argument("--word-bits", type=int, choices=(8, 16, 32, 64), help="c: the firmware's word size (default 32)")
-    g.add_argument("--engine", choices=("auto", "onnxruntime"),
-                   help="cpu, logic networks: gatec's engine (auto) or ONNX Runtime's bit-packed graph")
-    g.add_argument("--logic-form", choices=("bitpacked", "float"), help="cpu, logic networks: the form of model.onnx")
-    g.add_argument("--quant-form", choices=("float", "qdq"),
-                   help="cpu, quantized models: quantizers as float32 ops, exact (default), or QuantizeLinear/"
-                        "DequantizeLinear for ONNX Runtime's integer kernels (faster, up to 2 LSB off)")
-    g.add_argument("--threads", type=int, help="threads the artifact's runtime may use (default: its own)")
-    g.add_argument("--pipeline", type=int, metavar="N",
-                   help="fpga/asic: a register stage every N logic levels (default 0: combinational)")
-    g.add_argument("--backend", choices=("vivado", "vitis", "quartus", "catapult"),
-                   help="fpga, arithmetic networks: the hls4ml backend (default vitis)")
-    g.add_argument("--io-type", choices=("io_parallel", "io_stream"), help="fpga, hls4ml: (default io_parallel)")
-    g.add_argument("--strategy", choices=("latency", "resource"), help="fpga, hls4ml: (default latency)")
-    g.add_argument("--reuse-factor", type=int, metavar="N", help="fpga, hls4ml: multipliers shared N ways (default 1)")
-    g.add_argument("--precision", metavar="TYPE",
-                   help="fpga, hls4ml: the default type, e.g. ap_fixed<16,6> (default; quantizers set their own)")
-    g.add_argument("--part", help="fpga, hls4ml: the FPGA part (default: the backend's)")
+    """One group of flags per target, from the options each target declares; a flag two targets
+    share is added once, in the first one's group."""
+    from . import targets
+    seen = set()
+    for name in targets.names():
+        target = targets.get(name)
+        group = p.add_argument_group(f"target {name} options")
+        for o in target.options:
+            if not o.cli or o.name in seen:
+                continue
+            seen.add(o.name)
+            kwargs = {"choices": o.choices} if o.choices else {}
+            group.add_argument(o.flag, dest=o.name, type=o.type, metavar=o.metavar, help=o.help, **kwargs)
 
 
 def target_options(args) -> dict:
-    names = ("word_bits", "engine", "logic_form", "quant_form", "threads", "pipeline", "backend", "io_type", "strategy",
-             "reuse_factor", "precision", "part")
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    """The target options given on the command line (none given: the target's defaults apply);
+    one that the chosen target does not take is refused by compile()."""
+    from . import targets
+    names = {o.name for t in targets.names() for o in targets.get(t).options if o.cli}
+    return {n: getattr(args, n) for n in sorted(names) if getattr(args, n, None) is not None}
 
 
 def add_opt_args(p: argparse.ArgumentParser) -> None:
@@ -65,13 +62,15 @@ def add_opt_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from . import targets
     ap = argparse.ArgumentParser(prog="gatec", description="Compile gated and logic-gate networks to verified targets.")
-    ap.add_argument("--version", action="version", version=f"gatec {__import__('gatec').__version__}")
+    ap.add_argument("--version", action="version", version=f"gatec {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="compile a model for a target (verified unless --no-verify)")
     add_model_args(p)
-    p.add_argument("--target", default="cpu")
+    p.add_argument("--target", default=targets.DEFAULT, help=f"one of: {', '.join(targets.names())} "
+                                                               f"(default {targets.DEFAULT})")
     p.add_argument("-o", "--output", help="artifact folder (default build/<model>_<target>)")
     add_opt_args(p)
     p.add_argument("--no-verify", action="store_true", help="skip the emulator check")
@@ -81,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="run the model and each target on the same inputs and compare")
     add_model_args(p)
-    p.add_argument("--targets", default="cpu", help="comma-separated targets")
+    p.add_argument("--targets", default=targets.DEFAULT, help="comma-separated targets")
     add_opt_args(p)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--data")
@@ -93,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency (batch 1) and throughput (batch 64) against PyTorch eager")
     add_model_args(p)
-    p.add_argument("--targets", default="cpu")
+    p.add_argument("--targets", default=targets.DEFAULT)
     add_opt_args(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the rows here")
@@ -116,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="QONNX file to write (default build/<model>_q.onnx)")
     p.add_argument("--json", help="write the report here (default: beside the output)")
 
-    sub.add_parser("passes", help="list the passes")
+    p = sub.add_parser("passes", help="list the passes, or describe one")
+    p.add_argument("name", nargs="?", help="a pass: print its long help and its parameter")
     sub.add_parser("targets", help="list the targets")
     return ap
 
@@ -145,10 +145,16 @@ def pass_list(args) -> list[str] | None:
 def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None, synthesize=True) -> dict:
     """Each named target compiled (unverified: the caller compares them) into a temporary folder;
     synthesize=False skips what only reports resources (yosys for fpga/asic)."""
+    from . import targets
     from .compiler import compile
-    options = {"threads": threads} if synthesize else {"threads": threads, "synthesize": False}
-    return {name: compile(None, name, source=source, verify=False, options=options, data=data,
-                          opt_level=opt_level, passes_to_run=pass_names) for name in names}
+    wanted = {"threads": threads} if synthesize else {"threads": threads, "synthesize": False}
+    built = {}
+    for name in names:
+        target = targets.get(name)
+        options = {k: v for k, v in wanted.items() if target.option(k) is not None}
+        built[name] = compile(None, name, source=source, verify=False, options=options, data=data,
+                              opt_level=opt_level, passes_to_run=pass_names)
+    return built
 
 
 def cmd_verify(args) -> int:
@@ -170,7 +176,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .summary import format_inspect, inspect_ir
+    from .ir.summary import format_inspect, inspect_ir
     info = inspect_ir(load_source(args).ir)
     print(format_inspect(info))
     if args.json:
@@ -224,7 +230,10 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_passes(args) -> int:
-    from .passes import load_all
+    from .passes import get, load_all
+    if args.name:
+        print(get(args.name).describe())
+        return 0
     for p in sorted(load_all().values(), key=lambda p: p.name):
         print(f"{p.name:<16} {p.kind:<10} {p.help}")
     return 0
@@ -232,7 +241,7 @@ def cmd_passes(args) -> int:
 
 def cmd_targets(args) -> int:
     from . import targets
-    for name in targets.TARGETS:
+    for name in targets.names():
         print(f"{name:<8} {targets.get(name).describe()}")
     return 0
 

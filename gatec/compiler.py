@@ -13,34 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, emulator, passes, targets
+from . import emulator, passes, targets
+from .version import __version__
 from .errors import GatecError
 from .frontend import Source, load
 from .ir import IR
 
 MANIFEST = "manifest.json"
-# Passes per optimization level (-O0, -O1, -O2) and target. A model runs the passes of its kind
-# (logic or arithmetic; `gatec passes` says which) and -O levels skip a pass whose external tool
-# is missing (abc needs yosys-abc). -O1 is the default: exact logic simplifications. -O2 adds the
-# fixed-point simplify, ABC resynthesis (kept only when proven equivalent) and, for gated
-# networks, pruning of gates that are off (sigmoid < 1e-6) on calibration data.
-LOGIC_O1 = ["simplify"]  # constants, wires, merge and dead gates to a fixed point
-LOGIC_O2 = ["simplify", "abc", "simplify"]
-DEFAULT_PASSES: dict[int, dict[str, list[str]]] = {
-    0: {"cpu": [], "c": []},
-    1: {"cpu": LOGIC_O1, "c": LOGIC_O1},
-    2: {"cpu": LOGIC_O2 + ["prune-gates"], "c": LOGIC_O2},
-}
-OPT_LEVELS = tuple(DEFAULT_PASSES)
+OPT_LEVELS = tuple(passes.LEVELS)
 
 
 def default_passes(target: str, ir: IR, level: int = 1) -> list[str]:
-    """The passes -O<level> runs for `target` on this IR (those of its kind, tools present)."""
-    if level not in DEFAULT_PASSES:
-        raise GatecError(f"unknown optimization level -O{level}; levels: {', '.join(f'-O{l}' for l in OPT_LEVELS)}")
-    registry = passes.load_all()
-    names = DEFAULT_PASSES[level].get(target, DEFAULT_PASSES[level]["cpu"])
-    return [n for n in names if registry[n].kind in ("any", ir.kind) and passes.available(registry[n])]
+    """The passes -O<level> runs on this IR: gatec.passes.default_passes (one set of levels
+    serves every target; each target's model kind selects its passes)."""
+    return passes.default_passes(ir, level)
 
 
 def pass_error(ir: IR) -> float:
@@ -63,7 +49,8 @@ class Artifact:
         self.path = Path(path)
         self.manifest = json.loads((self.path / MANIFEST).read_text())
         self.target = target
-        self.runner = targets.get(target).load(self.path, options or {})
+        # the options it was built with, unless the caller overrides them (threads, say)
+        self.runner = targets.get(target).load(self.path, {**self.manifest.get("options", {}), **(options or {})})
         self._keep = _keep  # keeps a temporary folder alive as long as the artifact
 
     @classmethod
@@ -118,7 +105,7 @@ def manifest_for(ir: IR, target, files: list[str], verification: dict | None, op
         return [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic, "dtype": s.dtype, "values": s.values,
                  "range": s.range}
                 for s in specs]
-    return {"gatec_version": __version__, "target": target.NAME, "target_description": target.describe(),
+    return {"gatec_version": __version__, "target": target.name, "target_description": target.describe(),
             "kind": ir.kind, "source": ir.source, "inputs": tensors(ir.inputs), "outputs": tensors(ir.outputs),
             "options": options, "passes": ir.passes, "files": sorted(files), "verification": verification,
             **gate_counts(source_ir, ir)}
@@ -136,7 +123,7 @@ def gate_counts(before: IR | None, after: IR) -> dict:
     return {"gates": {"before": b["gates"], "after": a["gates"], "pass_through_wires": a["wires"]}}
 
 
-def compile(model, target: str = "cpu", output: str | Path | None = None, *, input_shapes=None, imports=(),
+def compile(model, target: str | None = None, output: str | Path | None = None, *, input_shapes=None, imports=(),
             batch_axis: int = 0, passes_to_run: list[str] | None = None, verify: bool = True, samples: int = 256,
             data: list[np.ndarray] | None = None, options: dict | None = None, source: Source | None = None,
             log=None, opt_level: int = 1) -> Artifact:
@@ -145,25 +132,26 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
     `passes_to_run` replaces the passes of `opt_level` (DEFAULT_PASSES); `data` also calibrates
     the pruning passes. Raises GatecError when the model cannot be loaded or compiled, or when
     the artifact disagrees with the model (then nothing is written)."""
-    options = dict(options or {})
+    target = target or targets.DEFAULT
     tgt = targets.get(target)
+    options = tgt.check_options(dict(options or {}))
     source = source or load(model, input_shapes, imports, batch_axis)
     names = default_passes(target, source.ir, opt_level) if passes_to_run is None else passes_to_run
     ir = passes.apply(source.ir, names, data)
-    tgt.check(ir)
+    plan = tgt.plan(ir, options)
     result = {}
 
     def build(folder: Path):
-        files = tgt.build(ir, folder, options)
+        files = tgt.build(plan, folder)
         verification = None
         if verify:
             runner = tgt.load(folder, options)
-            reference, tol = source.reference, widened(tgt.tolerance(ir, options), ir)
+            reference, tol = source.reference, widened(tgt.tolerance(plan), ir)
             if ir.is_qonnx and not source.ir.is_qonnx:
                 # quantized by a pass: held to the quantized graph (qonnx's executor), not to the
                 # float model the pass already reported its error against
                 from .ir.reference import onnx_reference
-                reference, tol = onnx_reference(ir.model), tgt.tolerance(ir, options)
+                reference, tol = onnx_reference(ir.model), tgt.tolerance(plan)
             checks = emulator.verify(ir, reference, {target: (runner.run, tol)}, samples, data)
             result["checks"] = checks
             if log:
@@ -186,5 +174,5 @@ def compile(model, target: str = "cpu", output: str | Path | None = None, *, inp
     write_atomically(build, Path(output))
     artifact = Artifact(Path(output), target, options, keep)
     artifact.checks = result.get("checks")
-    artifact.tolerance = widened(tgt.tolerance(ir, options), ir)  # what the artifact is held to against the model
+    artifact.tolerance = widened(tgt.tolerance(plan), ir)  # what the artifact is held to against the model
     return artifact

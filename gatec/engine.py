@@ -41,6 +41,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GATEC_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gatec"))
 
 
+def cpu_identity() -> bytes:
+    """What -march=native builds for: the CPU's model and feature flags, so that a cache shared by
+    hosts of different CPUs (AVX-512 and AVX2-only, say) never hands one a library built for another."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+        return platform.processor().encode()
+    wanted = ("model name", "flags", "Features", "CPU part")  # x86, and arm's names for the same facts
+    return "\n".join(sorted({l for l in lines if l.split(":")[0].strip() in wanted})).encode()
+
+
 def library() -> ctypes.CDLL:
     """Build the engine on first use (about a second) and keep it in the cache folder."""
     global _lib
@@ -52,7 +64,7 @@ def library() -> ctypes.CDLL:
             raise GatecError("the logic engine needs a C compiler (cc or gcc) on PATH")
         sources = [CSRC / "gatec_logic.c", CSRC / "gatec_logic.h"]
         key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + " ".join([cc] + FLAGS).encode()
-                             + os.uname().machine.encode() + Path("/proc/cpuinfo").read_bytes()[:0]).hexdigest()[:16]
+                             + os.uname().machine.encode() + cpu_identity()).hexdigest()[:16]
         path = cache_dir() / f"gatec_logic_{key}.so"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -190,3 +190,32 @@ def test_firmware_refuses_an_encoder_it_cannot_express(tmp_path):
     with pytest.raises(gatec.GatecError, match="not a comparison of input features with thresholds"):
         gatec.compile(model, "c", tmp_path / "fw", input_shapes=[[1, 4]])
     assert not (tmp_path / "fw").exists()
+
+
+def test_engine_cache_names_the_cpu(monkeypatch, tmp_path):
+    """A cache shared by hosts of different CPUs: a library built with -march=native on one is
+    never handed to another (the key names the CPU's model and flags)."""
+    from gatec import engine
+    monkeypatch.setenv("GATEC_CACHE", str(tmp_path))
+    built = []
+    for cpu in (b"flags : avx2", b"flags : avx2 avx512f"):
+        monkeypatch.setattr(engine, "_lib", None)
+        monkeypatch.setattr(engine, "cpu_identity", lambda cpu=cpu: cpu)
+        engine.library()
+        built.append({p.name for p in tmp_path.glob("gatec_logic_*.so")})
+    assert len(built[0]) == 1 and len(built[1]) == 2
+    monkeypatch.setattr(engine, "_lib", None)
+
+
+def test_firmware_is_built_with_the_compiler_named_by_CC(network, tmp_path, monkeypatch):
+    log = tmp_path / "cc.log"
+    wrapper = tmp_path / "mycc"
+    wrapper.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\nexec gcc \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    art = gatec.compile(network[0], "c", tmp_path / "fw", samples=40)
+    assert art.manifest["verification"]["ok"]
+    assert "gatec_logic.c" in log.read_text()
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(gatec.GatecError, match="no-such-cc"):
+        gatec.compile(network[0], "c", tmp_path / "fw2", samples=40)

@@ -7,7 +7,7 @@ from torch import nn
 
 import gatec
 from gatec.nn import GLU, GatedConv1d, GatedMultimodalUnit, GatedResidual, MixtureOfExperts, RecurrentClassifier, SwiGLU
-from gatec.summary import inspect_ir
+from gatec.ir.summary import inspect_ir
 
 
 def summary(model, shapes, batch_axis=0):

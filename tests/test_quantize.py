@@ -1,5 +1,5 @@
-"""Post-training quantization (gatec.ptq), Hessian-aware mixed precision (gatec.hawq) and the
-`gatec quantize` command."""
+"""Post-training quantization (gatec.passes.ptq_common), Hessian-aware mixed precision
+(gatec.quantize.hawq) and the `gatec quantize` command."""
 import itertools
 import json
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from qonnx.custom_op.general.intquant import int_quant
 
-from gatec import hawq, ptq
+from gatec.passes import ptq_common as ptq
+from gatec.quantize import hawq
 from gatec.frontend import load
 from gatec.ir.reference import onnx_reference
 
@@ -248,7 +249,7 @@ def test_quant_form_option_writes_quantize_linear(cli, tmp_path):
 
 
 def test_inspect_counts_a_quantized_model_like_its_float_model():
-    from gatec.summary import inspect_ir
+    from gatec.ir.summary import inspect_ir
     x = np.random.default_rng(11).normal(size=(100, 16)).astype(np.float32)
     ir = load(mlp(), [[1, 16]]).ir
     q, _ = ptq.quantize(ir, 6, 8, [x])

@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions, made one way everywhere: CPU provider, quiet, threads as asked."""
+"""ONNX Runtime sessions, made one way everywhere: quiet, threads as asked, the CPU provider unless
+a caller names others."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,8 @@ from ..errors import GatecError
 ort.set_default_logger_severity(3)
 
 
-def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0, failure: str | None = None):
+def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0, failure: str | None = None,
+                providers: tuple[str, ...] = ("CPUExecutionProvider",)):
     """A CPU session for `model` (a ModelProto or a file). When it cannot be made, raises
     GatecError("<failure>: <ORT's first line>"), or returns None when `failure` is None."""
     opts = ort.SessionOptions()
@@ -21,7 +23,7 @@ def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0, failure: 
         opts.inter_op_num_threads = 1
     source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     try:
-        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, opts, providers=list(providers))
     except Exception as e:
         if failure is None:
             return None

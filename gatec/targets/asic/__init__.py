@@ -1,18 +1,31 @@
-"""Target `asic`: a logic network as one Verilog module (gatec/targets/rtl has the code)."""
+"""Target `asic`: a logic network as one Verilog module (gatec/targets/_verilog has the code)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...ir import IR
-from ..rtl import check, load, tolerance  # noqa: F401  (the target protocol)
-from ..rtl import build as build_rtl
-
-NAME = "asic"
+from .. import Plan, Target, Tolerance, _verilog
+from ..fpga import PIPELINE, SYNTHESIZE
 
 
-def describe() -> str:
-    return "Verilog for ASICs from a logic network: simulated with Icarus Verilog, NAND2 cells counted by yosys"
+class AsicTarget(Target):
+    name = "asic"
+    options = (PIPELINE, SYNTHESIZE)
+
+    def describe(self) -> str:
+        return "Verilog for ASICs from a logic network: simulated with Icarus Verilog, NAND2 cells counted by yosys"
+
+    def plan(self, ir: IR, options: dict) -> Plan:
+        return Plan(ir, options, _verilog.plan(ir, options, self.name))
+
+    def build(self, plan: Plan, folder: Path) -> list[str]:
+        return _verilog.build(plan.parts, folder)
+
+    def load(self, folder: Path, options: dict):
+        return _verilog.load(folder, options)
+
+    def tolerance(self, plan: Plan) -> Tolerance:
+        return _verilog.tolerance(plan.parts)
 
 
-def build(ir: IR, folder: Path, options: dict) -> list[str]:
-    return build_rtl(ir, folder, options, NAME)
+TARGET = AsicTarget()

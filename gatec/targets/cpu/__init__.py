@@ -16,15 +16,10 @@ import onnxruntime as ort
 from ...errors import GatecError
 from ...ir.runtime import ort_session
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
-from .. import Tolerance
+from .. import Option, Plan, Target, Tolerance
 
-NAME = "cpu"
 MODEL_FILE = "model.onnx"
 QONNX_OPS = {"Quant", "BipolarQuant", "Trunc"}
-
-
-def describe() -> str:
-    return f"ONNX Runtime {ort.__version__} on the CPU (logic networks bit-packed, 64 samples per word)"
 
 
 def check(ir: IR) -> None:
@@ -71,28 +66,6 @@ ENGINE_FILE = "logic.npz"  # the logic chain as a netlist, for gatec's engine
 PREFIX_FILE = "encoder.onnx"  # the input encoder before the logic layers, run by ONNX Runtime
 
 
-def build(ir: IR, folder: Path, options: dict) -> list[str]:
-    """model.onnx always (ONNX Runtime's form); for logic networks also the netlist that gatec's
-    C engine runs (it beats the bit-packed graph by far: benchmarks/bench_logic_engine.py),
-    unless options["engine"] == "onnxruntime"."""
-    check(ir)
-    model = lower(ir, options)
-    folder = Path(folder)
-    (folder / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
-    files = [MODEL_FILE]
-    if ir.kind == "logic" and options.get("engine", "auto") != "onnxruntime":
-        from ..logic_input import split_logic
-        prefix, net = split_logic(ir)
-        with open(folder / ENGINE_FILE, "wb") as f:  # np.savez writes no timestamps: same bytes each time
-            np.savez(f, n_inputs=net.n_inputs, a=net.a, b=net.b, op=net.op, outputs=net.outputs, k=net.k,
-                     tau=np.float64(net.tau))
-        files.append(ENGINE_FILE)
-        if prefix is not None:
-            (folder / PREFIX_FILE).write_bytes(prefix.SerializeToString(deterministic=True))
-            files.append(PREFIX_FILE)
-    return files
-
-
 class EngineRunner:
     """gatec's logic engine (gatec/engine.py) on the artifact's netlist, after the input encoder
     (run by ONNX Runtime) where there is one."""
@@ -125,16 +98,58 @@ class Runner:
         return self.session.run(None, dict(zip(self.input_names, arrays)))
 
 
-def load(folder: Path, options: dict):
-    if (Path(folder) / ENGINE_FILE).exists() and options.get("engine", "auto") != "onnxruntime":
-        return EngineRunner(Path(folder), int(options.get("threads", 0)))
-    return Runner(Path(folder) / MODEL_FILE, int(options.get("threads", 0)))
+class CpuTarget(Target):
+    name = "cpu"
+    options = (
+        Option("engine", "cpu, logic networks: gatec's engine (auto) or ONNX Runtime's bit-packed graph",
+               choices=("auto", "onnxruntime"), default="auto"),
+        Option("logic_form", "cpu, logic networks: the form of model.onnx", choices=LOGIC_FORMS, default="bitpacked"),
+        Option("quant_form", "cpu, quantized models: quantizers as float32 ops, exact (default), or QuantizeLinear/"
+                             "DequantizeLinear for ONNX Runtime's integer kernels (faster, up to 2 LSB off)",
+               choices=("float", "qdq"), default="float"),
+        Option("threads", "threads the artifact's runtime may use (default: its own)", type=int, default=0),
+    )
+
+    def describe(self) -> str:
+        return f"ONNX Runtime {ort.__version__} on the CPU (logic networks bit-packed, 64 samples per word)"
+
+    def plan(self, ir: IR, options: dict) -> Plan:
+        check(ir)
+        return Plan(ir, options, lower(ir, options))
+
+    def build(self, plan: Plan, folder: Path) -> list[str]:
+        """model.onnx always (ONNX Runtime's form); for logic networks also the netlist that gatec's
+        C engine runs (it beats the bit-packed graph by far: benchmarks/bench_logic.py),
+        unless options["engine"] == "onnxruntime"."""
+        ir, options, model = plan.ir, plan.options, plan.parts
+        folder = Path(folder)
+        (folder / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
+        files = [MODEL_FILE]
+        if ir.kind == "logic" and options.get("engine", "auto") != "onnxruntime":
+            from ..logic_input import split_logic
+            prefix, net = split_logic(ir)
+            with open(folder / ENGINE_FILE, "wb") as f:  # np.savez writes no timestamps: same bytes each time
+                np.savez(f, n_inputs=net.n_inputs, a=net.a, b=net.b, op=net.op, outputs=net.outputs, k=net.k,
+                         tau=np.float64(net.tau))
+            files.append(ENGINE_FILE)
+            if prefix is not None:
+                (folder / PREFIX_FILE).write_bytes(prefix.SerializeToString(deterministic=True))
+                files.append(PREFIX_FILE)
+        return files
+
+    def load(self, folder: Path, options: dict):
+        threads = int(options.get("threads", 0))
+        if (Path(folder) / ENGINE_FILE).exists() and options.get("engine", "auto") != "onnxruntime":
+            return EngineRunner(Path(folder), threads)
+        return Runner(Path(folder) / MODEL_FILE, threads)
+
+    def tolerance(self, plan: Plan) -> Tolerance:
+        if plan.ir.kind == "logic":
+            return Tolerance(exact=True)
+        if plan.ir.is_qonnx:
+            from .quant import quantized_tolerance
+            return quantized_tolerance(plan.ir.model)
+        return Tolerance(atol=1e-4, rtol=1e-4)
 
 
-def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
-    if ir.kind == "logic":
-        return Tolerance(exact=True)
-    if ir.is_qonnx:
-        from .quant import quantized_tolerance
-        return quantized_tolerance(ir.model)
-    return Tolerance(atol=1e-4, rtol=1e-4)
+TARGET = CpuTarget()

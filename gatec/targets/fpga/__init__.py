@@ -1,54 +1,67 @@
-"""Target `fpga`: a logic network as one Verilog module (gatec/targets/rtl), an arithmetic
+"""Target `fpga`: a logic network as one Verilog module (gatec/targets/_verilog), an arithmetic
 network (gated, quantized) as an hls4ml project verified by hls4ml's C simulation
-(gatec/targets/hls)."""
+(gatec/targets/_hls4ml)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...errors import GatecError
 from ...ir import IR
-from .. import Tolerance
-from .. import hls, rtl
+from .. import Option, Plan, Target, Tolerance, _hls4ml, _verilog
 
-NAME = "fpga"
-
-
-def describe() -> str:
-    return ("Verilog for FPGAs from a logic network (simulated with Icarus Verilog, LUT6 counted by yosys); "
-            "an hls4ml project from an arithmetic network (verified by hls4ml's C simulation)")
+PIPELINE = Option("pipeline", "fpga/asic: a register stage every N logic levels (default 0: combinational)",
+                  type=int, default=0, metavar="N")
+SYNTHESIZE = Option("synthesize", "fpga/asic: run yosys for resources (off while only verifying)", type=bool,
+                    default=True, cli=False)
 
 
-def flow(ir: IR):
-    """rtl for logic networks; hls for arithmetic ones and for logic layers mixed with arithmetic
-    layers that the Verilog flow does not take (hls4ml runs the logic layers as extension layers)."""
-    if ir.kind != "logic":
-        return hls
-    try:
-        rtl.check(ir)
-        return rtl
-    except GatecError as verilog_refused:
+class FpgaTarget(Target):
+    name = "fpga"
+    options = (
+        PIPELINE, SYNTHESIZE,
+        Option("backend", "fpga, arithmetic networks: the hls4ml backend (default vitis)",
+               choices=("vivado", "vitis", "quartus", "catapult"), default="vitis"),
+        Option("io_type", "fpga, hls4ml: (default io_parallel)", choices=("io_parallel", "io_stream"),
+               default="io_parallel"),
+        Option("strategy", "fpga, hls4ml: (default latency)", choices=("latency", "resource"), default="latency"),
+        Option("reuse_factor", "fpga, hls4ml: multipliers shared N ways (default 1)", type=int, default=1,
+               metavar="N"),
+        Option("precision", "fpga, hls4ml: the default type, e.g. ap_fixed<16,6> (default; quantizers set their "
+                            "own)", metavar="TYPE"),
+        Option("part", "fpga, hls4ml: the FPGA part (default: the backend's)"),
+    )
+
+    def describe(self) -> str:
+        return ("Verilog for FPGAs from a logic network (simulated with Icarus Verilog, LUT6 counted by yosys); "
+                "an hls4ml project from an arithmetic network (verified by hls4ml's C simulation)")
+
+    def plan(self, ir: IR, options: dict) -> Plan:
+        """Verilog for logic networks; hls4ml for arithmetic ones and for logic layers mixed with
+        arithmetic layers that the Verilog flow does not take (hls4ml runs the logic layers as
+        extension layers)."""
+        if ir.kind != "logic":
+            return Plan(ir, options, _hls4ml.plan(ir, options))
         try:
-            hls.check(ir)
-        except GatecError:
-            raise verilog_refused from None
-        return hls
+            return Plan(ir, options, _verilog.plan(ir, options, self.name))
+        except GatecError as verilog_refused:
+            try:
+                return Plan(ir, options, _hls4ml.plan(ir, options))
+            except GatecError:
+                raise verilog_refused from None
+
+    def flow(self, plan: Plan):
+        return _verilog if isinstance(plan.parts, _verilog.VerilogPlan) else _hls4ml
+
+    def build(self, plan: Plan, folder: Path) -> list[str]:
+        return self.flow(plan).build(plan.parts, folder)
+
+    def load(self, folder: Path, options: dict):
+        if (Path(folder) / _hls4ml.CONFIG_FILE).exists():
+            return _hls4ml.load(folder, options)
+        return _verilog.load(folder, options)
+
+    def tolerance(self, plan: Plan) -> Tolerance:
+        return self.flow(plan).tolerance(plan.parts)
 
 
-def check(ir: IR) -> None:
-    flow(ir).check(ir)
-
-
-def build(ir: IR, folder: Path, options: dict) -> list[str]:
-    if flow(ir) is rtl:
-        return rtl.build(ir, folder, options, NAME)
-    return hls.build(ir, folder, options)
-
-
-def load(folder: Path, options: dict):
-    if (Path(folder) / hls.CONFIG_FILE).exists():
-        return hls.load(folder, options)
-    return rtl.load(folder, options)
-
-
-def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
-    return flow(ir).tolerance(ir, options)
+TARGET = FpgaTarget()

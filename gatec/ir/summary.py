@@ -1,4 +1,5 @@
-"""`gatec inspect`: ops by type, parameters, MACs, and the gates of gated layers."""
+"""What a model holds, counted on the IR: ops by type, parameters, MACs, and the gates of gated
+layers (`gatec inspect` prints it; passes report their before/after with it)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -7,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
+from . import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 
 
 def shapes_of(ir: IR) -> dict[str, list[int]]:
@@ -46,8 +47,8 @@ def run_shapes(ir: IR, names: list[str]) -> dict[str, list[int]]:
     ONNX Runtime at the example shape; none for graphs it cannot run (logic, QONNX nodes)."""
     if any(n.domain not in ("", "ai.onnx") for n in ir.model.graph.node):
         return {}
-    from .ir.runtime import ort_session
-    from .ir.sampling import example_array
+    from .runtime import ort_session
+    from .sampling import example_array
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
     del model.graph.output[:]
