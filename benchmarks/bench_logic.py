@@ -36,7 +36,7 @@ from gatec.bench import timeit  # noqa: E402
 from gatec.nn.logic import GroupSum, LogicLayer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-DIFFLOGIC_O3 = 0.97e6  # difflogic's CompiledLogicNet at -O3 on this network, one core (FIELD_NOTES section 3)
+DIFFLOGIC_O3 = 0.97e6  # difflogic's CompiledLogicNet at -O3 on this network, one core (docs/FACTS.md, "Figures")
 
 FIRST_RESULT = """
 import time, sys
@@ -133,7 +133,7 @@ def main() -> None:
         print(f"{r['engine']:<28} {r['samples_per_s']:>14,.0f} {r['vs_pytorch']:>10.1f}x "
               f"{r['vs_difflogic_o3_quoted']:>17.2f}x {str(r['bit_exact']):>10}")
     print(f"model file to first result (fresh process, cpu target): {first:.2f} s")
-    print("* difflogic's compiled C (0.97M samples/s at -O3 here) is quoted from FIELD_NOTES, not run: "
+    print("* difflogic's compiled C (0.97M samples/s at -O3 here) is quoted from docs/FACTS.md, not run: "
           "difflogic does not install without CUDA")
     if not all(r["bit_exact"] for r in rows):
         raise SystemExit("an engine disagrees with PyTorch")

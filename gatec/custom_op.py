@@ -2,7 +2,7 @@
 the compact logic-network form as the reference.
 
 LogicLayer: input x (N, in) float 0/1 -> (N, out); attributes in_a, in_b (ints, indices into
-            x's columns) and ops (ints, 0..15, the truth-table ids of FIELD_NOTES section 1).
+            x's columns) and ops (ints, 0..15, the truth-table ids of gatec/ir/logic.py; docs/FACTS.md has the table).
 GroupSum:   input x (N, n) -> (N, k): the sum of each of k consecutive groups, divided by tau.
 
 qonnx finds these by importing the module named like the node's domain, this one.

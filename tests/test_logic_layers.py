@@ -10,7 +10,7 @@ from gatec.ir.logic import COEFFS, TRUTH, eval_bits, run
 from gatec.nn.logic import (network_of_module, GroupSum, LogicConv2d, LogicLayer, ThermometerEncoder, ThresholdEncoder, adopt,
                             reads_bits)
 
-# FIELD_NOTES section 1, written out: op id -> (name, truth table f(0,0) f(0,1) f(1,0) f(1,1), relaxation)
+# The op table of docs/FACTS.md, written out: op id -> (name, truth table f(0,0) f(0,1) f(1,0) f(1,1), relaxation)
 TABLE = {
     0: ("0000", lambda a, b: 0 * a), 1: ("0001", lambda a, b: a * b), 2: ("0010", lambda a, b: a - a * b),
     3: ("0011", lambda a, b: a), 4: ("0100", lambda a, b: b - a * b), 5: ("0101", lambda a, b: b),

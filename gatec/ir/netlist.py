@@ -1,7 +1,7 @@
 """A logic network as a flat netlist, and its plan for the C interpreter (gatec/csrc).
 
 Netlist: nodes 0..n_inputs-1 are the input bits; gate g is node n_inputs+g and reads nodes
-a[g], b[g] (earlier nodes) through op[g] (truth-table id, FIELD_NOTES section 1); `outputs` lists
+a[g], b[g] (earlier nodes) through op[g] (truth-table id, gatec/ir/logic.py); `outputs` lists
 the nodes GroupSum counts, class by class (k equal groups). A layered network is the special
 case where each layer reads only the one before; pruned networks need not be layered.
 """

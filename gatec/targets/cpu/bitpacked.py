@@ -119,7 +119,7 @@ def packed_layer(g: Builder, words: str, node: onnx.NodeProto) -> str:
     return out
 
 
-# per op: the ONNX ops on rows A, B (see FIELD_NOTES section 1 for the ids)
+# per op: the ONNX ops on rows A, B (op ids: gatec/ir/logic.py, docs/FACTS.md)
 OP_GRAPHS = {
     0: lambda g, a, b: g.op("BitwiseXor", [a, a]), 1: lambda g, a, b: g.op("BitwiseAnd", [a, b]),
     2: lambda g, a, b: g.op("BitwiseAnd", [a, g.op("BitwiseNot", [b])]), 3: lambda g, a, b: a,
