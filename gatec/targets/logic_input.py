@@ -13,7 +13,9 @@ from ..ir.netlist import Netlist
 
 def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
     """(prefix model from the graph inputs to the bits the first logic layer reads, or None
-    when it reads a graph input; the logic chain as a Netlist)."""
+    when it reads a graph input, directly or through a prefix that only moves elements (folded
+    into the first layer's indices: the Netlist then reads the input flattened row-major); the
+    logic chain as a Netlist)."""
     from ..ir.logic import network_of_model
     if ir.kind != "logic":
         raise GatecError("this target compiles logic-gate networks only; the model has no logic layers")
@@ -30,11 +32,21 @@ def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
     if len(graph.output) != 1:
         raise GatecError("this target needs one output (the class scores)")
     spec = next((s for s in ir.inputs if s.name == bits_name), None)
-    prefix = None
+    prefix, layers = None, [(l.in_a, l.in_b, l.ops) for l in net.layers]
     if spec is not None:
         n_inputs = spec.shape[-1]
     else:
         prefix = prefix_model(ir, nodes[:first], bits_name)
+        one = len(ir.inputs) == 1 and ir.inputs[0].batch_axis == 0  # the other targets' runners flatten x[n]
+        moved = moved_elements(prefix, ir.inputs[0].shape) if one else None
+        if moved is not None:  # nn.Flatten() and the like: no encoder, the logic layers read the input bits
+            n_inputs = int(np.prod(ir.inputs[0].shape[1:]))
+            if not layers:  # GroupSum alone: it sums the moved bits
+                return None, Netlist(n_inputs, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8),
+                                     moved, k, tau)
+            in_a, in_b, ops = layers[0]
+            layers[0] = (moved[np.asarray(in_a, np.int64)], moved[np.asarray(in_b, np.int64)], ops)
+            return None, Netlist.from_layers(n_inputs, layers, k, tau)
         fixed = onnx.ModelProto()
         fixed.CopyFrom(prefix)
         for v, s in zip(fixed.graph.input, ir.inputs):
@@ -46,7 +58,42 @@ def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
         if not dims or not dims[-1].HasField("dim_value"):
             raise GatecError(f"cannot tell the width of '{bits_name}', the bits the first logic layer reads")
         n_inputs = dims[-1].dim_value
-    return prefix, Netlist.from_layers(n_inputs, [(l.in_a, l.in_b, l.ops) for l in net.layers], k, tau)
+    return prefix, Netlist.from_layers(n_inputs, layers, k, tau)
+
+
+# Ops that only move elements (and compute the shapes they move them to): a prefix made of these
+# is no encoder, it selects input elements.
+MOVING_OPS = {"Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Transpose", "Constant", "Shape", "Gather",
+              "Concat", "Slice"}
+
+
+def moved_elements(prefix: onnx.ModelProto, shape) -> np.ndarray | None:
+    """For a prefix that only moves its input's elements (nn.Flatten, a reshape, a transpose):
+    per bit it outputs, the index of the input element it is (in the row-major order of one
+    sample), so that the logic layers can read the input directly; None for any other prefix.
+    Found by running the prefix on two samples whose elements are all distinct codes: every output
+    must be one input element of its own sample."""
+    from ..ir.runtime import ort_session
+    if len(prefix.graph.input) != 1 or any(n.op_type not in MOVING_OPS for n in prefix.graph.node):
+        return None
+    n = int(np.prod(shape[1:]))
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(prefix.graph.input[0].type.tensor_type.elem_type)
+    codes = np.arange(2 * n)
+    x = codes.astype(dtype)
+    if not np.array_equal(x.astype(np.int64), codes):  # a dtype that cannot hold the codes (bool, a float beyond 2^24)
+        return None
+    session = ort_session(prefix, failure=None)
+    try:
+        y = session.run(None, {prefix.graph.input[0].name: x.reshape([2, *shape[1:]])})[0] if session else None
+    except Exception:  # e.g. a reshape to a fixed batch of 1: not a per-sample move
+        return None
+    if y is None or y.ndim != 2 or y.shape[0] != 2:
+        return None
+    moved = y[0].astype(np.int64)
+    if not (np.array_equal(y[0], moved) and np.array_equal(y[1], moved + n) and len(moved) and moved.min() >= 0
+            and moved.max() < n):
+        return None
+    return moved
 
 
 def network_and_encoder(ir: IR, encoder_hint: str = ""):

@@ -79,7 +79,7 @@ class EngineRunner:
         self.prefix = Runner(folder / PREFIX_FILE, threads) if (folder / PREFIX_FILE).exists() else None
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        x = self.prefix.run(arrays)[0] if self.prefix else arrays[0]
+        x = self.prefix.run(arrays)[0] if self.prefix else arrays[0].reshape(len(arrays[0]), -1)  # nn.Flatten()
         return [self.engine.run(x if x.dtype in (np.uint8, np.bool_) else x.astype(np.uint8))]
 
 
