@@ -3,7 +3,7 @@ networks hls4ml users train), then quantization-aware fine-tuning at the chosen 
 
 The data: 16 features, 5 classes, drawn with scikit-learn's make_classification (no data set
 can be downloaded here). The script trains the float MLP, quantizes it after training at
-uniform 8/6/4-bit weights, lets gatec.hawq choose per-layer weight bits under a budget of 70%
+uniform 8/6/4-bit weights, lets gatec.quantize.hawq choose per-layer weight bits under a budget of 70%
 of the bit operations (BOPs) of uniform 8 bits, and fine-tunes with gatec.qat at those bits.
 It prints accuracy and BOPs per variant and writes JSON and the sensitivity plot.
 

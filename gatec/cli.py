@@ -55,7 +55,8 @@ def target_options(args) -> dict:
 
 
 def add_opt_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1, 2), default=1, metavar="LEVEL",
+    from .passes import LEVELS
+    p.add_argument("-O", dest="opt_level", type=int, choices=tuple(LEVELS), default=1, metavar="LEVEL",
                    help="optimization level: -O0 no passes, -O1 exact logic simplifications (default), "
                         "-O2 also resynthesis and pruning of gates that are off")
     p.add_argument("--passes", help="comma-separated passes to run instead of the level's (see `gatec passes`)")

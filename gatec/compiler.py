@@ -129,7 +129,7 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
             log=None, opt_level: int = 1) -> Artifact:
     """Compile `model` (a path or an nn.Module) for `target`; returns the verified Artifact.
 
-    `passes_to_run` replaces the passes of `opt_level` (DEFAULT_PASSES); `data` also calibrates
+    `passes_to_run` replaces the passes of `opt_level` (gatec.passes.LEVELS); `data` also calibrates
     the pruning passes. Raises GatecError when the model cannot be loaded or compiled, or when
     the artifact disagrees with the model (then nothing is written)."""
     target = target or targets.DEFAULT

@@ -1,5 +1,6 @@
 """One GRU->LSTM model saved in every format gatec reads; each loads, compiles to `cpu`, verifies,
 and agrees with PyTorch at a second batch size and sequence length where the format allows one."""
+import dataclasses
 import importlib.util
 import sys
 import warnings
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import gatec
+from gatec import frontend
 from gatec.errors import GatecError
 from gatec.nn import SwiGLU
 
@@ -171,3 +173,27 @@ def test_onnx_file_that_baked_its_length_gets_that_axis_fixed(tmp_path):
     x = random_input(5, steps)
     assert np.abs(art.run([x])[0] - x.reshape(5, -1) @ weight).max() <= 1e-4
     assert onnx.load(path).graph.input[0].type.tensor_type.shape.dim[1].dim_param == "time"  # file untouched
+
+
+def test_load_goes_through_the_format_table(saved, monkeypatch, tmp_path):
+    """Each format is one module of gatec.frontend and one row of its table: load() calls the loader
+    of the row that detects the file, and a file no row detects is refused naming every row."""
+    modules = {name: (fmt.detect.__module__, fmt.load.__module__) for name, fmt in frontend.FORMATS.items()}
+    assert modules == {name: (f"gatec.frontend.{m}",) * 2 for name, m in [
+        ("torchscript", "torchscript"), ("pickle", "pickled"), ("export", "exported"), ("onnx", "onnx_file")]}
+    for name, fmt in frontend.FORMATS.items():
+        stub = dataclasses.replace(fmt, load=lambda *args, name=name: name)
+        monkeypatch.setitem(frontend.FORMATS, name, stub)
+    for file, name in [("script", "torchscript"), ("trace", "torchscript"), ("pickle", "pickle"),
+                       ("export", "export"), ("onnx", "onnx")]:
+        assert frontend.load(saved["paths"][file]) == name
+
+    unknown = tmp_path / "model.xyz"
+    unknown.write_bytes(b"\x00garbage" * 20)
+    with pytest.raises(GatecError, match=r"\(expected TorchScript or torch\.save \.pt, torch\.export \.pt2, "
+                                         r"or ONNX \.onnx\)"):
+        frontend.load(unknown)
+    never = frontend.Format("Keras", ".keras", lambda file: None, lambda *args: None)
+    monkeypatch.setitem(frontend.FORMATS, "keras", never)
+    with pytest.raises(GatecError, match=r"torch\.export \.pt2, ONNX \.onnx, or Keras \.keras\)"):
+        frontend.load(unknown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,8 @@ import hls_models
 from gatec import frontend
 from gatec.errors import GatecError
 from gatec.nn import GLU, GatedConv1d, GatedConv2d, GatedMultimodalUnit, RecurrentClassifier
-from gatec.targets import fpga, hls
+from gatec.targets import _hls4ml as hls
+from gatec.targets.fpga import TARGET as fpga
 
 SAMPLES = 1000
 
@@ -92,7 +94,7 @@ def reference(source, x):
 
 
 def logic_reference(ir, x):
-    """gatec.logic's evaluator for the logic part, numpy for the Gemm after it."""
+    """gatec.ir.logic's evaluator for the logic part, numpy for the Gemm after it."""
     from gatec.ir.logic import eval_bits, group_sum, group_sum_of, layer_of
     nodes = {n.name: n for n in ir.model.graph.node}
     bits = eval_bits([layer_of(nodes["logic1"]), layer_of(nodes["logic2"])], x[0] != 0)
@@ -111,10 +113,11 @@ class Case:
         if bits:
             self.x = [(a > 0).astype(np.float32) for a in self.x]
         start = time.perf_counter()
-        fpga.build(source.ir, folder, {})
+        plan = fpga.plan(source.ir, {})
+        fpga.build(plan, folder)
         self.build_seconds = time.perf_counter() - start
         self.want = [np.asarray(r) for r in (logic_reference(source.ir, self.x) if bits else reference(source, self.x))]
-        self.tolerance = hls.tolerance(source.ir).atol
+        self.tolerance = fpga.tolerance(plan).atol
 
     def simulate(self):
         start = time.perf_counter()
@@ -192,7 +195,7 @@ def test_chunked_convolution_is_cut_and_flattened_in_onnx_order(cases):
     # torch.chunk of one convolution's channels: two convolutions of 8 filters each; the Flatten
     # reads channels first, the hls4ml tensor is channels last: a Transpose before the Linear,
     # which hls4ml folds into the Linear's weights (rows permuted)
-    from gatec.targets.hls.convert import convert
+    from gatec.targets._hls4ml.convert import convert
     c = cases["gated_conv1d_chunk_flatten"]
     converted = [l["class_name"] for l in convert(c.source.ir).layers]
     assert converted.count("Transpose") == 2 and converted.index("Transpose", 2) == converted.index("Reshape") - 1
@@ -287,7 +290,8 @@ def test_binarized_qonnx_network_is_bit_exact(cases):
 
 def test_logic_layers_mixed_with_arithmetic_go_through_hls4ml(cases):
     c = cases["logic_then_linear"]
-    assert c.source.ir.kind == "logic" and fpga.flow(c.source.ir) is hls  # the Verilog flow refuses the Gemm
+    # the Verilog flow refuses the Gemm
+    assert c.source.ir.kind == "logic" and fpga.flow(fpga.plan(c.source.ir, {})) is hls
     scores, y = c.got
     assert np.array_equal(scores, c.want[0])  # the logic layers and GroupSum: bit for bit
     assert len(np.unique(scores)) > 3
@@ -301,8 +305,8 @@ def test_logic_layers_mixed_with_arithmetic_go_through_hls4ml(cases):
 def test_same_input_writes_the_same_bytes(tmp_path):
     model, shapes = gated_model("glu_chunk")
     source = frontend.load(model, shapes)
-    hls.build(source.ir, tmp_path / "a", {})
-    hls.build(source.ir, tmp_path / "b", {})
+    hls.build(hls.plan(source.ir, {}), tmp_path / "a")
+    hls.build(hls.plan(source.ir, {}), tmp_path / "b")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(files) > 20
     differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
@@ -340,7 +344,22 @@ def test_unsupported_op_is_named(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
     source = onnx_source(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
     with pytest.raises(GatecError, match="the_cosine.*Cos"):
-        fpga.check(source.ir)
+        fpga.plan(source.ir, {})
+
+
+def test_the_supported_ops_named_in_a_refusal_are_the_registered_handlers(tmp_path):
+    from onnx import TensorProto, helper
+    from gatec.targets._hls4ml.layers import HANDLERS
+    graph = helper.make_graph([helper.make_node("Cos", ["x"], ["y"])], "cos",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    source = onnx_source(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    with pytest.raises(GatecError) as refused:
+        hls.plan(source.ir, {})
+    named = re.search(r"\(supported: (.*)\)$", str(refused.value)).group(1).split(", ")
+    assert named == sorted(HANDLERS)
+    assert {"LogicLayer", "GroupSum"} <= set(named)
+    assert not {"Constant", "ConstantOfShape", "Cos"} & set(named)  # folded, or unknown: no handler
 
 
 def test_grouped_convolution_is_refused_by_name(tmp_path):
@@ -348,7 +367,7 @@ def test_grouped_convolution_is_refused_by_name(tmp_path):
     model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, groups=2), torch.nn.Flatten(), torch.nn.Linear(48, 3)).eval()
     source = frontend.load(model, [[1, 4, 8]])
     with pytest.raises(GatecError, match=r"\(Conv\): grouped or dilated"):
-        fpga.check(source.ir)
+        fpga.plan(source.ir, {})
 
 
 def test_qat_gru_goes_through_hls4ml(tmp_path):
@@ -377,8 +396,8 @@ def test_qonnx_reference_runs_logic_layers_feeding_arithmetic_at_any_batch(tmp_p
 def test_a_coarser_precision_is_held_to_its_own_bound(tmp_path):
     model, shapes = gated_model("glu_two_linear")
     source = frontend.load(model, shapes)
-    default = hls.tolerance(source.ir).atol
-    coarse = hls.tolerance(source.ir, {"precision": "ap_fixed<10,4>"}).atol  # 6 fractional bits, not 10
+    default = hls.tolerance(hls.plan(source.ir, {})).atol
+    coarse = hls.tolerance(hls.plan(source.ir, {"precision": "ap_fixed<10,4>"})).atol  # 6 fractional bits, not 10
     assert 8 * default < coarse < 16 * default  # the LSB terms grow 16x, the tables' do not
     art = gatec.compile(model, target="fpga", output=tmp_path / "coarse", input_shapes=shapes, samples=200,
                         options={"precision": "ap_fixed<10,4>"})

@@ -95,17 +95,19 @@ def test_flipped_gate_fails_verification(tmp_path):
         ops.ints[0] = 15 - ops.ints[0]  # the complement: this gate's output flips on every input
         folder = tmp_path / f"art{len(options)}"
         folder.mkdir()
-        target.build(flipped, folder, options)
+        target.build(target.plan(flipped, options), folder)
         runner = target.load(folder, options)
-        checks = emulator.verify(source.ir, source.reference, {"cpu": (runner.run, target.tolerance(source.ir))})
+        checks = emulator.verify(source.ir, source.reference,
+                                 {"cpu": (runner.run, target.tolerance(target.plan(source.ir, {})))})
         assert not checks[0].ok and checks[0].mismatches > 0
         assert "FAIL" in emulator.format_table(checks)
         # and unflipped, the same path passes
         good = tmp_path / f"good{len(options)}"
         good.mkdir()
-        target.build(source.ir, good, options)
+        plan = target.plan(source.ir, options)
+        target.build(plan, good)
         checks = emulator.verify(source.ir, source.reference, {"cpu": (target.load(good, options).run,
-                                                                       target.tolerance(source.ir))})
+                                                                       target.tolerance(plan))})
         assert checks[0].ok
 
 

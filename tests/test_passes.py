@@ -15,20 +15,21 @@ from onnx import TensorProto, helper
 
 import gatec
 from gatec import passes
-from gatec.compiler import DEFAULT_PASSES, default_passes
+from gatec.compiler import default_passes
 from gatec.engine import Engine
 from gatec.errors import GatecError
 from gatec.ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec
 from gatec.ir.logic import Layer, group_sum_node, logic_layer_node, network_of_model
 from gatec.ir.netlist import plan
+from gatec.passes import LEVELS
 from gatec.passes.logic_common import layered_counts, netlist_of_ir
 
-O1 = DEFAULT_PASSES[1]["cpu"]
+O1 = LEVELS[1]
 HAVE_ABC = shutil.which("yosys-abc") is not None
 
 
 def trained_like_ops(rng, n, wires=0.40, constants=0.05):
-    """Op statistics of trained networks (FIELD_NOTES section 1): ~40% pass-through/inverters
+    """Op statistics of trained difflogic networks: ~40% pass-through/inverters
     (3, 5, 10, 12), ~5% constants (0, 15), the rest spread over the ten two-input ops."""
     p = np.full(16, (1 - wires - constants) / 10)
     p[[3, 5, 10, 12]] = wires / 4
@@ -190,6 +191,40 @@ def test_pass_errors_are_one_line():
         with pytest.raises(GatecError, match=match) as e:
             passes.apply(ir, names)
         assert "\n" not in str(e.value)
+
+
+def test_a_parameter_out_of_range_names_the_pass_the_parameter_and_the_range():
+    gated = gatec.load(gatec.nn.GLU(4, 8, form="two_linear").eval(), [[1, 4]]).ir
+    for spec, message in [("quantize:40", "pass 'quantize': bits 40 must lie in [2, 32]"),
+                          ("quantize:1", "pass 'quantize': bits 1 must lie in [2, 32]"),
+                          ("quantize:8.5", "pass 'quantize': bits '8.5' is not an integer (like quantize:8)"),
+                          ("prune-gates:-1", "pass 'prune-gates': threshold -1 must lie in [0, 1]"),
+                          ("magnitude-prune:1.5", "pass 'magnitude-prune': sparsity 1.5 must lie in [0, 1]")]:
+        with pytest.raises(GatecError) as e:
+            passes.apply(gated, [spec])
+        assert str(e.value) == message
+
+
+def test_every_pass_declares_what_its_run_takes():
+    import inspect
+    for p in passes.load_all().values():
+        kwargs = ({"data": None} if p.reads_data else {}) | ({p.param.name: p.param.default} if p.param else {})
+        inspect.signature(p.run).bind(None, **kwargs)  # what apply passes it
+        assert p.kind in ("logic", "arithmetic", "any") and p.help and p.long_help
+        if p.param:
+            assert p.param.low <= p.param.default <= p.param.high and isinstance(p.param.default, p.param.type)
+
+
+def test_cli_describes_one_pass(cli):
+    code, out, _ = cli("passes", "magnitude-prune")
+    assert code == 0
+    assert out.startswith("magnitude-prune: zero the smallest MatMul/Gemm weights")
+    assert "Magnitude pruning: the smallest weights" in out  # the long help
+    assert "parameter: sparsity (float, default 0.5, in [0, 1]), written magnitude-prune:VALUE" in out
+    code, out, _ = cli("passes", "abc")
+    assert code == 0 and "needs: yosys-abc on PATH" in out and "parameter: none" in out
+    code, _, err = cli("passes", "nope")
+    assert code == 2 and "unknown pass 'nope'" in err and "\n" not in err.strip()
 
 
 def test_cli_levels_and_passes_listing(cli, tmp_path):

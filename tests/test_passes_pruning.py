@@ -96,6 +96,16 @@ def test_magnitude_pruning_reaches_its_sparsity():
     assert np.isfinite(run_ort(out, [[np.zeros((2, 16), np.float32)]])[0][0]).all()
 
 
+def test_magnitude_pruning_reports_its_error_on_the_data_given():
+    from gatec.passes.prune_common import calibration_sets, output_error
+    ir = gatec.load(GatedStack().eval(), [[1, 16]]).ir
+    x = 100 * np.random.default_rng(3).normal(size=(64, 16)).astype(np.float32)  # far wider than the random inputs
+    on_data = passes.apply(ir, ["magnitude-prune:0.75"], [x])
+    on_random = passes.apply(ir, ["magnitude-prune:0.75"])
+    assert on_data.passes[-1]["max_abs_err"] == output_error(ir, on_data, calibration_sets(ir, [x]))
+    assert on_data.passes[-1]["max_abs_err"] > 10 * on_random.passes[-1]["max_abs_err"]
+
+
 def test_nothing_to_prune_changes_nothing():
     ir = gatec.load(GLU(8, 16, form="two_linear").eval(), [[1, 8]]).ir
     out = passes.apply(ir, ["prune-gates"])

@@ -99,7 +99,8 @@ def test_quantized_weights_fold_to_constants(form):
         assert dq.op_type == "DequantizeLinear" and values[dq.input[0]].dtype == np.int8
         assert np.abs(values[dq.input[0]]).max() <= 7
     assert output_lsbs(model) == [0.25]
-    tol = gatec.targets.get("cpu").tolerance(gatec.ir.IR(model, [], []))
+    cpu = gatec.targets.get("cpu")
+    tol = cpu.tolerance(cpu.plan(gatec.ir.IR(model, [], []), {}))
     assert tol.atol == pytest.approx(0.25) and tol.rtol == 0
 
 

@@ -14,8 +14,7 @@ from gatec.frontend import load
 from gatec.ir.netlist import Netlist
 from gatec.nn.logic import GroupSum, LogicLayer, ThermometerEncoder
 from gatec.targets import Tolerance
-from gatec.targets import rtl
-from gatec.targets.rtl import Design, Runner
+from gatec.targets._verilog import Design, Runner, testbench, yosys
 from test_c_target import logic_onnx, random_layers
 
 
@@ -120,7 +119,7 @@ def test_groupsum_is_exact_for_any_group_size(tmp_path):
         for fan_in, pipeline in ((6, 0), (3, 2)):
             design = Design(net, fan_in, pipeline)
             (tmp_path / "model.v").write_text(design.verilog("GroupSum"))
-            (tmp_path / "testbench.v").write_text(rtl.testbench(design))
+            (tmp_path / "testbench.v").write_text(testbench.testbench(design))
             bits = rng.integers(0, 2, (100, 2 * size)).astype(np.uint8)
             bits[0], bits[1] = 0, 1
             np.testing.assert_array_equal(Runner(tmp_path).counts(bits), bits.reshape(100, 2, size).sum(2))
@@ -141,7 +140,7 @@ def test_counters_with_gates_inside_are_exact(tmp_path, pipeline):
     design = Design(net, 6, pipeline, fuse=True)
     assert design.live_gates - len(design.assigns) > 3  # some gates moved into the counters
     (tmp_path / "model.v").write_text(design.verilog("fused GroupSum"))
-    (tmp_path / "testbench.v").write_text(rtl.testbench(design))
+    (tmp_path / "testbench.v").write_text(testbench.testbench(design))
     bits = rng.integers(0, 2, (300, n_in)).astype(np.uint8)
     np.testing.assert_array_equal(Runner(tmp_path).counts(bits), net.evaluate(bits))
 
@@ -153,7 +152,7 @@ def test_synthesis_can_be_skipped(network, tmp_path, cli, monkeypatch):
 
     def no_yosys(*args):
         raise AssertionError("verification ran yosys")
-    monkeypatch.setattr(rtl, "synthesize", no_yosys)  # `gatec verify` only simulates
+    monkeypatch.setattr(yosys, "synthesize", no_yosys)  # `gatec verify` only simulates
     code, out, err = cli("verify", path, "--targets", "fpga,asic", "--samples", "40")
     assert code == 0 and out.count("PASS") == 2, err
 

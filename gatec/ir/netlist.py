@@ -82,14 +82,21 @@ def fold(net: Netlist) -> Folded:
     for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
         source[n_in + g] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
     a, b, outputs = source[net.a], source[net.b], source[net.outputs]
-    live = np.zeros(n_nodes, bool)
-    live[outputs] = True
     computed = source[n_in:] == np.arange(n_in, n_nodes)
-    for g in range(net.n_gates - 1, -1, -1):  # gates in topological order: walk back once
-        if live[n_in + g] and computed[g]:
-            live[a[g]] |= bool(READS_A[net.op[g]])
-            live[b[g]] |= bool(READS_B[net.op[g]])
+    live = live_nodes(n_in, a, b, net.op, outputs, computed)
     return Folded(a, b, outputs, live[n_in:] & computed)
+
+
+def live_nodes(n_inputs: int, a, b, op, outputs, computed=None) -> np.ndarray:
+    """Per node (inputs, then gates): does some output depend on it through the inputs that ops
+    really read? Gates not `computed` (aliases of another node) pass nothing on."""
+    live = np.zeros(n_inputs + len(op), bool)
+    live[outputs] = True
+    for g in range(len(op) - 1, -1, -1):  # gates in topological order: walk back once
+        if live[n_inputs + g] and (computed is None or computed[g]):
+            live[a[g]] |= bool(READS_A[op[g]])
+            live[b[g]] |= bool(READS_B[op[g]])
+    return live
 
 
 @dataclass

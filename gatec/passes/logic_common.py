@@ -1,7 +1,7 @@
 """Shared by the logic passes: truth-table algebra on op ids, the IR's logic chain as a flat
 Netlist and back, and re-layering a netlist into a chain of LogicLayers.
 
-Op ids pack truth tables (FIELD_NOTES section 1): bit 3-(2a+b) of the id is f(a, b).
+Op ids pack truth tables: bit 3-(2a+b) of the id is f(a, b) (difflogic's numbering, 0..15).
 Passes work on the netlist, where a gate may read any earlier node, so simplifications cross
 layer boundaries. Writing back re-layers the netlist: each live gate gets a level, and a value
 read more than one layer later is carried by pass-through wires (op 3), counted as
@@ -16,7 +16,7 @@ from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
 from ..ir.logic import READS_A, READS_B, Layer, layer_of, logic_layer_node
 from ..ir.logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-from ..ir.netlist import Netlist
+from ..ir.netlist import Netlist, live_nodes
 
 # ---------------------------------------------------------------- truth tables
 
@@ -124,17 +124,7 @@ def layered_counts(ir: IR) -> dict:
 
 def live_gates(net: Netlist) -> np.ndarray:
     """Per gate: does some output depend on it (through the inputs its op really reads)?"""
-    n_in = net.n_inputs
-    live = np.zeros(n_in + net.n_gates, bool)
-    live[net.outputs] = True
-    reads_a, reads_b = READS_A[net.op], READS_B[net.op]
-    for g in range(net.n_gates - 1, -1, -1):
-        if live[n_in + g]:
-            if reads_a[g]:
-                live[net.a[g]] = True
-            if reads_b[g]:
-                live[net.b[g]] = True
-    return live[n_in:]
+    return live_nodes(net.n_inputs, net.a, net.b, net.op, net.outputs)[net.n_inputs:]
 
 
 def canonical_inputs(net: Netlist) -> Netlist:

@@ -7,7 +7,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import GatecError
 from ..ir import IR
 
 
@@ -77,7 +76,7 @@ def remove_dead_nodes(ir: IR) -> int:
 def counts(ir: IR) -> dict:
     """nodes, parameters, nonzero parameters, MACs at the example shape, and MACs over the nonzero
     weights of MatMul/Gemm (what a sparse implementation such as hls4ml's skips to)."""
-    from ..summary import count_parameters, node_macs, shapes_of
+    from ..ir.summary import count_parameters, node_macs, shapes_of
     shapes = shapes_of(ir)
     macs = nonzero = 0
     for node in ir.model.graph.node:
@@ -90,14 +89,3 @@ def counts(ir: IR) -> dict:
             "nonzero_parameters": int(sum(np.count_nonzero(a) for a in floats)), "macs": int(macs),
             "nonzero_macs": int(nonzero)}
 
-
-def float_arg(arg, default: float, name: str, low: float, high: float) -> float:
-    if arg is None:
-        return default
-    try:
-        value = float(arg)
-    except ValueError:
-        raise GatecError(f"pass '{name}': argument '{arg}' is not a number") from None
-    if not low <= value <= high:
-        raise GatecError(f"pass '{name}': argument {value:g} must lie in [{low:g}, {high:g}]")
-    return value

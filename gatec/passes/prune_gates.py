@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import IR
-from . import register
-from .prune_common import (calibration_sets, counts, float_arg, initializer, output_error, remove_dead_nodes, run_ort,
+from . import Param, register
+from .prune_common import (calibration_sets, counts, initializer, output_error, remove_dead_nodes, run_ort,
                            set_initializer)
 
 
@@ -124,9 +124,9 @@ def prune_experts(ir: IR, topk, used: np.ndarray) -> str | None:
 
 
 @register("prune-gates", "structured pruning on calibration data: units behind gates that are off, residual "
-          "branches, experts never routed to", kind="arithmetic")
-def run(ir: IR, data=None, arg=None):
-    threshold = float_arg(arg, 1e-6, "prune-gates", 0.0, 1.0)
+          "branches, experts never routed to", kind="arithmetic", reads_data=True,
+          param=Param("threshold", float, 1e-6, 0.0, 1.0))
+def run(ir: IR, data, threshold: float):
     original, before = ir.copy(), counts(ir)
     sets = calibration_sets(ir, data)
     _, consumers = graph_maps(ir)

@@ -1,4 +1,5 @@
-"""Post-training quantization: QONNX `Quant` nodes inserted into the IR's graph.
+"""Post-training quantization: QONNX `Quant` nodes inserted into the IR's graph (what the
+`quantize` pass and the `gatec quantize` command run: `quantize()`).
 
 Every weight layer (MatMul, Gemm, Conv with a constant weight; GRU and LSTM with constant W and
 R) gets its weight quantized (signed, narrow range: symmetric around zero), its input
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import helper, numpy_helper
 
-from .errors import GatecError
-from .ir.fixed_point import int_range, quant, scale_for, weight_scale
-from .ir import IR, QONNX_DOMAIN, attributes, constants_to_initializers
+from ..errors import GatecError
+from ..ir import IR, QONNX_DOMAIN, attributes, constants_to_initializers
+from ..ir.fixed_point import int_range, quant, scale_for, weight_scale
+from ..ir.sampling import input_sets
+from .prune_common import run_ort
 
 CALIBRATIONS = ("minmax", "percentile")
 
@@ -37,7 +40,7 @@ class WeightLayer:
 
 def weight_layers(ir: IR) -> list[WeightLayer]:
     """The layers that multiply by a constant weight, in graph order."""
-    from .summary import node_macs, shapes_of
+    from ..ir.summary import node_macs, shapes_of
     graph = ir.model.graph
     inits = {i.name for i in graph.initializer}
     consumers: dict[str, list] = {}
@@ -79,8 +82,6 @@ def quantize_weight(w: np.ndarray, bits: int, axis: int | None, pow2: bool = Tru
 def calibrate(ir: IR, data, tensors: list[str], method: str = "minmax", percentile: float = 99.99) -> dict:
     """{tensor: (min, max_abs)} over the calibration inputs (the data when given, else random
     draws from the input specs); max_abs is the percentile of |x| with method 'percentile'."""
-    from .ir.sampling import input_sets
-    from .passes.prune_common import run_ort
     if method not in CALIBRATIONS:
         raise GatecError(f"unknown calibration '{method}' (use {' or '.join(CALIBRATIONS)})")
     sets = [data] if data is not None else input_sets(ir, 256)

@@ -1,8 +1,9 @@
 """`gatec quantize`: post-training quantization to QONNX, uniform or Hessian-aware mixed precision.
 
 Uniform: every weight layer at `weight_bits`, every layer input at `act_bits`. Mixed: per-layer
-weight bits chosen by gatec.hawq under a BOPs or model-size budget. Either way the result is
-the IR with QONNX Quant nodes (gatec.ptq), evaluated against the float model on the data.
+weight bits chosen by gatec.quantize.hawq under a BOPs or model-size budget. Either way the
+result is the IR with QONNX Quant nodes (gatec.passes.ptq_common), evaluated against the float
+model on the data.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hawq, ptq
-from .errors import GatecError
-from .frontend import Source, onnx_reference
+from ..errors import GatecError
+from ..frontend import Source, onnx_reference
+from ..passes import ptq_common
+from . import hawq
 
 
 def parse_budget(text: str | None, uniform8: float, what: str) -> float | None:
@@ -58,7 +60,7 @@ def quantize_model(source: Source, data: list[np.ndarray], labels: np.ndarray | 
             budget = parse_budget(budget_size, sum(cost(s, 8) for s in sens), "size")
         bits = hawq.allocate(sens, cost, budget)
         report["budget"] = {"kind": "bops" if budget_bops is not None else "size_bits", "value": budget}
-    qir, rows = ptq.quantize(ir, bits, act_bits, data, method, per_channel, pow2, percentile)
+    qir, rows = ptq_common.quantize(ir, bits, act_bits, data, method, per_channel, pow2, percentile)
     if sens is not None:
         by_layer = {s.layer: s for s in sens}
         for r in rows:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from onnx import numpy_helper
 
-from .errors import GatecError
-from .ir import IR, constants_to_initializers
-from .ptq import WeightLayer, quantize_weight, weight_layers
+from ..errors import GatecError
+from ..ir import IR, constants_to_initializers
+from ..passes.ptq_common import WeightLayer, quantize_weight, weight_layers
 
 BIT_CHOICES = (2, 3, 4, 5, 6, 7, 8)
 WEIGHT_MODULES = ("Linear", "Conv1d", "Conv2d", "GRU", "LSTM")  # by class name: TorchScript modules keep it

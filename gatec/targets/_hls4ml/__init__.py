@@ -1,7 +1,9 @@
-"""Arithmetic networks (gated, quantized) -> an hls4ml project, verified by hls4ml's C simulation.
+"""Arithmetic networks (gated, quantized) -> an hls4ml project, verified by hls4ml's C simulation:
+the generator behind target `fpga` for networks its Verilog flow does not take.
 
-The hls4ml model is built from gatec's IR by gatec/targets/hls/convert.py (hls4ml's own ONNX
-and PyTorch front ends miss or miscompile GRU, LSTM, Split and softmax outputs). The artifact
+The hls4ml layer list is built from gatec's IR by convert.py with one handler per ONNX op
+(layers/; hls4ml's own ONNX and PyTorch front ends miss or miscompile GRU, LSTM, Split and
+softmax outputs). `plan` checks the options and converts once; `build` writes the plan. The artifact
 holds the project as hls4ml writes it (`hls4ml_prj/`, ready for vitis_hls / vivado_hls on a
 machine that has them), the IR it came from (`model.onnx`), `hls_config.json` (what the runner
 needs) and `hls_summary.json` + `resources.png` (what was configured and an estimate of the
@@ -10,6 +12,7 @@ hls4ml (bit-accurate C simulation) and runs `predict`.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -18,6 +21,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +29,8 @@ import numpy as np
 from ...errors import GatecError
 from ...ir import IR
 from .. import Tolerance
-from . import logic
 from .convert import Converted, convert
+from .layers import logic
 
 BACKENDS = {"vivado": "Vivado", "vitis": "Vitis", "quartus": "Quartus", "catapult": "Catapult"}
 IO_TYPES = ("io_parallel", "io_stream")
@@ -134,41 +138,54 @@ def hls_config(conv: Converted, s: dict) -> dict:
     return config
 
 
-def make_model(ir: IR, options: dict, folder: Path, sample_shapes=None):
-    """(hls4ml ModelGraph, Converted, settings) for the IR, writing into `folder`."""
+@dataclass
+class Hls4mlPlan:
+    """One IR checked and converted once, for `build` and `tolerance`."""
+    ir: IR
+    options: dict
+    settings: dict  # settings(options)
+    converted: Converted
+
+
+def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) -> Hls4mlPlan:
+    """The options checked and the IR converted (at other per-sample input shapes than its own
+    where `sample_shapes` is given: the runner's); raises GatecError naming the first node it
+    cannot build."""
+    s = settings(options)
+    conv = convert(ir, sample_shapes)
+    if conv.logic and s["backend"] not in logic.BACKENDS:
+        raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
+                         f"backends, not {s['backend']}")
+    return Hls4mlPlan(ir, options, s, conv)
+
+
+def make_model(p: Hls4mlPlan, folder: Path):
+    """(hls4ml ModelGraph, settings with the part hls4ml resolved) for the plan, writing into `folder`."""
     import hls4ml  # noqa: F401  (registers the backends)
     from hls4ml.model import ModelGraph
     from hls4ml.utils.config import create_config
-    s = settings(options)
-    conv = convert(ir, sample_shapes)
+    s, conv = p.settings, p.converted
     if conv.logic:
-        if s["backend"] not in logic.BACKENDS:
-            raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
-                             f"backends, not {s['backend']}")
         logic.register()
     kwargs = {"io_type": s["io_type"]}
     if s["part"]:
         kwargs["part"] = s["part"]
     config = create_config(output_dir=str(folder), project_name=PROJECT_NAME, backend=s["backend"], **kwargs)
     config["HLSConfig"] = hls_config(conv, s)
-    for layer in conv.layers:
+    layers = copy.deepcopy(conv.layers)  # hls4ml's own to change: the plan builds again the same
+    for layer in layers:
         if layer["class_name"] == "Softmax":
             layer["inp_norm_t"] = softmax_difference_type(layer["name"])
     try:
-        model = ModelGraph.from_layer_list(config, conv.layers, inputs=conv.inputs, outputs=conv.outputs)
+        model = ModelGraph.from_layer_list(config, layers, inputs=conv.inputs, outputs=conv.outputs)
     except GatecError:
         raise
     except Exception as e:
         raise GatecError(f"fpga (hls4ml): hls4ml cannot build the model: {str(e).splitlines()[0][:300]}") from None
-    s["resolved_part"] = model.config.get_config_value("Part")
-    return model, conv, s
+    return model, {**s, "resolved_part": model.config.get_config_value("Part")}
 
 
-def check(ir: IR) -> None:
-    convert(ir)
-
-
-def output_specs(ir: IR, conv: Converted, model) -> list[dict]:
+def output_specs(ir: IR, conv: Converted) -> list[dict]:
     outs = []
     for spec, (shape, batch) in zip(ir.outputs, conv.output_shapes):
         outs.append({"name": spec.name, "batch_axis": batch, "shape": shape})
@@ -194,14 +211,14 @@ def normalise(folder: Path, stamp: str) -> None:
 HLS4ML_LOCK = threading.Lock()  # hls4ml's model building and writing share state between models
 
 
-def write_project(ir: IR, options: dict, project: Path, sample_shapes=None):
-    """(Converted, settings, hls4ml model): the project written into `project`, normalised."""
+def write_project(p: Hls4mlPlan, project: Path):
+    """(hls4ml model, settings with the resolved part): the project written into `project`, normalised."""
     project = Path(project).resolve()
     with HLS4ML_LOCK:
-        model, conv, s = make_model(ir, options, project, sample_shapes)
+        model, s = make_model(p, project)
         model.write()
-    normalise(project, hashlib.sha256(ir.to_bytes() + json.dumps(s, sort_keys=True).encode()).hexdigest()[:8])
-    return conv, s, model
+    normalise(project, hashlib.sha256(p.ir.to_bytes() + json.dumps(s, sort_keys=True).encode()).hexdigest()[:8])
+    return model, s
 
 
 def variable_order(model) -> dict:
@@ -220,17 +237,17 @@ def linked(where: Path, order: dict):
     return model
 
 
-def build(ir: IR, folder: Path, options: dict) -> list[str]:
+def build(p: Hls4mlPlan, folder: Path) -> list[str]:
     from .summary import write_summary
-    folder = Path(folder)
-    conv, s, model = write_project(ir, options, folder / PROJECT)
+    folder, ir = Path(folder), p.ir
+    model, s = write_project(p, folder / PROJECT)
     (folder / IR_FILE).write_bytes(ir.to_bytes())
     config = {"settings": s, "inputs": [{"name": i.name, "batch_axis": i.batch_axis} for i in ir.inputs],
               "variables": variable_order(model),
-              "outputs": output_specs(ir, conv, model),
+              "outputs": output_specs(ir, p.converted),
               "sample_shapes": [[d for a, d in enumerate(i.shape) if a != i.batch_axis] for i in ir.inputs]}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    files = write_summary(folder, model, conv, s)
+    files = write_summary(folder, model, p.converted, s)
     return [IR_FILE, CONFIG_FILE, PROJECT + "/"] + files
 
 
@@ -256,9 +273,9 @@ class Runner:
             out_shapes = [(o["shape"], o["batch_axis"]) for o in self.config["outputs"]]
             order = self.config["variables"]
         else:
-            ir = IR.load(self.folder / IR_FILE)
-            conv, _, built = write_project(ir, self.options_used(), where, [list(s) for s in sample_shapes])
-            out_shapes, order = conv.output_shapes, variable_order(built)
+            other = plan(IR.load(self.folder / IR_FILE), self.options_used(), [list(s) for s in sample_shapes])
+            built, _ = write_project(other, where)
+            out_shapes, order = other.converted.output_shapes, variable_order(built)
         # this copy's own folder, and a fresh stamp naming its library, set in the config and the
         # build script alike (so that two runners never share a library name)
         stamp = uuid.uuid4().hex[:8]
@@ -310,10 +327,10 @@ def load(folder: Path, options: dict) -> Runner:
     return Runner(Path(folder), options)
 
 
-def tolerance(ir: IR, options: dict | None = None) -> Tolerance:
+def tolerance(p: Hls4mlPlan) -> Tolerance:
     from .summary import error_bound
-    precision = (options or {}).get("precision")
+    precision = p.settings["precision"]
     if precision is None:
-        return Tolerance(atol=error_bound(ir))
-    width, integer = width_and_integer(str(precision))
-    return Tolerance(atol=error_bound(ir, width - integer))
+        return Tolerance(atol=error_bound(p.converted))
+    width, integer = width_and_integer(precision)
+    return Tolerance(atol=error_bound(p.converted, width - integer))

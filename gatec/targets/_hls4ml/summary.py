@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .convert import Converted
+
 SUMMARY_FILE = "hls_summary.json"
 PLOT_FILE = "resources.png"
 NOTE = ("Nothing was synthesized: the vendor tools (vitis_hls / vivado_hls / Quartus / Catapult) are not "
@@ -101,7 +103,7 @@ def plot(info: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def error_bound(ir, fraction_bits: int | None = None) -> float:
+def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
     """The largest |C simulation - reference| the fpga (hls4ml) target accepts at the default
     types, ap_fixed<16,6> (F = 10 fractional bits, LSB = 2**-10) with accumulators twice as wide,
     or at the F `fraction_bits` of a --precision given.
@@ -116,8 +118,6 @@ def error_bound(ir, fraction_bits: int | None = None) -> float:
     quantization and the output cast. Quantized models (QONNX quantizers with power-of-two
     scales) compute the same integers as the reference: only float32 rounding of the reference
     is left, so 1e-4 there, unless they keep sigmoid/tanh/softmax tables. GRU(16->32)+Linear: 0.023 allowed (0.05 required), 0.006 measured."""
-    from .convert import convert
-    conv = convert(ir)
     lsb = 2.0 ** -(10 if fraction_bits is None else fraction_bits)
     layers = tables = 0
     for layer in conv.layers:

@@ -5,12 +5,11 @@ from pathlib import Path
 
 from ...ir import IR
 from .. import Plan, Target, Tolerance, _verilog
-from ..fpga import PIPELINE, SYNTHESIZE
 
 
 class AsicTarget(Target):
     name = "asic"
-    options = (PIPELINE, SYNTHESIZE)
+    options = _verilog.OPTIONS
 
     def describe(self) -> str:
         return "Verilog for ASICs from a logic network: simulated with Icarus Verilog, NAND2 cells counted by yosys"

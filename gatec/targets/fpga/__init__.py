@@ -9,16 +9,10 @@ from ...errors import GatecError
 from ...ir import IR
 from .. import Option, Plan, Target, Tolerance, _hls4ml, _verilog
 
-PIPELINE = Option("pipeline", "fpga/asic: a register stage every N logic levels (default 0: combinational)",
-                  type=int, default=0, metavar="N")
-SYNTHESIZE = Option("synthesize", "fpga/asic: run yosys for resources (off while only verifying)", type=bool,
-                    default=True, cli=False)
-
-
 class FpgaTarget(Target):
     name = "fpga"
     options = (
-        PIPELINE, SYNTHESIZE,
+        *_verilog.OPTIONS,
         Option("backend", "fpga, arithmetic networks: the hls4ml backend (default vitis)",
                choices=("vivado", "vitis", "quartus", "catapult"), default="vitis"),
         Option("io_type", "fpga, hls4ml: (default io_parallel)", choices=("io_parallel", "io_stream"),
@@ -43,7 +37,7 @@ class FpgaTarget(Target):
             return Plan(ir, options, _hls4ml.plan(ir, options))
         try:
             return Plan(ir, options, _verilog.plan(ir, options, self.name))
-        except GatecError as verilog_refused:
+        except _verilog.NetworkRefused as verilog_refused:  # a bad --pipeline is not a reason to try hls4ml
             try:
                 return Plan(ir, options, _hls4ml.plan(ir, options))
             except GatecError:

@@ -1,17 +1,21 @@
-"""gatec's logic layers as hls4ml extension layers, so that a network mixing logic layers
-(gatec.custom_op LogicLayer / GroupSum) with arithmetic layers goes through hls4ml as one design.
+"""gatec's logic layers (gatec.custom_op LogicLayer / GroupSum) as hls4ml extension layers, so
+that a network mixing logic layers with arithmetic layers goes through hls4ml as one design.
 
 `GatecLogicLayer` reads its input as bits (x != 0, as gatec.custom_op does) and writes one bit
-per gate (ap_uint<1>): each gate is one C++ assignment of its two-input op (the truth-table ids of
-gatec.logic). `GatecGroupSum` counts the set bits of each of k groups and scales the count by
-1/tau. Both are emitted inline into the top function (no library code), for the Vivado and
-Vitis backends, whose C simulation runs them.
+per gate (ap_uint<1>): each gate is one C++ assignment of its two-input op (the truth-table ids
+documented in gatec/ir/logic.py). `GatecGroupSum` counts the set bits of each of k groups and
+scales the count by 1/tau. Both are emitted inline into the top function (no library code), for
+the Vivado and Vitis backends, whose C simulation runs them.
 """
 from __future__ import annotations
 
 import math
 
-from ...ir.logic import bitwise_expressions
+import numpy as np
+
+from ....ir.logic import bitwise_expressions, group_sum_of, layer_of
+from ..act import Act
+from .registry import handles
 
 BACKENDS = ("Vivado", "Vitis")
 EXPR = bitwise_expressions("0", "1")  # C++ for each op id on the bits a, b
@@ -86,3 +90,37 @@ def register() -> None:
         backend.register_template(LogicLayerTemplate)
         backend.register_template(GroupSumTemplate)
     _registered = True
+
+
+@handles("LogicLayer")
+def logic_layer(conv, node):
+    a = conv.act(node, node.input[0])
+    src, n_in = conv.flat(node, a)
+    layer = layer_of(node)
+    in_a, in_b, ops = (np.asarray(v).astype(int).tolist() for v in (layer.in_a, layer.in_b, layer.ops))
+    if max(in_a + in_b, default=0) >= n_in:
+        raise conv.fail(node, f"reads input {max(in_a + in_b)} of {n_in}")
+    name = conv.add({"name": conv.new_name("logic"), "class_name": "GatecLogicLayer", "inputs": [src],
+                     "n_in": n_in, "n_out": len(ops), "in_a": in_a, "in_b": in_b, "ops": ops})
+    conv.precisions[name] = {"result": "ap_uint<1>"}
+    conv.logic = True
+    shape = list(a.shape)
+    shape[-1] = len(ops)
+    conv.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (len(ops),))
+
+
+@handles("GroupSum")
+def group_sum(conv, node):
+    a = conv.act(node, node.input[0])
+    src, n_in = conv.flat(node, a)
+    k, tau = group_sum_of(node)
+    if n_in % k:
+        raise conv.fail(node, f"{n_in} inputs do not split into {k} groups")
+    name = conv.add({"name": conv.new_name("groupsum"), "class_name": "GatecGroupSum", "inputs": [src],
+                     "n_in": n_in, "k": int(k), "tau": float(tau)})
+    integer = int(np.ceil(np.log2(n_in // k / tau + 1))) + 1
+    conv.precisions[name] = {"result": f"ap_fixed<{integer + 16},{integer}>"}  # the count / tau, 16 fraction bits
+    conv.logic = True
+    shape = list(a.shape)
+    shape[-1] = int(k)
+    conv.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (int(k),))

@@ -14,7 +14,11 @@ import copy
 import numpy as np
 import onnx
 
-from ...ir import attributes
+from ....ir import attributes
+from ....ir.graph import consumers
+from .registry import handles
+from .activations import activation
+from .arithmetic import affine
 
 ROUNDING = {"ROUND": "AP_RND_CONV", "FLOOR": "AP_TRN", "ROUND_TO_ZERO": "AP_TRN_ZERO"}
 
@@ -55,7 +59,7 @@ def fixed_type(bits: int, exponent: int, signed: bool, narrow: bool = False, rou
 
 def precision_of(conv, name: str) -> str | None:
     """The precision of a constant made by a quantizer (weights), when its scale is a power of two."""
-    node = next((n for n in conv.graph.node if name in n.output), None)
+    node = conv.producers.get(name)
     if node is None or node.op_type not in ("Quant", "BipolarQuant"):
         return None
     scale = conv.const(node.input[1])
@@ -69,6 +73,7 @@ def precision_of(conv, name: str) -> str | None:
     return fixed_type(bits, e, bool(attributes(node).get("signed", 1)))
 
 
+@handles("Quant")
 def activation_quant(conv, node) -> None:
     """Quant on an activation: a cast (linear activation) to the quantizer's fixed-point type."""
     conv.act(node, node.input[0])  # checks the input is computed per sample
@@ -84,10 +89,11 @@ def activation_quant(conv, node) -> None:
         raise conv.fail(node, "only per-tensor power-of-two scales with zero point 0 and ROUND/FLOOR/ROUND_TO_ZERO "
                               "rounding map exactly to ap_fixed")
     conv.quantized = True
-    name = conv.activation(node, "linear")
+    name = activation(conv, node, "linear")
     conv.precisions.setdefault(name, {})["result"] = ptype
 
 
+@handles("BipolarQuant")
 def activation_bipolar(conv, node) -> None:
     """BipolarQuant on an activation: binary_tanh, then the scale."""
     scale = conv.const(node.input[1])
@@ -102,13 +108,13 @@ def activation_bipolar(conv, node) -> None:
         # binarizer, as in binarized networks)
         s, b = producer["scale_data"], producer["bias_data"]
         producer["scale_data"], producer["bias_data"] = np.sign(s), b / np.abs(s)
-    name = conv.activation(node, "binary_tanh")
+    name = activation(conv, node, "binary_tanh")
     conv.precisions.setdefault(name, {})["result"] = "ap_int<2>"
     if np.any(scale != 1):
         out = node.output[0]
         a = conv.values[out]
         fake = onnx.helper.make_node("Mul", [out, ""], [out], name=node.name + "_scale")
-        conv.affine(fake, a, np.asarray(scale, dtype=np.float64), 0.0)
+        affine(conv, fake, a, np.asarray(scale, dtype=np.float64), 0.0)
 
 
 def gather_before_quant(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -117,10 +123,7 @@ def gather_before_quant(model: onnx.ModelProto) -> onnx.ModelProto:
     quantizer is elementwise, so the two commute exactly, and hls4ml then quantizes one step."""
     model = copy.deepcopy(model)
     nodes = list(model.graph.node)
-    readers: dict[str, list] = {}
-    for n in nodes:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers = consumers(model.graph)
     outputs = {o.name for o in model.graph.output}
     for q in nodes:
         after = readers.get(q.output[0], [])

@@ -1,0 +1,61 @@
+"""ONNX and QONNX files; graphs of opsets older than 13 are upgraded to gatec's opset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from ..errors import GatecError
+from ..ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
+from ..ir.graph import consumers, runtime_inputs
+from ..ir.reference import lazy, onnx_reference
+from .source import BY_CONTENT, BY_NAME, ModelFile, Source
+from .trace import first_line, fix_axes_the_graph_baked
+
+
+def detect(file: ModelFile) -> int | None:
+    if file.path.suffix == ".onnx":
+        return BY_NAME
+    if file.is_zip:
+        return None
+    try:  # ONNX has no magic bytes: a file is ONNX when it parses as one (empty bytes parse as an empty model)
+        return BY_CONTENT if onnx.load_model_from_string(file.data).ir_version > 0 else None
+    except Exception:
+        return None
+
+
+def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Source:
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise GatecError(f"{path}: corrupt or invalid ONNX file ({first_line(e)})") from None
+    original = model
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+    if opset < 13:
+        try:
+            model = onnx.version_converter.convert_version(model, OPSET)
+        except Exception as e:
+            raise GatecError(f"{path}: cannot upgrade opset {opset} to {OPSET}: {first_line(e)}") from None
+    specs = value_info_specs(runtime_inputs(model.graph))
+    if input_shapes:
+        if len(input_shapes) != len(specs):
+            raise GatecError(f"{path} has {len(specs)} input(s) but {len(input_shapes)} --input-shape were given")
+        for s, shape in zip(specs, input_shapes):
+            fixed = [a for a in range(len(s.shape)) if a not in s.dynamic]
+            if len(shape) != len(s.shape) or any(shape[a] != s.shape[a] for a in fixed):
+                raise GatecError(f"input '{s.name}': shape {list(shape)} does not fit the model's {describe_dims(s)}")
+            s.shape = [int(d) for d in shape]
+    readers = consumers(model.graph)
+    for s in specs:
+        s.batch_axis = batch_axis if s.dynamic and batch_axis in s.dynamic else (s.dynamic[0] if s.dynamic else 0)
+        if any(n.domain == LOGIC_DOMAIN for n in readers.get(s.name, [])):
+            s.values = "binary"
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # the reference keeps the file's graph
+    fix_axes_the_graph_baked(model, specs, None)
+    ir = IR(model, specs, value_info_specs(model.graph.output), info)
+    return Source(ir, lazy(lambda: onnx_reference(original if opset >= 13 else model)))
+
+
+def describe_dims(s: TensorSpec) -> str:
+    return "[" + ",".join("?" if a in s.dynamic else str(d) for a, d in enumerate(s.shape)) + "]"

@@ -1,0 +1,88 @@
+"""Conv: hls4ml Conv1D/Conv2D, channels last (kernels (K, C, F) / (KH, KW, C, F) from ONNX's
+(F, C, K...)); explicit, same or valid padding, strides. A split or slice of a convolution's
+channels is the convolution with those filters only."""
+from __future__ import annotations
+
+import numpy as np
+
+from ....ir import attributes
+from ..act import Act
+from .registry import handles
+from .quantizers import precision_of
+
+
+@handles("Conv")
+def convolution(conv, node):
+    attrs = attributes(node)
+    a = conv.act(node, node.input[0])
+    w = conv.const(node.input[1])
+    b = conv.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if w is None or (len(node.input) > 2 and node.input[2] and b is None):
+        raise conv.fail(node, "the weights and bias must be constants")
+    dims = w.ndim - 2
+    if dims not in (1, 2) or a.batch != 0 or len(a.shape) != dims + 2:
+        raise conv.fail(node, "only 1-D and 2-D convolutions with the batch first are supported")
+    if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1] * dims)):
+        raise conv.fail(node, "grouped or dilated convolutions are not supported")
+    sizes, kernel = a.shape[2:], w.shape[2:]
+    strides = list(attrs.get("strides", [1] * dims))
+    pads = conv_pads(conv, node, attrs, sizes, kernel, strides)
+    outs = [(n + p0 + p1 - k) // s + 1 for n, k, s, p0, p1 in zip(sizes, kernel, strides, pads[:dims], pads[dims:])]
+    if min(outs) < 1:
+        raise conv.fail(node, "the kernel is larger than the padded input")
+    n_filt, n_chan = w.shape[:2]
+    src = conv.laid_out(a, tuple(range(2, dims + 2)) + (1,))  # channels last
+    src = conv.shaped(src, tuple(sizes) + (n_chan,))
+    layer = {"name": conv.new_name("conv"), "class_name": f"Conv{dims}D", "inputs": [src],
+             "data_format": "channels_last", "n_chan": int(n_chan), "n_filt": int(n_filt),
+             "filt_width": int(kernel[-1]), "stride_width": int(strides[-1]), "in_width": int(sizes[-1]),
+             "out_width": int(outs[-1]), "pad_left": int(pads[dims - 1]), "pad_right": int(pads[-1]),
+             # Keras' kernel layout: (K, C, F) or (KH, KW, C, F)
+             "weight_data": np.ascontiguousarray(np.transpose(w, tuple(range(2, dims + 2)) + (1, 0)),
+                                                 dtype=np.float64),
+             "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
+             "use_bias": True, "_macs": int(np.prod(outs)) * int(n_filt) * int(n_chan) * int(np.prod(kernel))}
+    if dims == 2:
+        layer.update(filt_height=int(kernel[0]), stride_height=int(strides[0]), in_height=int(sizes[0]),
+                     out_height=int(outs[0]), pad_top=int(pads[0]), pad_bottom=int(pads[2]))
+    wp = precision_of(conv, node.input[1])
+    name = conv.add(layer)
+    if wp:
+        conv.precisions.setdefault(name, {})["weight"] = wp
+    conv.values[node.output[0]] = Act(name, (a.shape[0], int(n_filt), *outs), 0,
+                                      tuple(range(2, dims + 2)) + (1,), (*outs, int(n_filt)))
+
+
+def conv_pads(conv, node, attrs, sizes, kernel, strides) -> list[int]:
+    """ONNX pads (begins, then ends) from `pads` or `auto_pad`."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto in ("NOTSET", "VALID"):
+        return [int(p) for p in attrs.get("pads", [0] * 2 * len(sizes))] if auto == "NOTSET" else [0] * 2 * len(sizes)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise conv.fail(node, f"auto_pad {auto} is not supported")
+    total = [max((-(-n // s) - 1) * s + k - n, 0) for n, k, s in zip(sizes, kernel, strides)]
+    small = [t // 2 for t in total]
+    big = [t - t // 2 for t in total]
+    return small + big if auto == "SAME_UPPER" else big + small
+
+
+def conv_channels(conv, a: Act, axis: int) -> bool:
+    """Whether `axis` is the channel axis of a convolution's output (cut by cutting the convolution)."""
+    return axis == 1 and a.batch == 0 and a.rnn is None and conv.layer(a.layer)["class_name"] in ("Conv1D", "Conv2D") \
+        and a.order[-1] == 1
+
+
+def take_channels(conv, node, a: Act, start: int, stop: int, out: str) -> None:
+    """Channels start..stop of a convolution's output: the convolution with those filters only
+    (the whole one is left out of the model when nothing else reads it)."""
+    layer = conv.layer(a.layer)
+    n = stop - start
+    name = conv.add({**layer, "name": conv.new_name("conv"), "n_filt": n,
+                     "weight_data": layer["weight_data"][..., start:stop].copy(),
+                     "bias_data": layer["bias_data"][start:stop].copy(),
+                     "_macs": layer["_macs"] // layer["n_filt"] * n})
+    if layer["name"] in conv.precisions:
+        conv.precisions[name] = dict(conv.precisions[layer["name"]])
+    shape = list(a.shape)
+    shape[1] = n
+    conv.values[out] = Act(name, tuple(shape), 0, a.order, (*a.phys[:-1], n))
