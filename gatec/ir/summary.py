@@ -9,6 +9,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from . import IR, LOGIC_DOMAIN, QONNX_DOMAINS
+from .graph import consumers as graph_consumers, producers
 
 
 def shapes_of(ir: IR) -> dict[str, list[int]]:
@@ -95,12 +96,7 @@ def gated_layers(ir: IR, shapes: dict[str, list[int]] | None = None) -> list[dic
     layers with their gate count."""
     shapes = shapes if shapes is not None else shapes_of(ir)
     rows = []
-    consumers, producer = {}, {}
-    for n in ir.model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
+    consumers, producer = graph_consumers(ir.model.graph), producers(ir.model.graph)
 
     def mul_partner(mul, name):
         return next((i for i in mul.input if i != name), name)

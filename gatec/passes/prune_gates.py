@@ -20,18 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import IR
+from ..ir.graph import consumers, producers
 from . import Param, register
 from .prune_common import (calibration_sets, counts, initializer, output_error, remove_dead_nodes, run_ort,
                            set_initializer)
 
 
 def graph_maps(ir: IR):
-    producer = {o: n for n in ir.model.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in ir.model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    return producer, consumers
+    return producers(ir.model.graph), consumers(ir.model.graph)
 
 
 def gemm_weights(ir: IR, node) -> tuple[str, str | None, int] | None:

@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import GatecError
 from ..ir import IR, QONNX_DOMAIN, attributes, constants_to_initializers
+from ..ir.graph import consumers
 from ..ir.fixed_point import int_range, quant, scale_for, weight_scale
 from ..ir.sampling import input_sets
 from .prune_common import run_ort
@@ -43,10 +44,7 @@ def weight_layers(ir: IR) -> list[WeightLayer]:
     from ..ir.summary import node_macs, shapes_of
     graph = ir.model.graph
     inits = {i.name for i in graph.initializer}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    readers = consumers(graph)
     shapes = shapes_of(ir)
     batch = max(1, ir.inputs[0].shape[ir.inputs[0].batch_axis]) if ir.inputs else 1
     layers = []
@@ -56,7 +54,7 @@ def weight_layers(ir: IR) -> list[WeightLayer]:
             bias = n.input[2] if len(n.input) > 2 and n.input[2] in inits else None
             reader = name
             if n.op_type == "MatMul":
-                after = consumers.get(n.output[0], [])
+                after = readers.get(n.output[0], [])
                 if len(after) == 1 and after[0].op_type == "Add":
                     other = [i for i in after[0].input if i != n.output[0]]
                     bias = other[0] if other and other[0] in inits else None

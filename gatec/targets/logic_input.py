@@ -8,6 +8,7 @@ import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
+from ..ir.graph import with_input_shapes
 from ..ir.netlist import Netlist
 
 
@@ -47,12 +48,7 @@ def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
             in_a, in_b, ops = layers[0]
             layers[0] = (moved[np.asarray(in_a, np.int64)], moved[np.asarray(in_b, np.int64)], ops)
             return None, Netlist.from_layers(n_inputs, layers, k, tau)
-        fixed = onnx.ModelProto()
-        fixed.CopyFrom(prefix)
-        for v, s in zip(fixed.graph.input, ir.inputs):
-            for d, size in zip(v.type.tensor_type.shape.dim, s.shape):
-                d.Clear()
-                d.dim_value = size
+        fixed = with_input_shapes(prefix, [s.shape for s in ir.inputs])
         inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
         dims = inferred.graph.output[0].type.tensor_type.shape.dim
         if not dims or not dims[-1].HasField("dim_value"):
