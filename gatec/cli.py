@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from .errors import GatecError
+from .output import (Terminated, check_files, check_folder, replacing_file, sigterm_unwinds,
+                     write_file, write_report)
 from .version import __version__
 
 
@@ -21,13 +22,39 @@ def shape_arg(text: str) -> list[int]:
     return dims
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def percentile_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got '{text}'") from None
+    if not 0 < value <= 100:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text}")
+    return value
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file: .pt (TorchScript or torch.save), .pt2 (torch.export), .onnx")
     p.add_argument("--input-shape", type=shape_arg, action="append", dest="input_shapes", metavar="SHAPE",
                    help="example input shape, e.g. 1,50,16; repeat for several inputs")
     p.add_argument("--import", action="append", dest="imports", default=[], metavar="MODULE_OR_FILE.py",
-                   help="module or file whose classes a pickled model may use (nothing else is unpickled)")
+                   help="module, file or package folder whose classes a pickled model may use (nothing else is "
+                        "unpickled)")
     p.add_argument("--batch-axis", type=int, default=0, help="the batch axis of the inputs (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on the terminal (none is shown when "
+                                                               "stderr is not a terminal either)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an output gatec did not write (a folder, a file); never the model, its folder "
+                        "or the current one")
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -75,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="artifact folder (default build/<model>_<target>)")
     add_opt_args(p)
     p.add_argument("--no-verify", action="store_true", help="skip the emulator check")
-    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--samples", type=positive_int, default=256)
     p.add_argument("--data", help="verification inputs: .npy (one input) or .npz (one array per input)")
     add_target_options(p)
 
@@ -83,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--targets", default=targets.DEFAULT, help="comma-separated targets")
     add_opt_args(p)
-    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--samples", type=positive_int, default=256)
     p.add_argument("--data")
     p.add_argument("--json", help="write the report here")
 
@@ -95,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--targets", default=targets.DEFAULT)
     add_opt_args(p)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--json", help="write the rows here")
 
     p = sub.add_parser("quantize", help="post-training quantization to QONNX (uniform or Hessian-aware mixed precision)")
@@ -106,7 +133,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, default=8, help="weight bits of every layer (default 8)")
     p.add_argument("--act-bits", type=int, default=8, help="bits of every layer's input activation (default 8)")
     p.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
-    p.add_argument("--percentile", type=float, default=99.99, help="with --calibration percentile (default 99.99)")
+    p.add_argument("--percentile", type=percentile_arg, default=99.99,
+                   help="with --calibration percentile (default 99.99)")
     p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
     p.add_argument("--float-scales", action="store_true", help="any scale, not only powers of two")
     p.add_argument("--budget-bops", metavar="N|P%", help="mixed precision: at most N bit operations, or P%% of "
@@ -130,11 +158,13 @@ def load_source(args):
 def cmd_compile(args) -> int:
     from .compiler import compile
     from .emulator import load_data
-    source = load_source(args)
     output = args.output or f"build/{Path(args.model).stem}_{args.target}"
+    check_folder(output, args.force, [args.model])  # before the work; compile() checks again under its lock
+    source = load_source(args)
     data = load_data(args.data, source.ir) if args.data else None
-    art = compile(None, args.target, output, source=source, passes_to_run=pass_list(args), verify=not args.no_verify,
-                  samples=args.samples, data=data, options=target_options(args), log=print, opt_level=args.opt_level)
+    art = compile(args.model, args.target, output, force=args.force, source=source, passes_to_run=pass_list(args),
+                  verify=not args.no_verify, samples=args.samples, data=data, options=target_options(args), log=print,
+                  opt_level=args.opt_level)
     print(f"wrote {art.path} ({', '.join(art.manifest['files'])})")
     return 0
 
@@ -143,9 +173,11 @@ def pass_list(args) -> list[str] | None:
     return None if args.passes is None else [p for p in args.passes.split(",") if p]
 
 
-def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None, synthesize=True) -> dict:
+def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data=None, synthesize=True,
+                    refused: dict | None = None) -> dict:
     """Each named target compiled (unverified: the caller compares them) into a temporary folder;
-    synthesize=False skips what only reports resources (yosys for fpga/asic)."""
+    synthesize=False skips what only reports resources (yosys for fpga/asic). With `refused`, a
+    target that refuses the model goes there ({name: GatecError}) and the others are still built."""
     from . import targets
     from .compiler import compile
     wanted = {"threads": threads} if synthesize else {"threads": threads, "synthesize": False}
@@ -153,24 +185,36 @@ def compile_targets(source, names, threads=0, opt_level=1, pass_names=None, data
     for name in names:
         target = targets.get(name)
         options = {k: v for k, v in wanted.items() if target.option(k) is not None}
-        built[name] = compile(None, name, source=source, verify=False, options=options, data=data,
-                              opt_level=opt_level, passes_to_run=pass_names)
+        try:
+            built[name] = compile(None, name, source=source, verify=False, options=options, data=data,
+                                  opt_level=opt_level, passes_to_run=pass_names)
+        except GatecError as e:
+            if refused is None:
+                raise
+            refused[name] = e
     return built
 
 
 def cmd_verify(args) -> int:
     from . import emulator
+    plot = Path(args.json).with_suffix(".png") if args.json else None
+    if args.json:
+        check_files([args.json, plot], args.force, [args.model])
     source = load_source(args)
     data = emulator.load_data(args.data, source.ir) if args.data else None
-    built = compile_targets(source, [t for t in args.targets.split(",") if t], 0, args.opt_level, pass_list(args), data,
-                            synthesize=False)
+    names, refused = [t for t in args.targets.split(",") if t], {}
+    built = compile_targets(source, names, 0, args.opt_level, pass_list(args), data, synthesize=False, refused=refused)
     checks = emulator.verify(source.ir, source.reference, {n: (art.run, art.tolerance) for n, art in built.items()},
                              args.samples, data)
+    # a target that refused the model is a failed row of the report, beside the others
+    checks += [c for n, e in refused.items() for c in emulator.refused(source.ir, n, e)]
+    checks.sort(key=lambda c: names.index(c.target))
     print(emulator.format_table(checks))
     report = emulator.per_target(checks)
     if args.json:
-        emulator.write_json(args.json, report)
-        emulator.plot_errors(checks, Path(args.json).with_suffix(".png"))
+        write_report(args.json, report, args.force, [args.model])
+        with replacing_file(plot, args.force, [args.model]) as tmp:
+            emulator.plot_errors(checks, tmp)
     ok = all(t["ok"] for t in report.values())
     print("verification " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
@@ -178,15 +222,19 @@ def cmd_verify(args) -> int:
 
 def cmd_inspect(args) -> int:
     from .ir.summary import format_inspect, inspect_ir
+    if args.json:
+        check_files([args.json], args.force, [args.model])
     info = inspect_ir(load_source(args).ir)
     print(format_inspect(info))
     if args.json:
-        Path(args.json).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        write_report(args.json, info, args.force, [args.model])
     return 0
 
 
 def cmd_bench(args) -> int:
     from .bench import bench, format_rows
+    if args.json:
+        check_files([args.json], args.force, [args.model])
     source = load_source(args)
     built = compile_targets(source, [t for t in args.targets.split(",") if t], args.threads, args.opt_level,
                             pass_list(args))
@@ -194,18 +242,20 @@ def cmd_bench(args) -> int:
                  progress=sys.stderr.isatty())
     print(format_rows(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_report(args.json, {"rows": rows}, args.force, [args.model])  # an object, to carry gatec's marker
     return 0
 
 
 def cmd_quantize(args) -> int:
     import numpy as np
-    from .compiler import write_file_atomically
     from .emulator import load_data
     from .ir.sampling import input_sets
     from .quantize import format_report, plot_report, quantize_model
+    output = Path(args.output or f"build/{Path(args.model).stem}_q.onnx")
+    json_path = Path(args.json) if args.json else output.with_suffix(".json")
+    check_files([output, json_path, json_path.with_suffix(".png")], args.force, [args.model])
     source = load_source(args)
-    data = load_data(args.data, source.ir) if args.data else input_sets(source.ir, 1024)[0]
+    data = load_data(args.data, source.ir, any_rows=False) if args.data else input_sets(source.ir, 1024)[0]
     labels = None
     if args.labels:
         try:
@@ -221,11 +271,10 @@ def cmd_quantize(args) -> int:
     qir, report = quantize_model(source, data, labels, args.bits, args.act_bits, args.calibration, args.per_channel,
                                  not args.float_scales, args.budget_bops, args.budget_size, choices, args.percentile)
     print(format_report(report))
-    output = Path(args.output or f"build/{Path(args.model).stem}_q.onnx")
-    write_file_atomically(output, qir.to_bytes())
-    json_path = Path(args.json) if args.json else output.with_suffix(".json")
-    write_file_atomically(json_path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-    plot_report(report, json_path.with_suffix(".png"))
+    write_file(output, qir.to_bytes(), args.force, [args.model])
+    write_report(json_path, report, args.force, [args.model])
+    with replacing_file(json_path.with_suffix(".png"), args.force, [args.model]) as tmp:
+        plot_report(report, tmp)
     print(f"wrote {output} (QONNX), {json_path}, {json_path.with_suffix('.png')}")
     return 0
 
@@ -248,15 +297,42 @@ def cmd_targets(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    import warnings
-    warnings.filterwarnings("ignore")
-    try:
-        return {"compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "bench": cmd_bench,
-                "quantize": cmd_quantize, "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
+    try:  # the parser imports too (the targets, torch): Ctrl-C there is exit 130 like anywhere else
+        args = parser().parse_args(argv)
+        from . import progress
+        progress.quiet = getattr(args, "quiet", False)
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        import warnings
+        warnings.filterwarnings("ignore")
+        with sigterm_unwinds():  # SIGTERM unwinds like Ctrl-C: temporary files are removed on the way out
+            return {"compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "bench": cmd_bench,
+                    "quantize": cmd_quantize, "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
     except GatecError as e:
         print(f"gatec: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        return 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
     except KeyboardInterrupt:
         return 130
+    except ImportError as e:  # Ctrl-C while a C extension initialises: pybind11 raises "initialization failed" from it
+        if not interrupted(e):
+            raise
+        return 130
+    # last resorts for what a user's input can cause anywhere; any other exception is a bug and keeps its traceback
+    except MemoryError as e:
+        print(f"gatec: error: out of memory ({first_line(e)})", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path that cannot be read or written
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"gatec: error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
+        return 2
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e).strip() or type(e).__name__).splitlines()[0]
+
+
+def interrupted(e: BaseException | None) -> bool:
+    while e is not None and not isinstance(e, KeyboardInterrupt):
+        e = e.__cause__ or e.__context__
+    return e is not None

@@ -6,18 +6,17 @@ it is complete and (unless verify=False) verified, so a failed compile leaves no
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import emulator, passes, targets
+from . import emulator, passes, progress, targets
 from .version import __version__
 from .errors import GatecError
 from .frontend import Source, load
 from .ir import IR
+from .output import write_folder
 
 MANIFEST = "manifest.json"
 OPT_LEVELS = tuple(passes.LEVELS)
@@ -66,39 +65,6 @@ class Artifact:
         return self.runner.run([np.asarray(a) for a in inputs])
 
 
-def write_atomically(build, output: Path) -> None:
-    """Run `build(folder)` in a temporary folder beside `output`, then move it into place."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
-        build(tmp)
-        old = None
-        if output.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
-            os.replace(output, old / "x")
-        os.replace(tmp, output)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """Write one file through a temporary file beside it, so it is never seen half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict,
                  source_ir: IR | None = None) -> dict:
     def tensors(specs):
@@ -123,36 +89,53 @@ def gate_counts(before: IR | None, after: IR) -> dict:
     return {"gates": {"before": b["gates"], "after": a["gates"], "pass_through_wires": a["wires"]}}
 
 
+def calibration_data(ir: IR, data):
+    """What the passes that read data get: they run the model on it at once, so a model with a fixed
+    batch gets its first batch of rows (padded with the last), as when passes draw their own inputs;
+    the emulator still checks every row."""
+    size = emulator.fixed_batch(ir)
+    if data is None or size is None:
+        return data
+    rows = np.minimum(np.arange(size), data[0].shape[ir.inputs[0].batch_axis] - 1)
+    return [np.take(a, rows, axis=s.batch_axis) for a, s in zip(data, ir.inputs)]
+
+
 def compile(model, target: str | None = None, output: str | Path | None = None, *, input_shapes=None, imports=(),
             batch_axis: int = 0, passes_to_run: list[str] | None = None, verify: bool = True, samples: int = 256,
             data: list[np.ndarray] | None = None, options: dict | None = None, source: Source | None = None,
-            log=None, opt_level: int = 1) -> Artifact:
+            log=None, opt_level: int = 1, force: bool = False) -> Artifact:
     """Compile `model` (a path or an nn.Module) for `target`; returns the verified Artifact.
 
     `passes_to_run` replaces the passes of `opt_level` (gatec.passes.LEVELS); `data` also calibrates
     the pruning passes. Raises GatecError when the model cannot be loaded or compiled, or when
-    the artifact disagrees with the model (then nothing is written)."""
+    the artifact disagrees with the model (then nothing is written). `output` may replace only an
+    earlier artifact or an empty folder, any folder with force=True (the CLI's --force), never the
+    current folder or the model's (gatec.output has the rules)."""
     target = target or targets.DEFAULT
     tgt = targets.get(target)
     options = tgt.check_options(dict(options or {}))
     source = source or load(model, input_shapes, imports, batch_axis)
+    data = None if data is None else emulator.check_data(data, source.ir)  # bad data: named, not blamed on the artifact
     names = default_passes(target, source.ir, opt_level) if passes_to_run is None else passes_to_run
-    ir = passes.apply(source.ir, names, data)
+    ir = passes.apply(source.ir, names, calibration_data(source.ir, data))
     plan = tgt.plan(ir, options)
     result = {}
 
     def build(folder: Path):
-        files = tgt.build(plan, folder)
+        with progress.stage(f"building the {target} artifact"):
+            files = tgt.build(plan, folder)
         verification = None
         if verify:
-            runner = tgt.load(folder, options)
+            with progress.stage(f"preparing the {target} artifact to run"):
+                runner = tgt.load(folder, options)
             reference, tol = source.reference, widened(tgt.tolerance(plan), ir)
             if ir.is_qonnx and not source.ir.is_qonnx:
                 # quantized by a pass: held to the quantized graph (qonnx's executor), not to the
                 # float model the pass already reported its error against
                 from .ir.reference import onnx_reference
                 reference, tol = onnx_reference(ir.model), tgt.tolerance(plan)
-            checks = emulator.verify(ir, reference, {target: (runner.run, tol)}, samples, data)
+            with progress.stage("verifying it against the model"):
+                checks = emulator.verify(ir, reference, {target: (runner.run, tol)}, samples, data)
             result["checks"] = checks
             if log:
                 log(emulator.format_table(checks))
@@ -171,8 +154,8 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
         output = Path(keep.name) / "artifact"
     else:
         keep = None
-    write_atomically(build, Path(output))
-    artifact = Artifact(Path(output), target, options, keep)
+    protect = [model] if isinstance(model, (str, Path)) else []
+    artifact = write_folder(build, output, force, protect, lambda path: Artifact(path, target, options, keep))
     artifact.checks = result.get("checks")
     artifact.tolerance = widened(tgt.tolerance(plan), ir)  # what the artifact is held to against the model
     return artifact

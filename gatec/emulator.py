@@ -4,11 +4,13 @@ for arithmetic.
 
 Inputs come in two shapes: the example shape with `samples` in the batch, and a second one
 with another batch size (not a multiple of 64) and every other dynamic axis (time, space)
-changed, so that a graph that baked in a sequence length is caught.
+changed, so that a graph that baked in a sequence length is caught. A model whose batch is
+fixed (a plain torch.export program, an ONNX file exported without dynamic axes) gets the same
+rows, run through the reference and each target a fixed batch at a time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +30,7 @@ class Check:
     """One target compared with the reference on one output, over every input set."""
     target: str
     output: str
-    tolerance: Tolerance
+    tolerance: Tolerance | None  # None: the target refused the model (the reason is `error`)
     max_abs_err: float = 0.0
     max_rel_err: float = 0.0
     mismatches: int = 0  # elements outside the tolerance
@@ -42,16 +44,20 @@ class Check:
     def ok(self) -> bool:
         return self.error is None and self.mismatches == 0 and self.elements > 0
 
+    def describe_tolerance(self) -> str:
+        return self.tolerance.describe() if self.tolerance else "-"
+
     def as_dict(self) -> dict:
-        return {"target": self.target, "output": self.output, "ok": self.ok, "tolerance": self.tolerance.describe(),
+        return {"target": self.target, "output": self.output, "ok": self.ok, "tolerance": self.describe_tolerance(),
                 "max_abs_err": self.max_abs_err, "max_rel_err": self.max_rel_err, "mismatches": self.mismatches,
                 "elements": self.elements, "argmax_agreement": self.argmax_agreement, "shapes": self.shapes,
                 "error": self.error, "error_histogram": {"zero": self.histogram[0], "decade_edges":
                                                          [float(e) for e in HIST_EDGES], "counts": self.histogram[1:]}}
 
 
-def load_data(path: str, ir: IR) -> list[np.ndarray]:
-    """User data: a .npy array for a one-input model, or a .npz with one array per input name."""
+def load_data(path: str, ir: IR, any_rows: bool = True) -> list[np.ndarray]:
+    """User data: a .npy array for a one-input model, or a .npz with one array per input name.
+    any_rows=False: as many rows as a fixed batch, for a caller that runs the data at once."""
     try:
         loaded = np.load(path)
     except Exception as e:
@@ -61,16 +67,66 @@ def load_data(path: str, ir: IR) -> list[np.ndarray]:
     else:
         missing = [s.name for s in ir.inputs if s.name not in loaded.files]
         arrays = [loaded[s.name] for s in ir.inputs] if not missing else [loaded[k] for k in loaded.files]
+    return check_data(arrays, ir, f"--data {path}", any_rows)
+
+
+def check_data(arrays, ir: IR, where: str = "data", any_rows: bool = True) -> list[np.ndarray]:
+    """The user's inputs cast to the model's dtypes, refused when they are not data the model can be
+    checked on, so that a fault in the data is not blamed on the artifact."""
     if len(arrays) != len(ir.inputs):
-        raise GatecError(f"--data {path}: holds {len(arrays)} array(s), the model has {len(ir.inputs)} input(s)")
+        raise GatecError(f"{where}: holds {len(arrays)} array(s), the model has {len(ir.inputs)} input(s)")
+    any_rows = any_rows and fixed_batch(ir) is not None  # run a fixed batch at a time: any number of rows
     out = []
     for a, s in zip(arrays, ir.inputs):
-        fixed = [i for i in range(len(s.shape)) if i not in s.dynamic]
+        a = np.asarray(a)
+        fixed = [i for i in range(len(s.shape)) if i not in s.dynamic and not (any_rows and i == s.batch_axis)]
         if a.ndim != len(s.shape) or any(a.shape[i] != s.shape[i] for i in fixed):
-            raise GatecError(f"--data {path}: array of shape {list(a.shape)} does not fit input '{s.name}' "
-                             f"(example shape {s.shape}, dynamic axes {s.dynamic})")
-        out.append(a.astype(s.dtype))
+            raise GatecError(f"{where}: array of shape {list(a.shape)} does not fit input '{s.name}' "
+                             f"(example shape {s.shape}, dynamic axes {s.dynamic}"
+                             f"{', any number of rows' if any_rows else ''})")
+        cast = a.astype(s.dtype) if a.dtype.kind in "biuf" else None
+        problem = data_problem(a, cast, s)
+        if problem:
+            raise GatecError(f"{where}: input '{s.name}': {problem}")
+        out.append(cast)
     return out
+
+
+def data_problem(a: np.ndarray, cast: np.ndarray | None, s) -> str | None:
+    """What makes `a` (cast: to the input's dtype) unfit for input spec `s`, or None."""
+    if a.dtype.kind == "c":
+        return "holds complex values (the model takes real ones)"
+    if cast is None:
+        return f"holds {a.dtype} values, not numbers"
+    if a.size == 0:
+        return f"is empty (shape {list(a.shape)}): no rows to check"
+    for what, bad in (("NaN", np.isnan(a)), ("infinite", np.isinf(a)), (f"beyond {s.dtype}'s range", np.isinf(cast))):
+        if bad.any():
+            return f"{int(bad.sum())} values are {what}"
+    if s.values == "binary" and not np.isin(a, (0, 1)).all():
+        return f"{int((~np.isin(a, (0, 1))).sum())} values other than 0 and 1 for a logic network's bit input"
+    return None
+
+
+def fixed_batch(ir: IR) -> int | None:
+    """The batch size of a model whose inputs' batch axis is fixed, else None."""
+    sizes = {s.shape[s.batch_axis] if s.batch_axis < len(s.shape) and s.batch_axis not in s.dynamic else None
+             for s in ir.inputs}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def in_batches(run: Run, ir: IR, size: int) -> Run:
+    """`run` fed `size` rows at a time along the batch axes; the last batch is padded with copies of
+    its last row, whose outputs are dropped."""
+    def batched(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        n = inputs[0].shape[ir.inputs[0].batch_axis]
+        parts = []
+        for start in range(0, n, size):
+            rows = np.minimum(np.arange(start, start + size), n - 1)
+            parts.append(run([np.take(a, rows, axis=s.batch_axis) for a, s in zip(inputs, ir.inputs)]))
+        return [np.take(np.concatenate([np.asarray(p[i]) for p in parts], axis=o.batch_axis), np.arange(n),
+                        axis=o.batch_axis) for i, o in enumerate(ir.outputs)]
+    return batched
 
 
 def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
@@ -98,7 +154,15 @@ def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
 def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], samples: int = 256,
            data: list[np.ndarray] | None = None) -> list[Check]:
     """Compare every target with the reference; returns one Check per target and output."""
-    sets = input_sets(ir, samples, data)
+    data = None if data is None else check_data(data, ir)
+    size = fixed_batch(ir)
+    if size is None:
+        sets = input_sets(ir, samples, data)
+    else:  # drawn as if the batch were dynamic, then run a fixed batch at a time
+        free = replace(ir, inputs=[replace(s, dynamic=sorted({*s.dynamic, s.batch_axis})) for s in ir.inputs])
+        sets = input_sets(free, samples, data)
+        reference = in_batches(reference, ir, size)
+        targets = {name: (in_batches(run, ir, size), tol) for name, (run, tol) in targets.items()}
     refs = [reference(inputs) for inputs in sets]
     checks = []
     for name, (run, tol) in targets.items():
@@ -117,6 +181,11 @@ def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], sa
     return checks
 
 
+def refused(ir: IR, target: str, error: GatecError) -> list[Check]:
+    """The rows of a target that refused the model (in planning or building it)."""
+    return [Check(target, o.name, None, error=f"refused: {error}") for o in ir.outputs]
+
+
 def format_table(checks: list[Check]) -> str:
     head = f"{'target':<10} {'output':<12} {'max abs err':>12} {'max rel err':>12} {'argmax agree':>13}  {'tolerance':<30} result"
     rows = [head, "-" * len(head)]
@@ -124,7 +193,7 @@ def format_table(checks: list[Check]) -> str:
         agree = "-" if c.argmax_agreement is None else f"{100 * c.argmax_agreement:.2f}%"
         result = "PASS" if c.ok else ("FAIL: " + c.error if c.error else f"FAIL ({c.mismatches} of {c.elements} off)")
         rows.append(f"{c.target:<10} {c.output:<12} {c.max_abs_err:>12.3g} {c.max_rel_err:>12.3g} {agree:>13}  "
-                    f"{c.tolerance.describe():<30} {result}")
+                    f"{c.describe_tolerance():<30} {result}")
     sets = {" + ".join("x".join(map(str, s)) for s in shapes): None for c in checks for shapes in c.shapes}
     rows.append(f"inputs checked: {', '.join(sets)}")
     return "\n".join(rows)
@@ -146,13 +215,10 @@ def per_target(checks: list[Check]) -> dict:
     return report
 
 
-def write_json(path: str | Path, report: dict) -> None:
-    import json
-    Path(path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-
-
 def plot_errors(checks: list[Check], path: str | Path) -> None:
-    """A bar chart of |error| per decade for every target and output, beside the JSON."""
+    """A bar chart of |error| per decade for every target and output. Written where the caller
+    says: a new path inside a build folder, or gatec.output's temporary path beside a report
+    (the emulator runs before gatec.output in the flow, so the caller places the file)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -196,10 +196,10 @@ def test_disagreeing_artifact_fails_and_writes_nothing(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("the previous artifact")
     with pytest.raises(gatec.GatecError, match="disagrees"):
-        gatec.compile(BranchOnData(), "cpu", out, input_shapes=[[4, 5]])
+        gatec.compile(BranchOnData(), "cpu", out, input_shapes=[[4, 5]], force=True)
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no temporary folder left behind
     assert os.listdir(out) == ["keep.txt"]  # the old artifact is untouched
-    art = gatec.compile(BranchOnData(), "cpu", out, input_shapes=[[4, 5]], verify=False)
+    art = gatec.compile(BranchOnData(), "cpu", out, input_shapes=[[4, 5]], verify=False, force=True)
     assert art.manifest["verification"] is None and not (out / "keep.txt").exists()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gatec"
 # stage of each top-level part of the package, in the order data flows through them
-STAGES = {"version": 0, "errors": 0, "ir": 1, "nn": 2, "qat": 2, "custom_op": 2, "frontend": 3, "passes": 4,
+STAGES = {"version": 0, "errors": 0, "progress": 0, "ir": 1, "nn": 2, "qat": 2, "custom_op": 2, "frontend": 3, "passes": 4,
           "engine": 5, "targets": 5, "emulator": 6, "compiler": 7, "output": 7, "summary": 8, "bench": 8,
           "quantize": 8, "cli": 9, "__init__": 10, "__main__": 10}
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .. import progress
 from ..errors import GatecError
 from ..ir.reference import onnx_reference, qonnx_reference  # noqa: F401  (gatec.frontend's API)
 from ..ir.sampling import example_array, variant_shape  # noqa: F401
@@ -55,7 +56,8 @@ def load(model, input_shapes: Sequence[Sequence[int]] | None = None, imports: Se
     info = {"path": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     fmt = detect_format(path, data)
     info["format"] = fmt
-    return FORMATS[fmt].load(path, input_shapes, batch_axis, imports, info)
+    with progress.stage(f"loading {path.name} ({FORMATS[fmt].shown})"):
+        return FORMATS[fmt].load(path, input_shapes, batch_axis, imports, info)
 
 
 def detect_format(path: Path, data: bytes) -> str:

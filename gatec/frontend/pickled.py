@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import pickle
+import pkgutil
 import re
 import sys
 import zipfile
@@ -32,27 +34,67 @@ def load(path: Path, input_shapes, batch_axis: int, imports: Sequence[str], info
     return from_module(load_pickled_module(path, imports), input_shapes, batch_axis, info)
 
 
-def import_user_module(spec: str):
-    """Import MODULE or FILE.py named by --import; returns the module."""
-    if spec.endswith(".py") or "/" in spec:
-        file = Path(spec)
-        if not file.exists():
-            raise GatecError(f"--import {spec}: no such file")
-        name = file.stem
-        if str(file.parent.resolve()) not in sys.path:
-            sys.path.insert(0, str(file.parent.resolve()))
-        module_spec = importlib.util.spec_from_file_location(name, file)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
+def import_user_modules(spec: str) -> list:
+    """The modules --import names: a dotted module name; a FILE.py (one inside a package, as part
+    of its package, so that its relative imports work); or a package folder, with its submodules
+    (their classes are trusted too)."""
+    path = Path(spec)
+    if not (spec.endswith(".py") or "/" in spec or os.sep in spec or path.is_dir()):
+        return [import_named(spec, spec, "cannot import it")]
+    if not path.exists():
+        raise GatecError(f"--import {spec}: no such file" + ("" if spec.endswith(".py") else " or folder"))
+    path = path.resolve()
+    if path.is_dir():
+        if not (path / "__init__.py").exists():
+            raise GatecError(f"--import {spec}: a folder without __init__.py is not a package (name a .py file in it)")
+        package = import_in_tree(spec, path / "__init__.py")
         try:
-            module_spec.loader.exec_module(module)
+            names = [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
         except Exception as e:
             raise GatecError(f"--import {spec}: importing it failed ({first_line(e)})") from None
-        return module
+        return [package] + [import_named(spec, n, f"importing {n} failed") for n in names]
+    if path.suffix != ".py":
+        raise GatecError(f"--import {spec}: neither a .py file nor a package folder")
+    if (path.parent / "__init__.py").exists():
+        return [import_in_tree(spec, path)]
+    name = path.stem
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
     try:
-        return importlib.import_module(spec)
+        module_spec.loader.exec_module(module)
     except Exception as e:
-        raise GatecError(f"--import {spec}: cannot import it ({first_line(e)})") from None
+        raise GatecError(f"--import {spec}: importing it failed ({first_line(e)})") from None
+    return [module]
+
+
+def import_in_tree(spec: str, file: Path):
+    """Import `file` of a package by its dotted name, the folder above the top package first on
+    sys.path; a package of that name imported from elsewhere is forgotten first, so that the tree
+    named is the one trusted."""
+    parts, root = ([] if file.name == "__init__.py" else [file.stem]), file.parent
+    while (root / "__init__.py").exists():
+        parts.insert(0, root.name)
+        root = root.parent
+    top = sys.modules.get(parts[0])
+    if top is not None and not Path(getattr(top, "__file__", None) or root).resolve().is_relative_to(root / parts[0]):
+        for n in [n for n in sys.modules if n == parts[0] or n.startswith(parts[0] + ".")]:
+            del sys.modules[n]
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    name = ".".join(parts)
+    return import_named(spec, name, f"importing it as {name} failed")
+
+
+def import_named(spec: str, name: str, failed: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as e:
+        raise GatecError(f"--import {spec}: {failed} ({first_line(e)})") from None
 
 
 def trusted_globals(imports: Sequence[str]) -> list:
@@ -65,7 +107,7 @@ def trusted_globals(imports: Sequence[str]) -> list:
     allowed = []
     roots = [m for name, m in sys.modules.items()
              if m is not None and name.startswith(("torch.nn.modules", "gatec.nn", "gatec.qat"))]
-    roots += [import_user_module(s) for s in imports]
+    roots += [m for s in imports for m in import_user_modules(s)]
     for mod in roots:
         for _, obj in inspect.getmembers(mod, inspect.isclass):
             if issubclass(obj, torch.nn.Module) or obj.__module__ == mod.__name__:
@@ -87,7 +129,7 @@ def load_pickled_module(path: Path, imports: Sequence[str]) -> torch.nn.Module:
             hint = "it would run foreign code" if dangerous else "pass --import with the file or module that defines it"
             raise GatecError(f"{path}: refusing to unpickle {culprit}: not a torch.nn class nor a class from a "
                              f"module named with --import ({hint})") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        except Exception as e:  # torch's safe unpickler meets damaged bytes with whatever error they cause
             raise GatecError(f"{path}: corrupt torch.save file ({first_line(e)})") from None
     if isinstance(obj, dict):
         raise GatecError(f"{path}: holds a state_dict, not a model; save the whole module (torch.save(model)), "

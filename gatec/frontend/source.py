@@ -27,7 +27,10 @@ class ModelFile:
     def __init__(self, path: Path, data: bytes):
         self.path = path
         self.data = data
-        self.is_zip = zipfile.is_zipfile(io.BytesIO(data))
+        try:
+            self.is_zip = zipfile.is_zipfile(io.BytesIO(data))
+        except Exception:  # a damaged zip directory (is_zipfile lets some of its errors through)
+            self.is_zip = True
 
     @cached_property
     def members(self) -> list[str] | None:
@@ -36,7 +39,7 @@ class ModelFile:
             return None
         try:
             return zipfile.ZipFile(io.BytesIO(self.data)).namelist()
-        except zipfile.BadZipFile:
+        except Exception:  # damaged bytes fail in whichever way they happen to
             return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import itertools
 import warnings
 
 import numpy as np
@@ -15,6 +16,24 @@ from ..ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
 from ..ir.reference import Reference
 from ..ir.sampling import example_array, perturbed
 from .source import Source
+
+
+# bytes one ONNX model can hold (a protobuf message); gatec's IR is one ONNX model, weights inside
+PROTOBUF_LIMIT = 2 ** 31
+
+
+def check_size(module: torch.nn.Module) -> None:
+    """Refuse, before tracing, a model whose weights alone do not fit in one ONNX model."""
+    tensors = {t.data_ptr(): t.numel() * t.element_size() for t in module.state_dict().values()
+               if isinstance(t, torch.Tensor)}  # tied weights once
+    size = sum(tensors.values())
+    if size >= PROTOBUF_LIMIT:
+        raise GatecError(too_large(f"its weights take {size / 2 ** 30:.2f} GiB"))
+
+
+def too_large(what: str) -> str:
+    return (f"the model is too large: {what}, and gatec's IR is one ONNX model, which holds at most 2 GiB "
+            f"(protobuf's limit)")
 
 
 def first_line(e: BaseException) -> str:
@@ -64,6 +83,7 @@ def try_forward(module, arrays):
 def from_module(module: torch.nn.Module, input_shapes, batch_axis: int, info: dict) -> Source:
     import gatec.nn
     module = gatec.nn.adopt(module).eval()
+    check_size(module)
     if not input_shapes:
         raise GatecError("this model does not record its input shape: give --input-shape (e.g. 1,50,16; "
                          "repeat it for several inputs)")
@@ -74,6 +94,7 @@ def from_module(module: torch.nn.Module, input_shapes, batch_axis: int, info: di
     specs = input_specs(input_shapes, batch_axis)
     mark_binary_inputs(module, specs)
     outs = run_example(module, specs, "model")
+    find_batch_axes(module, specs)
     find_dynamic_axes(module, specs)
     ir = trace_to_ir(module, specs, len(outs), info)
     return Source(ir, torch_reference(module), module)
@@ -107,6 +128,29 @@ def mark_binary_inputs(module, specs):
             s.values = "binary"
         elif span is not None:
             s.range = list(span)
+
+
+def find_batch_axes(module, specs: list[TensorSpec]) -> None:
+    """Each input's batch axis: the one given, where the model runs with the batch resized there in
+    every input; else, in the inputs after the first, the axes of the batch's size that do (a GRU's
+    initial state h0 holds its batch on axis 1)."""
+    if len(specs) < 2 or not specs[0].shape:
+        return
+    first = specs[0]
+    size = first.shape[first.batch_axis]
+    choices = [[s.batch_axis] + [a for a, d in enumerate(s.shape) if d == size and a != s.batch_axis]
+               for s in specs[1:]]
+    for axes in itertools.islice(itertools.product(*choices), 64):
+        arrays = []
+        for j, (s, axis) in enumerate(zip(specs, (first.batch_axis, *axes))):
+            shape = list(s.shape)
+            if axis < len(shape):  # not a scalar
+                shape[axis] = perturbed(size)
+            arrays.append(example_array(s, shape, j))
+        if try_forward(module, arrays)[1] is None:
+            for s, axis in zip(specs[1:], axes):
+                s.batch_axis = axis
+            return
 
 
 def find_dynamic_axes(module, specs: list[TensorSpec]) -> None:
@@ -184,6 +228,8 @@ def trace_to_ir(module, specs: list[TensorSpec], n_outputs: int, info: dict) -> 
                               dynamic_axes=dynamic, do_constant_folding=True,
                               custom_opsets={LOGIC_DOMAIN: 1} if has_logic_layers(module) else None)
         except Exception as e:
+            if "2GiB limit" in str(e):  # the exporter's advice (to write a file) does not apply to gatec's IR
+                raise GatecError(too_large("its ONNX graph is over 2 GiB")) from None
             raise GatecError(f"tracing to ONNX failed: {first_line(e)}") from None
     model = onnx.load_model_from_string(buf.getvalue())
     fix_axes_the_graph_baked(model, specs, torch_reference(module))

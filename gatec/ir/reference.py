@@ -17,10 +17,11 @@ def onnx_reference(model: onnx.ModelProto) -> Reference:
     """ONNX Runtime on the file as given; qonnx's executor when it holds QONNX or gatec nodes."""
     if any(n.domain in QONNX_DOMAINS + (LOGIC_DOMAIN,) for n in model.graph.node):
         return qonnx_reference(model)
-    from .runtime import ort_session
-    session = ort_session(model, failure="ONNX Runtime cannot run the model as given")
+    from .runtime import ort_session, run_session
+    failure = "ONNX Runtime cannot run the model as given"
+    session = ort_session(model, failure=failure)
     names = [i.name for i in session.get_inputs()]
-    return lambda arrays: session.run(None, dict(zip(names, arrays)))
+    return lambda arrays: run_session(session, dict(zip(names, arrays)), failure)
 
 
 def lazy(make: Callable[[], Reference]) -> Reference:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GatecError
 from . import IR, TensorSpec
+
+# values in one drawn tensor at most (8 GiB while numpy draws them in float64): more is a typo in a
+# shape, which would otherwise end in numpy's allocation error, or in swapping
+MAX_VALUES = 2 ** 30
 
 
 def example_array(spec: TensorSpec, shape=None, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     shape = list(spec.shape if shape is None else shape)
+    count = float(np.prod(shape, dtype=np.float64))
+    if count > MAX_VALUES:
+        raise GatecError(f"input shape {'x'.join(map(str, shape))} is too large: {count:.3g} values in one tensor "
+                         f"(gatec draws at most {MAX_VALUES:,})")
     if spec.dtype == "bool" or spec.values == "binary":
         return rng.integers(0, 2, shape).astype(spec.dtype)
     if np.issubdtype(np.dtype(spec.dtype), np.integer):

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import progress
 from ..errors import GatecError
 from ..ir import IR
 
@@ -123,7 +124,8 @@ def apply(ir: IR, names: list[str], data=None) -> IR:
         kwargs = {"data": data} if p.reads_data else {}
         if p.param:
             kwargs[p.param.name] = p.param.parse(name, arg) if arg else p.param.default
-        ir, stats = p.run(ir.copy(), **kwargs)
+        with progress.stage(f"pass {spec}"):
+            ir, stats = p.run(ir.copy(), **kwargs)
         ir.passes.append({"name": spec, **stats})
     return ir
 

@@ -19,15 +19,16 @@ def calibration_sets(ir: IR, data=None) -> list[list[np.ndarray]]:
 
 def run_ort(ir: IR, sets, extra: list[str] = ()) -> list[list[np.ndarray]]:
     """The graph's outputs followed by the tensors named in `extra`, per input set."""
-    from ..ir.runtime import ort_session
+    from ..ir.runtime import ort_session, run_session
     model = onnx.ModelProto()
     model.CopyFrom(ir.model)
     have = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra if n not in have)
-    session = ort_session(model, failure="pruning needs the model to run in ONNX Runtime")
+    failure = "pruning needs the model to run in ONNX Runtime"
+    session = ort_session(model, failure=failure)
     names = [i.name for i in session.get_inputs()]
     wanted = [o.name for o in ir.model.graph.output] + list(extra)
-    return [session.run(wanted, dict(zip(names, inputs))) for inputs in sets]
+    return [run_session(session, dict(zip(names, inputs)), failure, wanted) for inputs in sets]
 
 
 def output_error(before: IR, after: IR, sets) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from onnx import numpy_helper
 
+from .. import progress
 from ..errors import GatecError
 from ..ir import IR, constants_to_initializers
 from ..passes.ptq_common import WeightLayer, quantize_weight, weight_layers
@@ -95,7 +96,7 @@ def hessian_traces(module: torch.nn.Module, inputs: list[np.ndarray], labels: np
                          "mixed precision")
     gen = torch.Generator().manual_seed(seed)
     sums = {name: 0.0 for name in layers}
-    for _ in range(iterations):
+    for _ in progress.steps(range(iterations), "Hessian traces (Hutchinson)"):
         vs = [torch.randint(0, 2, p.shape, generator=gen).to(p.dtype) * 2 - 1 for p in params]
         hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
         for name, h, v in zip(owner, hv, vs):

@@ -14,6 +14,7 @@ or a test's, registers itself).
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -24,6 +25,17 @@ from ..ir import IR
 
 
 DEFAULT = "cpu"  # the target `gatec compile` builds when none is named
+
+
+def non_negative_int(text) -> int:
+    """An Option type for a count where 0 is the default (a thread count): the CLI refuses -1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def moved_elements(prefix: onnx.ModelProto, shape) -> np.ndarray | None:
     sample), so that the logic layers can read the input directly; None for any other prefix.
     Found by running the prefix on two samples whose elements are all distinct codes: every output
     must be one input element of its own sample."""
-    from ..ir.runtime import ort_session
+    from ..ir.runtime import ort_session, run_session
     if len(prefix.graph.input) != 1 or any(n.op_type not in MOVING_OPS for n in prefix.graph.node):
         return None
     n = int(np.prod(shape[1:]))
@@ -137,7 +137,7 @@ def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndar
     computes bit j = x[feature[j]] > threshold[j]. Found by evaluating the encoder with its
     Greater node turned into a subtraction (x[f] - t) at x = 0 and at x = feature index, and
     checked bit for bit against the encoder itself."""
-    from ..ir.runtime import ort_session
+    from ..ir.runtime import ort_session, run_session
     greater = [n for n in prefix.graph.node if n.op_type == "Greater"]
     if len(greater) != 1:
         raise GatecError("the input encoder is not a plain comparison with thresholds (need one Greater node)")
@@ -156,7 +156,7 @@ def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndar
         raise GatecError(f"the input encoder's input has {int(np.prod(shape[1:]))} features, expected {n_features}")
     x = np.zeros(shape, np.float32)
     x[1] = np.arange(n_features, dtype=np.float32).reshape(shape[1:])
-    d = session.run(None, {name: x})[0].reshape(2, -1)
+    d = run_session(session, {name: x}, "the input encoder cannot be analysed")[0].reshape(2, -1)
     thresholds = (-d[0]).astype(np.float32)
     features = np.rint(d[1] + thresholds).astype(np.int64)
     if features.min() < 0 or features.max() >= n_features:

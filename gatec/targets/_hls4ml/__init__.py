@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import progress
 from ...errors import GatecError
 from ...ir import IR
 from .. import Tolerance
@@ -285,7 +286,8 @@ class Runner:
         script.write_text(re.sub(r"^LIB_STAMP=.*$", f"LIB_STAMP={stamp}", script.read_text(), flags=re.M))
         model = linked(where, order)
         try:
-            model.compile()
+            with progress.stage("compiling hls4ml's C simulation with g++"):
+                model.compile()
         except Exception as e:
             raise GatecError(f"fpga (hls4ml): the C simulation does not compile: {str(e).splitlines()[0][:300]}")
         self.models[sample_shapes] = (model, out_shapes, where)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import progress
 from ...errors import GatecError
 from .design import MODULE, Design
 from .simulate import need
@@ -34,7 +35,8 @@ def synthesize(verilogs: list[str], kind: str) -> list[dict]:
             (folder / "synth.ys").write_text(yosys_script(kind))
             procs.append(subprocess.Popen([need("yosys"), "-q", "-s", "synth.ys"], cwd=folder, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        outputs = [proc.communicate() for proc in procs]  # all finish before the folder goes
+        with progress.stage(f"synthesizing with yosys ({len(procs)} runs)"):
+            outputs = [proc.communicate() for proc in procs]  # all finish before the folder goes
         results = []
         for i, (proc, (out, err)) in enumerate(zip(procs, outputs)):
             if proc.returncode != 0:

@@ -14,9 +14,9 @@ import onnx
 import onnxruntime as ort
 
 from ...errors import GatecError
-from ...ir.runtime import ort_session
+from ...ir.runtime import ort_session, run_session
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
-from .. import Option, Plan, Target, Tolerance
+from .. import Option, Plan, Target, Tolerance, non_negative_int
 
 MODEL_FILE = "model.onnx"
 QONNX_OPS = {"Quant", "BipolarQuant", "Trunc"}
@@ -95,7 +95,7 @@ class Runner:
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         arrays = [a if t is None or a.dtype == t else a.astype(t) for a, t in zip(arrays, self.input_dtypes)]
-        return self.session.run(None, dict(zip(self.input_names, arrays)))
+        return run_session(self.session, dict(zip(self.input_names, arrays)), "the compiled model fails in ONNX Runtime")
 
 
 class CpuTarget(Target):
@@ -105,9 +105,10 @@ class CpuTarget(Target):
                choices=("auto", "onnxruntime"), default="auto"),
         Option("logic_form", "cpu, logic networks: the form of model.onnx", choices=LOGIC_FORMS, default="bitpacked"),
         Option("quant_form", "cpu, quantized models: quantizers as float32 ops, exact (default), or QuantizeLinear/"
-                             "DequantizeLinear for ONNX Runtime's integer kernels (faster, up to 2 LSB off)",
+                             "DequantizeLinear for ONNX Runtime's integer kernels (faster, the same values)",
                choices=("float", "qdq"), default="float"),
-        Option("threads", "threads the artifact's runtime may use (default: its own)", type=int, default=0),
+        Option("threads", "threads the artifact's runtime may use (default: its own)", type=non_negative_int,
+               default=0),
     )
 
     def describe(self) -> str:
