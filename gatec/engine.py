@@ -41,9 +41,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GATEC_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gatec"))
 
 
-def cpu_identity() -> bytes:
-    """What -march=native builds for: the CPU's model and feature flags, so that a cache shared by
-    hosts of different CPUs (AVX-512 and AVX2-only, say) never hands one a library built for another."""
+def cpu_identity(cc: str) -> bytes:
+    """What -march=native builds for, as the compiler itself resolves it (gcc lists the -m flags
+    it enables), so that a cache shared by hosts of different CPUs (AVX-512 and AVX2-only, say)
+    never hands one a library built for another; the CPU's model and flags where the compiler
+    cannot say."""
+    try:
+        proc = subprocess.run([cc, "-march=native", "-Q", "--help=target"], capture_output=True, text=True, timeout=30)
+        if proc.returncode == 0 and "-march=" in proc.stdout:
+            return proc.stdout.encode()
+    except (OSError, subprocess.SubprocessError):
+        pass
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
@@ -64,7 +72,7 @@ def library() -> ctypes.CDLL:
             raise GatecError("the logic engine needs a C compiler (cc or gcc) on PATH")
         sources = [CSRC / "gatec_logic.c", CSRC / "gatec_logic.h"]
         key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + " ".join([cc] + FLAGS).encode()
-                             + os.uname().machine.encode() + cpu_identity()).hexdigest()[:16]
+                             + os.uname().machine.encode() + cpu_identity(cc)).hexdigest()[:16]
         path = cache_dir() / f"gatec_logic_{key}.so"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

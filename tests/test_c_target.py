@@ -200,7 +200,7 @@ def test_engine_cache_names_the_cpu(monkeypatch, tmp_path):
     built = []
     for cpu in (b"flags : avx2", b"flags : avx2 avx512f"):
         monkeypatch.setattr(engine, "_lib", None)
-        monkeypatch.setattr(engine, "cpu_identity", lambda cpu=cpu: cpu)
+        monkeypatch.setattr(engine, "cpu_identity", lambda cc, cpu=cpu: cpu)
         engine.library()
         built.append({p.name for p in tmp_path.glob("gatec_logic_*.so")})
     assert len(built[0]) == 1 and len(built[1]) == 2
