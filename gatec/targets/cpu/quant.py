@@ -7,12 +7,21 @@
     Clip, Round, Sub, Mul: the same IEEE operations in the same order as qonnx's executor), for
     any bit width, per-channel scales, zero points, ROUND/FLOOR/CEIL and 1-bit (bipolar).
   * "qdq": QuantizeLinear -> (Clip, for a range narrower than int8/uint8) -> DequantizeLinear
-    where a quantizer has a constant scalar scale, an integer zero point, 2-8 bits and ROUND
-    (clip-then-round equals round-then-clip for integer bounds), and int8 weights behind a
-    DequantizeLinear; the float form elsewhere. ONNX Runtime then fuses DequantizeLinear ->
-    Gemm -> QuantizeLinear into integer kernels (QGemm), which put a float bias onto the int32
-    accumulator grid and requantize their own way: faster, but not always what QONNX computes
-    (up to 2 LSB off in benchmarks/bench_qat.py), hence not the default.
+    where a quantizer has a constant scalar power-of-two scale, an even zero point, 2-8 bits
+    and ROUND (clip-then-round equals round-then-clip for integer bounds), and 2-8-bit weights
+    with power-of-two scales (one, or one per channel) as integers behind a DequantizeLinear; the
+    float form elsewhere. ONNX Runtime fuses DequantizeLinear -> Gemm/MatMul/Conv ->
+    QuantizeLinear into integer kernels (QGemm, QLinearConv, ...), which apply the scales in
+    float32 their own way: exact for powers of two only (other scales would round differently
+    near ties). Four more of its ways of changing values are kept out of reach, so that it
+    computes what QONNX computes on every CPU:
+    - u8 x s8 products saturate on x86 without VNNI (vpmaddubsw sums two of them in int16):
+      signed weights beyond +-64 are written as uint8 with zero point 128 (u8 x u8 sums in int32);
+    - a float bias is rounded onto the accumulator grid (input scale x weight scale): a bias off
+      that grid is subtracted, negated, after its layer instead;
+    - a float weight of a layer after a Q/DQ pair is quantized to int8, and
+    - two Q/DQ pairs in a row with different parameters are merged into one of a new scale:
+      the activation quantizers concerned keep the float form.
 - `Trunc` (Brevitas's accumulator truncation): the float form, after qonnx's trunc.
 """
 from __future__ import annotations
@@ -28,6 +37,7 @@ from ...ir import QONNX_DOMAINS, attributes
 ROUNDING_OPS = {"ROUND": "Round", "HALF_EVEN": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
 SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Gather", "Slice", "Concat",
               "Split"}  # ops that move values without changing them: an output after them keeps its grid
+LINEAR_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose"}  # what ONNX Runtime runs on integers behind Q/DQ inputs
 
 
 def constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -47,6 +57,30 @@ def describe(node) -> str:
     return f"{node.op_type} node '{node.name or node.output[0]}'"
 
 
+def channel_axis(scale: np.ndarray, shape: tuple) -> int | None:
+    """None for one scale; the axis of a scale per channel of a tensor of `shape`; -1 otherwise."""
+    if scale.size == 1:
+        return None
+    s = (1,) * (len(shape) - scale.ndim) + scale.shape
+    axes = [i for i, n in enumerate(s) if n != 1]
+    return axes[0] if len(axes) == 1 and len(s) == len(shape) and s[axes[0]] == shape[axes[0]] else -1
+
+
+def power_of_two(x) -> bool:
+    """Whether every value is a positive power of two (a scale that integer kernels apply exactly)."""
+    x = np.asarray(x, np.float64)
+    return bool(np.all(x > 0) and np.all(np.frexp(x)[0] == 0.5))
+
+
+def on_grid(values: np.ndarray, grid) -> bool:
+    """Whether every value is a whole multiple of its grid step (broadcast)."""
+    try:
+        k = np.asarray(values, np.float64) / np.asarray(grid, np.float64)
+    except ValueError:  # shapes that do not broadcast
+        return False
+    return bool(np.all(k == np.round(k)))
+
+
 QUANT_FORMS = ("float", "qdq")
 
 
@@ -61,6 +95,21 @@ class Lowering:
         self.consts = constant_values(self.graph)
         self.nodes: list = []
         self.counter = 0
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.producers = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in self.graph.node:
+            for i, name in enumerate(n.input):
+                self.consumers.setdefault(name, []).append((n, i))
+        self.qdq_acts: dict[str, tuple] = {}  # activation quantizer output lowered to Q/DQ -> its parameters
+        self.int_weights = {}  # weight quantizer output -> (integers, scale, zero point, axis) for a DequantizeLinear
+        self.folded = set(self.consts)  # constants, and what the quantizers of constants make of them
+        for n in self.graph.node:
+            if n.domain in QONNX_DOMAINS and n.input and n.input[0] in self.folded:
+                self.folded.update(n.output)
+                w = self.int_weight(n) if form == "qdq" and n.op_type == "Quant" else None
+                if w is not None:
+                    self.int_weights[n.output[0]] = w
 
     def name(self, base: str) -> str:
         self.counter += 1
@@ -85,7 +134,8 @@ class Lowering:
     def run(self) -> onnx.ModelProto:
         for node in self.graph.node:
             if node.domain not in QONNX_DOMAINS:
-                self.nodes.append(node)
+                if not (self.form == "qdq" and self.bias_after(node)):
+                    self.nodes.append(node)
             elif node.op_type == "Quant":
                 self.quant(node)
             elif node.op_type == "BipolarQuant":
@@ -126,11 +176,11 @@ class Lowering:
             x = self.consts[node.input[0]]
             value = np.asarray(quant(x, scale, zeropt, np.float32(bits), signed, narrow, mode)).astype(x.dtype)
             self.consts[node.output[0]] = value
-            if self.form == "qdq" and 2 <= bits <= 8 and scale.size == 1 and not np.any(zeropt):
-                # int8 values behind a DequantizeLinear: what ONNX Runtime's integer kernels take
-                ints = np.round(value / scale.reshape(())).astype(np.int8 if signed else np.uint8)
-                self.emit("DequantizeLinear", [self.const("weight_int", ints), self.const("scale", scale.reshape(())),
-                                               self.const("zero_point", np.zeros((), ints.dtype))], node.output[0])
+            if node.output[0] in self.int_weights:  # integers behind a DequantizeLinear: what integer kernels take
+                ints, s, z, axis = self.int_weights[node.output[0]]
+                self.emit("DequantizeLinear", [self.const("weight_int", ints), self.const("scale", s),
+                                               self.const("zero_point", z)], node.output[0],
+                          **({} if axis is None else {"axis": axis}))
                 return
             self.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
             return
@@ -139,11 +189,14 @@ class Lowering:
                              f"(supported: {', '.join(ROUNDING_OPS)})")
         lo, hi = int_range(bits, signed, narrow)
         zp = float(zeropt.reshape(-1)[0]) if zeropt.size == 1 else None
-        if (self.form == "qdq" and scale.size == 1 and zp is not None and zp == int(zp) and 2 <= bits <= 8 and ROUNDING_OPS[mode] == "Round"
-                and float(scale.reshape(-1)[0]) > 0):
+        # QuantizeLinear rounds x/s, then adds the zero point; QONNX rounds x/s + zp: the same ties
+        # (half to even) for an even zero point only
+        if (self.form == "qdq" and scale.size == 1 and zp is not None and zp == int(zp) and int(zp) % 2 == 0
+                and 2 <= bits <= 8 and ROUNDING_OPS[mode] == "Round" and power_of_two(scale)):
             int_type = np.int8 if signed else np.uint8
             info = np.iinfo(int_type)
-            if info.min <= zp <= info.max and info.min <= lo and hi <= info.max:
+            if info.min <= zp <= info.max and info.min <= lo and hi <= info.max and \
+                    self.qdq_is_exact(node, (float(scale.reshape(())), int(zp), int_type, lo, hi)):
                 self.qdq(node, scale.reshape(()), int(zp), int_type, lo, hi)
                 return
         self.float_quant(node, scale, zeropt, bits, signed, lo, hi, ROUNDING_OPS[mode])
@@ -157,6 +210,102 @@ class Lowering:
             q = self.emit("Clip", [q, self.const("min", np.array(lo, int_type)),
                                    self.const("max", np.array(hi, int_type))])
         self.emit("DequantizeLinear", [q, s, z], node.output[0])
+        self.qdq_acts[node.output[0]] = (float(scale), zp, int_type, lo, hi)
+
+    # ------------------------------------------------------------ qdq: what ONNX Runtime would change
+
+    def int_weight(self, node):
+        """A weight quantizer's integers, scale, zero point and channel axis for a DequantizeLinear
+        (2-8 bits, no zero point, one scale or one per channel), else None. Signed integers beyond
+        +-64 become uint8 with zero point 128: x86 CPUs without VNNI (AVX2, AVX-512 without VNNI)
+        multiply u8 activations by s8 weights with vpmaddubsw, which saturates the int16 sum of two
+        products (255 * 127 * 2 > 32767); within +-64 it cannot, and u8 x u8 products sum in int32."""
+        from qonnx.custom_op.general.quant import quant
+        if len(node.input) < 4 or any(i not in self.consts for i in node.input[1:4]):
+            return None  # quant() names what is not constant
+        x = self.consts[node.input[0]]
+        scale, zeropt, bits = (self.consts[i].astype(np.float32) for i in node.input[1:4])
+        a = attributes(node)
+        signed = bool(a.get("signed", 1))
+        axis = channel_axis(scale, x.shape)
+        if bits.size != 1 or float(bits) not in range(2, 9) or np.any(zeropt) or axis == -1 or \
+                (axis is not None and self.opset < 13) or not power_of_two(scale):
+            return None
+        value = quant(x, scale, zeropt, bits.reshape(()), signed, bool(a.get("narrow", 0)),
+                      a.get("rounding_mode", "ROUND").upper())
+        ints = np.round(np.asarray(value, np.float64) / scale).astype(np.int64)
+        s = scale.reshape(()) if axis is None else scale.reshape(-1)
+        if signed and np.abs(ints).max(initial=0) > 64:
+            return (ints + 128).astype(np.uint8), s, np.full(s.shape, 128, np.uint8), axis
+        int_type = np.int8 if signed else np.uint8
+        return ints.astype(int_type), s, np.zeros(s.shape, int_type), axis
+
+    def source(self, name: str) -> str:
+        """The tensor `name` moves values from, through ops that only move them."""
+        while name in self.producers and self.producers[name].op_type in SHAPE_ONLY and self.producers[name].input:
+            name = self.producers[name].input[0]
+        return name
+
+    def users(self, name: str):
+        """(node, input index) of each op that reads `name`, through ops that only move values."""
+        for n, i in self.consumers.get(name, []):
+            if n.op_type in SHAPE_ONLY and i == 0:
+                for out in n.output:
+                    yield from self.users(out)
+            else:
+                yield n, i
+
+    def qdq_is_exact(self, node, params: tuple) -> bool:
+        """False where ONNX Runtime would change values behind this quantizer's Q/DQ pair: it quantizes
+        a float weight of a Gemm/MatMul/Conv taking the pair to int8 itself, and it merges this pair
+        with a pair right before it of other parameters into one pair of a new scale."""
+        before = self.qdq_acts.get(self.source(node.input[0]))
+        if before is not None and before != params:
+            return False
+        weights = [self.source(n.input[1]) for n, i in self.users(node.output[0])
+                   if n.op_type in LINEAR_OPS and i == 0 and len(n.input) > 1]
+        return not any(w in self.folded and w not in self.int_weights for w in weights)
+
+    def grid(self, node):
+        """Input scale x weight scale (one, or one per output channel) of a Gemm/MatMul/Conv that
+        ONNX Runtime runs on integers: input from a Q/DQ pair, weight behind a DequantizeLinear."""
+        if node.op_type not in LINEAR_OPS or len(node.input) < 2:
+            return None
+        act, weight = self.qdq_acts.get(self.source(node.input[0])), self.int_weights.get(self.source(node.input[1]))
+        return None if act is None or weight is None else np.float64(act[0]) * weight[1]
+
+    def bias_after(self, node) -> bool:
+        """ONNX Runtime rounds a float bias of such a layer onto its accumulator grid (after fusing
+        MatMul + Add into Gemm). A bias off that grid is subtracted, negated, after the layer instead
+        (a Sub, which nothing folds back): emits that and returns True; else False."""
+        if node.op_type in ("Gemm", "Conv", "ConvTranspose") and len(node.input) == 3 and node.input[2]:
+            grid, bias = self.grid(node), self.consts.get(node.input[2])
+            if grid is None or bias is None or bias.ndim != 1 or on_grid(bias, grid):
+                return False
+            a = attributes(node)
+            if node.op_type == "Gemm":
+                bias = np.float32(a.get("beta", 1.0)) * bias
+            else:  # per output channel: (1, C, 1, ...)
+                bias = bias.reshape((1, -1) + (1,) * (self.consts[self.source(node.input[1])].ndim - 2))
+            layer = onnx.NodeProto()
+            layer.CopyFrom(node)
+            del layer.input[2:]
+            if node.op_type == "Gemm" and self.opset < 11:  # C is required there: zeros are on any grid
+                layer.input.append(self.const("zero_bias", np.zeros_like(bias)))
+            layer.output[0] = self.name(node.output[0])
+            self.nodes.append(layer)
+            self.emit("Sub", [layer.output[0], self.const("minus_bias", (-bias).astype(np.float32))], node.output[0])
+            return True
+        if node.op_type == "Add" and len(node.input) == 2:
+            for i in (0, 1):
+                x, c = node.input[i], node.input[1 - i]
+                mm = self.producers.get(x)
+                if c in self.consts and mm is not None and mm.op_type == "MatMul" and self.grid(mm) is not None \
+                        and not on_grid(self.consts[c], self.grid(mm)):
+                    self.emit("Sub", [x, self.const("minus_bias", (-self.consts[c]).astype(np.float32))],
+                              node.output[0])
+                    return True
+        return False
 
     def float_quant(self, node, scale, zeropt, bits, signed, lo, hi, round_op) -> None:
         y = self.emit("Div", [node.input[0], self.const("scale", scale)])
@@ -253,10 +402,12 @@ def output_lsbs(model: onnx.ModelProto) -> list[float | None]:
 
 
 def quantized_tolerance(model: onnx.ModelProto):
-    """One least significant bit of the output quantizer: the lowered quantizers compute what
-    QONNX computes, but the float ops between them (sums in another order, ONNX Runtime's
-    sigmoid and tanh in a fused recurrent kernel) may move a value across a rounding boundary.
-    Outputs that no Quant produces get the float tolerance."""
+    """One least significant bit of the output quantizer, in either form: the lowered quantizers,
+    and behind the qdq form ONNX Runtime's integer kernels, compute what QONNX computes (the qdq
+    lowering leaves ONNX Runtime nothing to round or saturate: see Lowering.int_weight and
+    bias_after), but the float ops between them (sums in another order, ONNX Runtime's sigmoid
+    and tanh in a fused recurrent kernel) may move a value across a rounding boundary. Outputs
+    that no Quant produces get the float tolerance."""
     from .. import Tolerance
     lsbs = output_lsbs(model)
     if lsbs and all(lsb is not None for lsb in lsbs):
