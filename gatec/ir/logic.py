@@ -18,6 +18,7 @@ from . import LOGIC_DOMAIN
 
 OP_NAMES = ["FALSE", "AND", "A_AND_NOT_B", "A", "NOT_A_AND_B", "B", "XOR", "OR",
             "NOR", "XNOR", "NOT_B", "B_IMPLIES_A", "NOT_A", "A_IMPLIES_B", "NAND", "TRUE"]
+OP_ID = {name: op for op, name in enumerate(OP_NAMES)}  # the ids by name: OP_ID["A"] == 3
 
 # TRUTH[op] = (f(0,0), f(0,1), f(1,0), f(1,1)): the bits of the id, most significant first
 TRUTH = np.array([[(op >> 3) & 1, (op >> 2) & 1, (op >> 1) & 1, op & 1] for op in range(16)], dtype=np.int64)

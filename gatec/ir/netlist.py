@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .logic import READS_A, READS_B, TRUTH
+from .logic import CONSTANTS, OP_ID, READS_A, READS_B, TRUTH
 
-WIRE_A, WIRE_B = 3, 5  # ops that pass one input through unchanged
-CONSTANT_OPS = (0, 15)
+WIRE_A, WIRE_B = OP_ID["A"], OP_ID["B"]  # ops that pass one input through unchanged
+CONSTANT_OPS = CONSTANTS
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GatecError
+from ..ir.logic import OP_ID
 from ..ir.netlist import Netlist
 from . import register
 from .logic_common import READS_A, READS_B, SAME_INPUT, PASS_THROUGH, TABLES, canonical_inputs, live_gates, op_of, run_logic_pass
@@ -93,7 +94,7 @@ def from_blif(text: str, net: Netlist) -> Netlist:
 
 def real_gates(net: Netlist) -> int:
     live = live_gates(net)
-    return int((live & (net.op != PASS_THROUGH) & (net.op != 5)).sum())
+    return int((live & (net.op != PASS_THROUGH) & (net.op != OP_ID["B"])).sum())
 
 
 def resynthesize(net: Netlist) -> tuple[Netlist, dict]:

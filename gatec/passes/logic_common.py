@@ -14,7 +14,7 @@ import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
-from ..ir.logic import READS_A, READS_B, Layer, layer_of, logic_layer_node
+from ..ir.logic import OP_ID, READS_A, READS_B, Layer, layer_of, logic_layer_node
 from ..ir.logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
 from ..ir.netlist import Netlist, live_nodes
 
@@ -38,7 +38,7 @@ FIX_A = np.stack([_remap((0, 1, 0, 1)), _remap((2, 3, 2, 3))])  # FIX_A[c]: f(c,
 FIX_B = np.stack([_remap((0, 0, 2, 2)), _remap((1, 1, 3, 3))])  # FIX_B[c]: f(a, c)
 SAME_INPUT = _remap((0, 0, 3, 3))  # f(a, a), as a function of a
 CONSTANT = ~READS_A & ~READS_B  # ops 0 and 15
-PASS_THROUGH = 3  # f = a
+PASS_THROUGH = OP_ID["A"]  # f = a
 
 
 # ---------------------------------------------------------------- IR <-> netlist

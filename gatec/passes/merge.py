@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.logic import OP_ID
 from ..ir.netlist import Netlist
 from . import register
 from .logic_common import CONSTANT, READS_A, READS_B, SAME_INPUT, TRANSPOSE, canonical_inputs, run_logic_pass
 
 
-NOT_A = 12
+NOT_A = OP_ID["NOT_A"]
 
 
 def merge_gates(net: Netlist) -> tuple[Netlist, dict]:
