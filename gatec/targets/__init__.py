@@ -27,15 +27,22 @@ from ..ir import IR
 DEFAULT = "cpu"  # the target `gatec compile` builds when none is named
 
 
-def non_negative_int(text) -> int:
-    """An Option type for a count where 0 is the default (a thread count): the CLI refuses -1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+def integer_at_least(low: int):
+    """An argument type for a whole number >= low (a thread count: 0, the runtime's own; a sample
+    count: 1): the CLI refuses -1 by name."""
+    def parse(text) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"  # what argparse names in its own messages
+    return parse
+
+
+non_negative_int = integer_at_least(0)
 
 
 @dataclass(frozen=True)

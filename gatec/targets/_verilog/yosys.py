@@ -35,8 +35,14 @@ def synthesize(verilogs: list[str], kind: str) -> list[dict]:
             (folder / "synth.ys").write_text(yosys_script(kind))
             procs.append(subprocess.Popen([need("yosys"), "-q", "-s", "synth.ys"], cwd=folder, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        with progress.stage(f"synthesizing with yosys ({len(procs)} runs)"):
-            outputs = [proc.communicate() for proc in procs]  # all finish before the folder goes
+        try:
+            with progress.stage(f"synthesizing with yosys ({len(procs)} runs)"):
+                outputs = [proc.communicate() for proc in procs]  # all finish before the folder goes
+        except BaseException:  # Ctrl-C, SIGTERM: no yosys left running into a removed folder
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+            raise
         results = []
         for i, (proc, (out, err)) in enumerate(zip(procs, outputs)):
             if proc.returncode != 0:
