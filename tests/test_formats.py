@@ -197,3 +197,44 @@ def test_load_goes_through_the_format_table(saved, monkeypatch, tmp_path):
     monkeypatch.setitem(frontend.FORMATS, "keras", never)
     with pytest.raises(GatecError, match=r"torch\.export \.pt2, ONNX \.onnx, or Keras \.keras\)"):
         frontend.load(unknown)
+
+
+@pytest.mark.parametrize("domain", ["qonnx.custom_op.general", "finn.custom_op.general"])
+def test_qonnx_files_from_qonnx_and_finn_tools_are_repaired_and_compile(tmp_path, domain):
+    """qonnx's and FINN's tools write IR version 3 and no opset import for their own domain;
+    onnx.checker refuses such files, their own loaders take them, and so does gatec."""
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.float32(0.125), "s"),
+             numpy_helper.from_array(np.float32(0), "z"), numpy_helper.from_array(np.float32(8), "b")]
+    nodes = [helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=domain, signed=1, narrow=0,
+                              rounding_mode="ROUND"), helper.make_node("MatMul", ["xq", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 3
+    path = tmp_path / "finn_style.onnx"
+    onnx.save(model, path)
+    with pytest.raises(Exception):
+        onnx.checker.check_model(onnx.load(path))  # what refused it before
+    source = gatec.load(path)
+    assert source.ir.source["repaired"] == [f"opset import for {domain}", "IR version 3 -> 7"]
+    x = np.random.default_rng(1).standard_normal((9, 4)).astype(np.float32)
+    want = (np.clip(np.round(x / 0.125), -128, 127) * 0.125) @ w
+    np.testing.assert_allclose(source.reference([x])[0], want, rtol=1e-6, atol=1e-6)
+    art = gatec.compile(path, "cpu", tmp_path / "cpu")
+    assert art.manifest["verification"]["ok"]
+    np.testing.assert_allclose(art.run(x)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_damaged_onnx_file_is_still_refused_after_the_repairs(tmp_path):
+    from onnx import TensorProto, helper
+    node = helper.make_node("MatMul", ["x", "missing"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 3
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, path)
+    with pytest.raises(gatec.GatecError, match="corrupt or invalid ONNX file"):
+        gatec.load(path)

@@ -13,6 +13,9 @@ from .source import BY_CONTENT, BY_NAME, ModelFile, Source
 from .trace import first_line, fix_axes_the_graph_baked
 
 
+MIN_IR_VERSION = 7  # the first with which the checker takes custom-domain opset imports and training-free graphs
+
+
 def detect(file: ModelFile) -> int | None:
     if file.path.suffix == ".onnx":
         return BY_NAME
@@ -24,12 +27,37 @@ def detect(file: ModelFile) -> int | None:
         return None
 
 
+def repaired(model: onnx.ModelProto) -> list[str]:
+    """What qonnx's and FINN's tools leave out, put back in place (as their own loaders tolerate
+    it): opset imports for the custom domains the nodes use, and an IR version recent enough for
+    the checker to take the file. Returns what was repaired."""
+    done = []
+    imported = {o.domain for o in model.opset_import}
+    for domain in sorted({n.domain for n in model.graph.node} - imported - {"", "ai.onnx"}):
+        model.opset_import.add(domain=domain, version=1)
+        done.append(f"opset import for {domain}")
+    if model.ir_version < MIN_IR_VERSION:
+        done.append(f"IR version {model.ir_version} -> {MIN_IR_VERSION}")
+        model.ir_version = MIN_IR_VERSION
+    return done
+
+
 def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Source:
     try:
         model = onnx.load(str(path))
-        onnx.checker.check_model(model)
     except Exception as e:
         raise GatecError(f"{path}: corrupt or invalid ONNX file ({first_line(e)})") from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        fixes = repaired(model)
+        try:
+            if not fixes:
+                raise
+            onnx.checker.check_model(model)
+        except Exception:
+            raise GatecError(f"{path}: corrupt or invalid ONNX file ({first_line(e)})") from None
+        info["repaired"] = fixes
     original = model
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
     if opset < 13:
