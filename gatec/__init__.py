@@ -1,7 +1,7 @@
 """gatec: compile gated neural networks and logic-gate networks to verified targets."""
 from .version import __version__
 
-__all__ = ["compile", "load", "Artifact", "GatecError", "__version__"]
+__all__ = ["compile", "load", "sweep", "Artifact", "GatecError", "__version__"]
 
 
 def __getattr__(name):
@@ -12,6 +12,9 @@ def __getattr__(name):
     if name == "load":
         from .frontend import load
         return load
+    if name == "sweep":  # the module, callable: gatec.sweep(model, target=..., grid=...)
+        import importlib
+        return importlib.import_module(f"{__name__}.sweep")
     if name == "GatecError":
         from .errors import GatecError
         return GatecError

@@ -1,4 +1,4 @@
-"""The `gatec` command line: compile, verify, inspect, bench, passes, targets."""
+"""The `gatec` command line: compile, verify, inspect, bench, quantize, sweep, passes, targets."""
 from __future__ import annotations
 
 import argparse
@@ -20,16 +20,6 @@ def shape_arg(text: str) -> list[int]:
     if not dims or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"bad shape '{text}': expected positive integers like 1,50,16")
     return dims
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def percentile_arg(text: str) -> float:
@@ -102,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="artifact folder (default build/<model>_<target>)")
     add_opt_args(p)
     p.add_argument("--no-verify", action="store_true", help="skip the emulator check")
-    p.add_argument("--samples", type=positive_int, default=256)
+    p.add_argument("--samples", type=targets.integer_at_least(1), default=256)
     p.add_argument("--data", help="verification inputs: .npy (one input) or .npz (one array per input)")
     add_target_options(p)
 
@@ -110,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--targets", default=targets.DEFAULT, help="comma-separated targets")
     add_opt_args(p)
-    p.add_argument("--samples", type=positive_int, default=256)
+    p.add_argument("--samples", type=targets.integer_at_least(1), default=256)
     p.add_argument("--data")
     p.add_argument("--json", help="write the report here")
 
@@ -122,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--targets", default=targets.DEFAULT)
     add_opt_args(p)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=targets.integer_at_least(1), default=1)
     p.add_argument("--json", help="write the rows here")
 
     p = sub.add_parser("quantize", help="post-training quantization to QONNX (uniform or Hessian-aware mixed precision)")
@@ -143,6 +133,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-choices", default="2,3,4,5,6,7,8", help="mixed precision: weight widths to choose from")
     p.add_argument("-o", "--output", help="QONNX file to write (default build/<model>_q.onnx)")
     p.add_argument("--json", help="write the report here (default: beside the output)")
+
+    p = sub.add_parser("sweep", help="compile, verify and measure a grid of options on Ray; the Pareto front")
+    add_model_args(p)
+    p.add_argument("--target", default=targets.DEFAULT, help=f"one of: {', '.join(targets.names())} "
+                                                               f"(default {targets.DEFAULT})")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a target option, passes (e.g. passes=simplify,simplify+abc) or O; repeat for each key")
+    p.add_argument("--data", help="inputs: .npy (one input) or .npz (one array per input); verification and accuracy")
+    p.add_argument("--labels", help=".npy of class labels for --data: accuracy (else argmax agreement with the model)")
+    p.add_argument("--samples", type=targets.integer_at_least(1), default=256)
+    p.add_argument("--address", help="an existing Ray cluster, HOST:PORT (default $RAY_ADDRESS, else Ray on this "
+                                     "machine)")
+    p.add_argument("-o", "--output", help="sweep folder (default build/<model>_sweep)")
 
     p = sub.add_parser("passes", help="list the passes, or describe one")
     p.add_argument("name", nargs="?", help="a pass: print its long help and its parameter")
@@ -279,6 +282,31 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import numpy as np
+    from .sweep import sweep
+    output = args.output or f"build/{Path(args.model).stem}_sweep"
+    loaded = {}
+    for flag, path in (("--data", args.data), ("--labels", args.labels)):
+        if path:
+            try:
+                loaded[flag] = np.load(path)
+            except Exception as e:
+                raise GatecError(f"{flag} {path}: cannot read it ({str(e).splitlines()[0]})") from None
+    rows = sweep(args.model, args.target, args.grid, args.address, output, loaded.get("--data"),
+                 loaded.get("--labels"), args.input_shapes, args.imports, args.samples, args.force)
+    keys = [g.partition("=")[0].strip().replace("-", "_") for g in args.grid]
+    for r in rows:
+        figures = ", ".join(f"{k} {r[k]:.4g}" if isinstance(r[k], float) else f"{k} {r[k]}"
+                            for k in ("accuracy", "luts", "dsp", "nand2", "latency_cycles", "compile_s")
+                            if r.get(k) is not None)
+        where = "front" if r["pareto"] else ("ok" if r["ok"] else "FAILED")
+        print(f"{' '.join(f'{k}={r[k]}' for k in keys):<48} {where:<6} {figures or r['error']}")
+    print(f"wrote {output} ({len(rows)} points, {sum(r['pareto'] for r in rows)} on the Pareto front): "
+          f"results.csv, results.json, report.html")
+    return 0
+
+
 def cmd_passes(args) -> int:
     from .passes import get, load_all
     if args.name:
@@ -306,7 +334,7 @@ def main(argv=None) -> int:
         warnings.filterwarnings("ignore")
         with sigterm_unwinds():  # SIGTERM unwinds like Ctrl-C: temporary files are removed on the way out
             return {"compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "bench": cmd_bench,
-                    "quantize": cmd_quantize, "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
+                    "quantize": cmd_quantize, "sweep": cmd_sweep, "passes": cmd_passes, "targets": cmd_targets}[args.command](args)
     except GatecError as e:
         print(f"gatec: error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gatec"
 # stage of each top-level part of the package, in the order data flows through them
 STAGES = {"version": 0, "errors": 0, "progress": 0, "ir": 1, "nn": 2, "qat": 2, "custom_op": 2, "frontend": 3, "passes": 4,
           "engine": 5, "targets": 5, "emulator": 6, "compiler": 7, "output": 7, "summary": 8, "bench": 8,
-          "quantize": 8, "cli": 9, "__init__": 10, "__main__": 10}
+          "quantize": 8, "sweep": 8, "cli": 9, "__init__": 10, "__main__": 10}
 
 
 def module_name(path: Path) -> str:
@@ -99,13 +99,13 @@ def test_compiler_and_cli_name_no_target(module):
         assert f"targets.{name}" not in text and f"targets import {name}" not in text
 
 
-@pytest.mark.parametrize("command", [["--help"], ["targets"], ["passes"], ["compile", "--help"]])
+@pytest.mark.parametrize("command", [["--help"], ["targets"], ["passes"], ["compile", "--help"], ["sweep", "--help"]])
 def test_commands_that_need_no_model_do_not_import_torch(command):
     """Start-up: these import neither torch nor hls4ml (benchmarks/bench_startup.py times them)."""
     import subprocess
     import sys
     probe = ("import sys\nfrom gatec.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "heavy = sorted(m for m in ('torch', 'hls4ml', 'qonnx') if m in sys.modules)\n"
+             "heavy = sorted(m for m in ('torch', 'hls4ml', 'qonnx', 'ray') if m in sys.modules)\n"
              "print('heavy:', ','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "heavy:"
