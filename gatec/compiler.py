@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import emulator, passes, progress, targets
 from .version import __version__
 from .errors import GatecError
-from .frontend import Source, load
 from .ir import IR
 from .output import write_folder
+
+if TYPE_CHECKING:
+    from .frontend import Source  # the front end imports torch: compile() loads it, Artifact.open() need not
 
 MANIFEST = "manifest.json"
 OPT_LEVELS = tuple(passes.LEVELS)
@@ -114,7 +117,9 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
     target = target or targets.DEFAULT
     tgt = targets.get(target)
     options = tgt.check_options(dict(options or {}))
-    source = source or load(model, input_shapes, imports, batch_axis)
+    if source is None:
+        from .frontend import load
+        source = load(model, input_shapes, imports, batch_axis)
     data = None if data is None else emulator.check_data(data, source.ir)  # bad data: named, not blamed on the artifact
     names = default_passes(target, source.ir, opt_level) if passes_to_run is None else passes_to_run
     ir = passes.apply(source.ir, names, calibration_data(source.ir, data))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -20,9 +21,11 @@ from .errors import GatecError
 from .ir.netlist import Program
 
 CSRC = Path(__file__).parent / "csrc"
-TILE = 8  # 64-bit words per slot: 512 samples a tile (measured best of 4, 8, 16, 32 here)
-FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR", f"-DGATEC_TILE={TILE}",
+SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slot size: gatec_tile_words())
+TILE = 8  # the most 64-bit words a slot has (4 on AVX2): scratch is sized for it; threads split at 512 samples
+FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
          "-DGATEC_WORD_BITS=64"]
+CHUNK_TILES = 8  # tiles a thread takes at a time: ~0.4 ms of work, far above a call's cost
 _lock = threading.Lock()
 _lib = None
 
@@ -35,6 +38,14 @@ class CProgram(ctypes.Structure):
 
 class CCounting(ctypes.Structure):
     _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones")]
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -70,7 +81,7 @@ def library() -> ctypes.CDLL:
         cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
         if not cc:
             raise GatecError("the logic engine needs a C compiler (cc or gcc) on PATH")
-        sources = [CSRC / "gatec_logic.c", CSRC / "gatec_logic.h"]
+        sources = [SOURCE, CSRC / "gatec_logic.c", CSRC / "gatec_logic.h"]
         key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + " ".join([cc] + FLAGS).encode()
                              + os.uname().machine.encode() + cpu_identity(cc)).hexdigest()[:16]
         path = cache_dir() / f"gatec_logic_{key}.so"
@@ -84,9 +95,10 @@ def library() -> ctypes.CDLL:
                 raise GatecError(f"building the logic engine failed: {proc.stderr.strip().splitlines()[0]}")
             os.replace(tmp, path)
         lib = ctypes.CDLL(str(path))
-        lib.gatec_run_counting.argtypes = [ctypes.POINTER(CProgram), ctypes.POINTER(CCounting), ctypes.c_void_p,
-                                           ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
-        lib.gatec_run_counting.restype = None
+        lib.gatec_host_run.argtypes = [ctypes.POINTER(CProgram), ctypes.POINTER(CCounting), ctypes.c_void_p,
+                                       ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
+        lib.gatec_host_run.restype = None
+        lib.gatec_tile_words.restype = ctypes.c_uint32
         _lib = lib
         return lib
 
@@ -94,17 +106,18 @@ def library() -> ctypes.CDLL:
 class Engine:
     """Runs a Program on unpacked bits (N, n_inputs) -> class scores (N, k) float32."""
 
-    def __init__(self, program: Program, threads: int = 1):
+    def __init__(self, program: Program, threads: int = 0):
         self.program = program
-        self.threads = max(1, threads)
+        self.threads = threads if threads > 0 else default_threads()
         self.lib = library()
         p = program
         self.c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                           *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                         p.output_slot)))
         self.counting = CCounting(*(arr.ctypes.data for arr in (p.group_class, p.rest_start, p.rest_slot, p.class_ones)))
-        self.scratch_words = (p.n_slots + 24 + p.n_inputs) * TILE  # GATEC_SCRATCH_WORDS
+        self.scratch_words = (p.n_slots + 24 + p.n_inputs) * self.lib.gatec_tile_words()  # GATEC_SCRATCH_WORDS
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
+        self._pool = None  # worker threads, started on the first batch that several threads share
 
     def _bits(self, bits: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
@@ -113,30 +126,44 @@ class Engine:
                              f"got {list(bits.shape)}")
         return bits
 
-    def _fill(self, bits: np.ndarray, scores: np.ndarray) -> None:
-        """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array."""
-        n = bits.shape[0]
-        tile = TILE * 64
-        chunks = [(s, min(n, s + (n // self.threads // tile + 1) * tile)) for s in
-                  range(0, n, (n // self.threads // tile + 1) * tile)] if n else []
+    def _scratch(self) -> np.ndarray:
+        try:
+            return self._spare.pop()  # list.pop/append are atomic: threads share the spares safely
+        except IndexError:  # slots on 64-byte boundaries: one cache line each
+            scratch = np.empty(self.scratch_words + 8, np.uint64)
+            skip = (-scratch.ctypes.data % 64) // 8
+            return scratch[skip:skip + self.scratch_words]
 
-        def run(chunk):
-            start, stop = chunk
-            try:
-                scratch = self._spare.pop()
-            except IndexError:  # slots on 64-byte boundaries: one cache line each
-                scratch = np.empty(self.scratch_words + 8, np.uint64)
-                skip = (-scratch.ctypes.data % 64) // 8
-                scratch = scratch[skip:skip + self.scratch_words]
-            self.lib.gatec_run_counting(ctypes.byref(self.c), ctypes.byref(self.counting), bits[start:stop].ctypes.data,
+    def _fill(self, bits: np.ndarray, scores: np.ndarray) -> None:
+        """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array. With
+        several threads the batch is cut into runs of CHUNK_TILES tiles that the threads take in
+        turn, each with its own scratch, writing its own rows of scores (no shared writes;
+        ctypes drops the GIL during each call): a core slowed by another process takes fewer
+        runs instead of holding the others up."""
+        n, tile = bits.shape[0], TILE * 64
+        edges = list(range(0, n, CHUNK_TILES * tile)) + [n]
+        parts = min(self.threads, len(edges) - 1)
+        if parts <= 1:  # one call: the C side prefetches each next tile's rows
+            edges = [0, n]
+        if n == 0:
+            return
+        turns = itertools.count()  # next() on it is atomic under the GIL
+
+        def work():
+            scratch = self._scratch()
+            while (i := next(turns)) < len(edges) - 1:
+                start, stop = edges[i], edges[i + 1]
+                self.lib.gatec_host_run(ctypes.byref(self.c), ctypes.byref(self.counting), bits[start:stop].ctypes.data,
                                         stop - start, scratch.ctypes.data, scores[start:stop].ctypes.data)
             self._spare.append(scratch)
-        if len(chunks) <= 1:
-            for c in chunks:
-                run(c)
-        else:
-            with ThreadPoolExecutor(len(chunks)) as pool:
-                list(pool.map(run, chunks))
+        if parts == 1:
+            return work()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="gatec-engine")
+        pending = [self._pool.submit(work) for _ in range(parts - 1)]
+        work()  # the calling thread works too
+        for f in pending:
+            f.result()
 
     def counts(self, bits: np.ndarray) -> np.ndarray:
         bits = self._bits(bits)

@@ -121,24 +121,25 @@ def test_engine_portable_paths_without_avx512(network, tmp_path):
     """The host engine's portable packing and count paths (built with AVX-512 off) are bit-exact too."""
     from gatec import engine
     so = tmp_path / "portable.so"
-    subprocess.run(["gcc", *engine.FLAGS, "-mno-avx512f", "-Wno-psabi", str(engine.CSRC / "gatec_logic.c"), "-o", str(so)],
-                   check=True)
+    subprocess.run(["gcc", *engine.FLAGS, "-mno-avx512f", "-Wno-psabi", str(engine.SOURCE), "-o", str(so)], check=True)
     lib = ctypes.CDLL(str(so))
+    assert lib.gatec_tile_words() == 4  # one 256-bit vector a slot (the AVX2 path)
     rng = np.random.default_rng(5)
-    for net in (network[1], random_dag(rng, 130, 300, 3)):
+    wide = Netlist.from_layers(6, [(rng.integers(0, 6, 33000), rng.integers(0, 6, 33000), rng.integers(0, 16, 33000))])
+    for net in (network[1], random_dag(rng, 130, 300, 3), wide):  # wide: counts past 2^15 (16-bit lanes)
         p = plan(net)
         prog = engine.CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                                *(a.ctypes.data for a in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                          p.output_slot)))
         counting = engine.CCounting(*(a.ctypes.data for a in (p.group_class, p.rest_start, p.rest_slot, p.class_ones)))
-        for n in (5, TILE * 64 + 3):
+        for n in (5, 4 * 64 + 1, TILE * 64 + 3):
             bits = rng.integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
             scratch = np.zeros(Engine(p).scratch_words, np.uint64)
             scores = np.empty((n, p.k), np.int32)
-            lib.gatec_run_counting(ctypes.byref(prog), ctypes.byref(counting), ctypes.c_void_p(bits.ctypes.data),
-                                   ctypes.c_uint32(n), ctypes.c_void_p(scratch.ctypes.data),
-                                   ctypes.c_void_p(scores.ctypes.data))
-            np.testing.assert_array_equal(scores, net.evaluate(bits))
+            for run in (lib.gatec_host_run, lib.gatec_run_counting):  # AVX2 packing, and gatec_logic.c's own
+                run(ctypes.byref(prog), ctypes.byref(counting), ctypes.c_void_p(bits.ctypes.data), ctypes.c_uint32(n),
+                    ctypes.c_void_p(scratch.ctypes.data), ctypes.c_void_p(scores.ctypes.data))
+                np.testing.assert_array_equal(scores, net.evaluate(bits))
 
 
 def test_engine_threads_agree(network):
@@ -219,3 +220,79 @@ def test_firmware_is_built_with_the_compiler_named_by_CC(network, tmp_path, monk
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(gatec.GatecError, match="no-such-cc"):
         gatec.compile(network[0], "c", tmp_path / "fw2", samples=40)
+
+
+@pytest.mark.parametrize("word_bits", [8, 16, 32, 64])
+def test_unrolled_firmware_is_bit_exact_and_builds_clean(network, tmp_path, word_bits):
+    """--c-form unrolled: the gates as straight-line code, its own packing and counting."""
+    path, net = network
+    art = gatec.compile(path, "c", tmp_path / "fw", options={"word_bits": word_bits, "c_form": "unrolled"}, samples=150)
+    assert art.manifest["verification"]["ok"] and art.manifest["verification"]["max_abs_err"] == 0
+    source = (art.path / "model.c").read_text()
+    assert "static void gates_0(gatec_word *s)" in source and "a_slot" not in source
+    for n in (1, word_bits - 1, word_bits + 1, 3 * word_bits + 5):
+        bits = np.random.default_rng(n).integers(0, 2, (n, 24)).astype(np.uint8)
+        np.testing.assert_array_equal(art.run(bits)[0], net.evaluate(bits) / np.float32(4.0))
+    make = subprocess.run(["make", "-C", str(art.path), "CFLAGS=-std=c99 -Wall -Wextra -Werror -pedantic -O2"],
+                          capture_output=True, text=True)
+    assert make.returncode == 0, make.stderr
+    library = subprocess.run(["nm", str(art.path / "libmodel.a")], capture_output=True, text=True).stdout
+    defined = {line.split()[-1] for line in library.splitlines() if " T " in line}
+    assert {line.split()[-1] for line in library.splitlines() if " U " in line} - defined <= {"memset", "memcpy"}
+
+
+def test_unrolled_firmware_packed_entry_point(network, tmp_path):
+    path, net = network
+    art = gatec.compile(path, "c", tmp_path / "fw", options={"word_bits": 64, "c_form": "unrolled"}, verify=False)
+    so = tmp_path / "libm.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(so), "model.c", "gatec_logic.c"], cwd=art.path,
+                   check=True)
+    lib = ctypes.CDLL(str(so))
+    n = 150
+    bits = np.random.default_rng(9).integers(0, 2, (n, 24)).astype(np.uint8)
+    padded = np.zeros((3 * 64, 24), np.uint8)
+    padded[:n] = bits
+    packed = np.packbits(padded.reshape(3, 64, 24), axis=1, bitorder="little")  # (tile, byte, input)
+    words = np.ascontiguousarray(packed.transpose(0, 2, 1)).view(np.uint64)  # little-endian: bit j = sample j
+    counts = np.empty((n, 3), np.int32)
+    lib.gatec_model_counts_packed(ctypes.c_void_p(words.ctypes.data), ctypes.c_uint32(n),
+                                  ctypes.c_void_p(counts.ctypes.data))
+    np.testing.assert_array_equal(counts, net.evaluate(bits))
+
+
+def test_unrolled_firmware_with_input_encoder(tmp_path):
+    import torch
+    model, fit = encoder_model("thermometer")
+    art = gatec.compile(model, "c", tmp_path / "fw", input_shapes=[[1, 16]], data=[fit],
+                        options={"word_bits": 16, "c_form": "unrolled"})
+    assert art.manifest["verification"]["ok"] and "gates_0" in (art.path / "model.c").read_text()
+    with torch.no_grad():
+        np.testing.assert_array_equal(art.run(fit)[0], model(torch.from_numpy(fit)).numpy())
+
+
+def test_unrolled_form_keeps_tables_for_very_large_networks(network, tmp_path, monkeypatch):
+    import gatec.targets.c as c_target
+    path, _ = network
+    monkeypatch.setattr(c_target, "UNROLL_LIMIT", 10)
+    art = gatec.compile(path, "c", tmp_path / "fw", options={"c_form": "unrolled"}, samples=40)
+    assert art.manifest["verification"]["ok"] and "a_slot" in (art.path / "model.c").read_text()
+
+
+def test_c_form_default_is_the_table_interpreter(network, tmp_path):
+    path, _ = network
+    a = gatec.compile(path, "c", tmp_path / "a", verify=False)
+    b = gatec.compile(path, "c", tmp_path / "b", options={"c_form": "table"}, verify=False)
+    assert (a.path / "model.c").read_bytes() == (b.path / "model.c").read_bytes()
+    assert "gates_0" not in (a.path / "model.c").read_text()
+    with pytest.raises(gatec.GatecError, match="c-form"):
+        gatec.compile(path, "c", tmp_path / "c", options={"c_form": "loops"}, verify=False)
+
+
+def test_unrolled_firmware_of_wires_only(tmp_path):
+    """Every gate a wire (op 3, A): nothing left to run but the counting; still -Werror clean."""
+    layers = [Layer(np.arange(8) % 5, np.zeros(8, np.int64), np.full(8, 3))]
+    path = logic_onnx(tmp_path / "wires.onnx", 5, layers, 2, 1.0)
+    art = gatec.compile(path, "c", tmp_path / "fw", options={"c_form": "unrolled"}, samples=40)
+    assert art.manifest["verification"]["ok"] and "gates_0" not in (art.path / "model.c").read_text()
+    bits = np.random.default_rng(2).integers(0, 2, (9, 5)).astype(np.uint8)
+    np.testing.assert_array_equal(art.run(bits)[0], bits[:, np.arange(8) % 5].reshape(9, 2, 4).sum(-1))

@@ -70,12 +70,12 @@ class EngineRunner:
     """gatec's logic engine (gatec/engine.py) on the artifact's netlist, after the input encoder
     (run by ONNX Runtime) where there is one."""
 
-    def __init__(self, folder: Path, threads: int = 1):
+    def __init__(self, folder: Path, threads: int = 0):
         from ...engine import Engine
         from ...ir.netlist import Netlist, plan
         z = np.load(folder / ENGINE_FILE)
         net = Netlist(int(z["n_inputs"]), z["a"], z["b"], z["op"], z["outputs"], int(z["k"]), float(z["tau"]))
-        self.engine = Engine(plan(net), threads or 1)
+        self.engine = Engine(plan(net), threads)  # 0: every core this process may use
         self.prefix = Runner(folder / PREFIX_FILE, threads) if (folder / PREFIX_FILE).exists() else None
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -107,7 +107,8 @@ class CpuTarget(Target):
         Option("quant_form", "cpu, quantized models: quantizers as float32 ops, exact (default), or QuantizeLinear/"
                              "DequantizeLinear for ONNX Runtime's integer kernels (faster, the same values)",
                choices=("float", "qdq"), default="float"),
-        Option("threads", "threads the artifact's runtime may use (default: its own)", type=non_negative_int,
+        Option("threads", "threads the artifact's runtime may use (0: gatec's engine all cores, ONNX Runtime "
+                          "its own default)", type=non_negative_int,
                default=0),
     )
 

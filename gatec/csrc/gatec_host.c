@@ -1,0 +1,162 @@
+/* gatec's host engine: gatec_logic.c built for the machine it runs on (-march=native, so the
+ * vector path is the CPU's own). gatec_logic.c itself is also the C firmware's source, whose
+ * artifacts are pinned byte for byte, so host-only choices live here.
+ *
+ * A slot is one vector register with AVX-512 (8 words) and with AVX2 (4 words); other hosts keep
+ * 8 words (measured best on AVX-512, not tuned elsewhere). With AVX2 a 512-bit slot is a pair of
+ * registers and the counters' carry-save state (20 slots) spills; 4 words measured 1.2x faster
+ * on the AVX2 path than 8, and the AVX2 packing and counting below another 1.25x
+ * (benchmarks/bench_logic.py's network on an AVX-512 host built with -mno-avx512f). The path is
+ * the compiler's choice for -march=native, which the engine's cache key names, so no run-time
+ * dispatch is needed. */
+#ifndef GATEC_TILE
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define GATEC_TILE 4
+#else
+#define GATEC_TILE 8
+#endif
+#endif
+#include "gatec_logic.c"
+
+uint32_t gatec_tile_words(void);
+void gatec_host_run(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
+                    gatec_word *scratch, int32_t *scores);
+
+/* Words per slot, so that the caller sizes scratch and tiles as this build does. */
+uint32_t gatec_tile_words(void) { return GATEC_TILE; }
+
+#if defined(__AVX2__) && GATEC_TILE == 4 && !(defined(__AVX512BW__) && defined(__AVX512VBMI__))
+#include <immintrin.h>
+/* AVX2 packing: per 8 rows, 32 features a vector fold into bytes (byte f: bit r = row r's
+ * feature f); then 8 x 8 blocks of those bytes are transposed with SSE2 unpacks so that a
+ * feature's bytes of one word line up (byte b of word w: rows 64w + 8b .. 64w + 8b + 7). */
+static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, gatec_word *act) {
+    uint32_t n_in = p->n_inputs, i, r, rb, f, w, b;
+    uint8_t *bytes = (uint8_t *)(act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES) * W);
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (rb = 0; rb < GATEC_TILE_SAMPLES / 8; rb++) {
+        const uint8_t *row = rows + (uint64_t)rb * 8 * n_in;
+        uint8_t *out = bytes + (uint64_t)rb * n_in;
+        uint32_t live = n_rows > rb * 8 ? n_rows - rb * 8 : 0;
+        if (live > 8) live = 8;
+        for (i = 0; i + 32 <= n_in; i += 32) {
+            __m256i x = _mm256_setzero_si256();
+            for (r = 8; r-- > 0;) {
+                x = _mm256_add_epi8(x, x);
+                if (r < live)
+                    x = _mm256_or_si256(x, _mm256_and_si256(
+                        _mm256_loadu_si256((const __m256i *)(row + (uint64_t)r * n_in + i)), ones));
+            }
+            _mm256_storeu_si256((__m256i *)(out + i), x);
+        }
+        for (; i < n_in; i++) {
+            uint8_t v = 0;
+            for (r = 0; r < live; r++) v |= (uint8_t)((row[(uint64_t)r * n_in + i] & 1u) << r);
+            out[i] = v;
+        }
+    }
+    for (w = 0; w < W; w++) {
+        const uint8_t *src = bytes + (uint64_t)w * 8 * n_in;
+        for (f = 0; f + 8 <= n_in; f += 8) {
+            __m128i q[8], a0, a1, a2, a3, b0, b1, b2, b3, c[4];
+            for (b = 0; b < 8; b++) q[b] = _mm_loadl_epi64((const __m128i *)(src + (uint64_t)b * n_in + f));
+            a0 = _mm_unpacklo_epi8(q[0], q[1]);
+            a1 = _mm_unpacklo_epi8(q[2], q[3]);
+            a2 = _mm_unpacklo_epi8(q[4], q[5]);
+            a3 = _mm_unpacklo_epi8(q[6], q[7]);
+            b0 = _mm_unpacklo_epi16(a0, a1); /* features f..f+3, rows of blocks 0-3 */
+            b1 = _mm_unpackhi_epi16(a0, a1); /* f+4..f+7, 0-3 */
+            b2 = _mm_unpacklo_epi16(a2, a3); /* f..f+3, 4-7 */
+            b3 = _mm_unpackhi_epi16(a2, a3); /* f+4..f+7, 4-7 */
+            c[0] = _mm_unpacklo_epi32(b0, b2); /* features f, f+1: 8 bytes each */
+            c[1] = _mm_unpackhi_epi32(b0, b2);
+            c[2] = _mm_unpacklo_epi32(b1, b3);
+            c[3] = _mm_unpackhi_epi32(b1, b3);
+            for (b = 0; b < 4; b++) {
+                _mm_storel_epi64((__m128i *)(act + (uint64_t)(f + 2 * b) * W + w), c[b]);
+                _mm_storeh_pd((double *)(act + (uint64_t)(f + 2 * b + 1) * W + w), _mm_castsi128_pd(c[b]));
+            }
+        }
+        for (; f < n_in; f++) {
+            gatec_word word = 0;
+            for (b = 0; b < 8; b++) word |= (gatec_word)src[(uint64_t)b * n_in + f] << (8 * b);
+            act[(uint64_t)f * W + w] = word;
+        }
+    }
+}
+
+/* Planes back to counts plus `offset`, 16 samples at a time in 16-bit lanes (counts below 2^15):
+ * plane q's 16 bits, each lane testing its own, select an add of 2^q. */
+static void host_planes_to_scores(const counter *k, uint32_t n_rows, uint32_t n_classes, uint32_t c, int32_t offset,
+                                  int32_t *scores) {
+    const __m256i lane = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+                                           (short)0x8000);
+    uint32_t s, q, t;
+    int16_t lanes[16];
+    if (k->n_planes > 15) {
+        planes_to_scores(k, n_rows, n_classes, c, offset, scores);
+        return;
+    }
+    for (s = 0; s < n_rows; s += 16) {
+        __m256i total = _mm256_setzero_si256();
+        for (q = 0; q < k->n_planes; q++) {
+            uint16_t bits;
+            __m256i hit;
+            memcpy(&bits, (const uint8_t *)(k->planes + q * W) + s / 8, sizeof bits);
+            hit = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16((short)bits), lane), lane);
+            total = _mm256_add_epi16(total, _mm256_and_si256(hit, _mm256_set1_epi16((short)(1 << q))));
+        }
+        _mm256_storeu_si256((__m256i *)lanes, total);
+        for (t = 0; t < 16 && s + t < n_rows; t++)
+            scores[(uint64_t)(s + t) * n_classes + c] = (int32_t)(uint16_t)lanes[t] + offset;
+    }
+}
+
+/* count_tile (gatec_logic.c) with the counts above. */
+static void host_count_tile(const gatec_program *p, const gatec_counting *cp, gatec_word *act, uint32_t first,
+                            uint32_t n_rows, int32_t *scores, const uint8_t *ahead, uint32_t ahead_step) {
+    const uint32_t *A = p->a_slot, *B = p->b_slot;
+    uint32_t gi = first, g, c, r, fill, n_planes = counter_planes(p->n_outputs / p->k);
+    counter k;
+    slot_t v[16];
+    for (g = 0; g < first; g++) A += p->group_count[g], B += p->group_count[g];
+    for (c = 0; c < p->k; c++) {
+        counter_start(&k, act + (uint64_t)p->n_slots * W, n_planes);
+        fill = 0;
+        for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) {
+            uint32_t count = p->group_count[gi];
+            switch (p->group_op[gi]) {
+            EACH_OP(COUNT_LOOP)
+            }
+            A += count; B += count;
+        }
+        for (r = cp->rest_start[c]; r < cp->rest_start[c + 1]; r++) {
+            v[fill++] = load(act + (uint64_t)cp->rest_slot[r] * W);
+            if (fill == 16) counter_add16(&k, v), fill = 0;
+        }
+        counter_finish(&k, v, fill);
+        host_planes_to_scores(&k, n_rows, p->k, c, cp->class_ones[c], scores);
+    }
+}
+#else
+#define host_pack_tile gatec_pack_tile
+#define host_count_tile count_tile
+#endif
+
+/* gatec_run_counting with the host's packing and counting. */
+void gatec_host_run(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
+                    gatec_word *scratch, int32_t *scores) {
+    uint32_t start, step = prefetch_step(p), first = p->n_groups, g, before = 0;
+    while (first > 0 && cp->group_class[first - 1] >= 0) first--;
+    for (g = 0; g < first; g++) before += p->group_count[g];
+    for (start = 0; start < n; start += GATEC_TILE_SAMPLES) {
+        uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
+        int full_next = n - start >= 2u * GATEC_TILE_SAMPLES;
+        const uint8_t *ahead = bits + (uint64_t)(start + (full_next ? GATEC_TILE_SAMPLES : 0)) * p->n_inputs;
+        uint32_t ahead_step = full_next ? step : 0;
+        host_pack_tile(p, bits + (uint64_t)start * p->n_inputs, rows, scratch);
+        eval_tile(p, scratch, first, ahead, ahead_step);
+        host_count_tile(p, cp, scratch, first, rows, scores + (uint64_t)start * p->k,
+                        ahead + (uint64_t)before * ahead_step, ahead_step);
+    }
+}

@@ -1,0 +1,100 @@
+"""gatec's host engine: threads (the batch split into runs of whole tiles), the cpu target's
+`threads` option reaching it, and a compiled artifact that opens and runs without torch."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gatec
+from gatec import engine
+from gatec.engine import TILE, Engine
+from gatec.ir.netlist import Netlist, plan
+
+
+def random_net(seed, n_in=40, widths=(120, 90, 60), k=3):
+    rng = np.random.default_rng(seed)
+    layers, prev = [], n_in
+    for w in widths:
+        layers.append((rng.integers(0, prev, w), rng.integers(0, prev, w), rng.integers(0, 16, w).astype(np.uint8)))
+        prev = w
+    return Netlist.from_layers(n_in, layers, k, 2.0)
+
+
+class Spy:
+    """The engine library, recording each call's thread and sample count; each call lingers, so
+    that every thread gets a turn."""
+
+    def __init__(self, lib):
+        self.lib, self.calls = lib, []
+
+    def gatec_host_run(self, prog, counting, bits, n, scratch, scores):
+        self.calls.append((threading.get_ident(), n))
+        self.lib.gatec_host_run(prog, counting, bits, n, scratch, scores)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("chunks", [0.3, 1, 2.5, 4])
+def test_threads_split_the_batch_and_agree(threads, chunks):
+    net = random_net(threads)
+    chunk = engine.CHUNK_TILES * TILE * 64
+    n = int(chunks * chunk)
+    bits = np.random.default_rng(n).integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
+    eng = Engine(plan(net), threads=threads)
+    eng.lib = spy = Spy(eng.lib)
+    np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
+    runs = 1 if threads == 1 else -(-n // chunk)
+    assert len(spy.calls) == runs and sum(c[1] for c in spy.calls) == n
+    assert sum(c[1] % chunk != 0 for c in spy.calls) <= 1  # whole runs of tiles but the last
+    assert len({c[0] for c in spy.calls}) == min(threads, runs)  # every thread took a turn
+
+
+def test_default_threads_are_the_cores_this_process_may_use():
+    net = random_net(0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert Engine(plan(net)).threads == engine.default_threads() == cores
+    assert Engine(plan(net), threads=3).threads == 3
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    import torch
+    from gatec.nn.logic import GroupSum, LogicLayer
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(LogicLayer(30, 64), LogicLayer(64, 40), GroupSum(4, 2.0)).eval()
+    art = gatec.compile(model, "cpu", tmp_path_factory.mktemp("cpu") / "art", input_shapes=[[1, 30]], samples=64)
+    bits = np.random.default_rng(0).integers(0, 2, (3000, 30)).astype(np.uint8)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(bits.astype(np.float32))).numpy()
+    return art.path, bits, expected
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_cpu_target_threads_option_reaches_the_engine(artifact, threads):
+    path, bits, expected = artifact
+    art = gatec.Artifact.open(path, {"threads": threads})
+    assert art.runner.engine.threads == (threads or engine.default_threads())
+    np.testing.assert_array_equal(art.run(bits)[0], expected)
+
+
+OPEN_AND_RUN = """
+import sys
+import numpy as np
+import gatec
+bits = np.load(sys.argv[2])
+np.save(sys.argv[3], gatec.Artifact.open(sys.argv[1]).run(bits)[0])
+print(sorted(m for m in ("torch", "qonnx", "onnxscript") if m in sys.modules))
+"""
+
+
+def test_artifact_opens_and_runs_without_torch(artifact, tmp_path):
+    path, bits, expected = artifact
+    np.save(tmp_path / "bits.npy", bits)
+    proc = subprocess.run([sys.executable, "-c", OPEN_AND_RUN, str(path), str(tmp_path / "bits.npy"),
+                           str(tmp_path / "out.npy")], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout  # none of the heavy front-end libraries was imported
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
