@@ -31,7 +31,7 @@ from ...errors import GatecError
 from ...ir import IR
 from .. import Tolerance
 from .convert import Converted, convert
-from .layers import logic
+from .layers import logic, lookup
 
 BACKENDS = {"vivado": "Vivado", "vitis": "Vitis", "quartus": "Quartus", "catapult": "Catapult"}
 IO_TYPES = ("io_parallel", "io_stream")
@@ -121,9 +121,10 @@ def hls_config(conv: Converted, s: dict) -> dict:
         if layer["class_name"] == "InputLayer" and conv.quantized and not s["precision"]:
             # float32 inputs held exactly (|x| >= 2**-16), so that an input quantizer rounds once
             layers[layer["name"]] = {"Precision": {"result": QUANTIZED_INPUT}}
-        if layer["class_name"] in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh"):
+        if layer["class_name"] in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh", "elu", "selu"):
             # the sigmoid/tanh tables: 4096 entries over [-8, 8) (hls4ml's default is 1024), values
-            # with 16 fractional bits: the table's step error drops from 1/64 to 1/256 (tanh, slope <= 1)
+            # with 16 fractional bits: the table's step error drops from 1/64 to 1/256 (tanh, slope <= 1);
+            # elu/selu: 4096 entries over [-8, 0]
             entry = layers.setdefault(layer["name"], {})
             entry["table_size"] = TABLE_SIZE
             entry["table_t"] = TABLE_TYPE
@@ -133,7 +134,8 @@ def hls_config(conv: Converted, s: dict) -> dict:
             precision = layers.setdefault(layer["name"], {}).setdefault("Precision", {})
             precision.update(result=accumulator(default), accum=accumulator(default))
         if layer["class_name"] == "Softmax":
-            layers.setdefault(layer["name"], {}).update(softmax_config(layer["n_in"]))
+            # the sum runs over one slice: n_in / n_outer values
+            layers.setdefault(layer["name"], {}).update(softmax_config(layer["n_in"] // layer.get("n_outer", 1)))
     if layers:
         config["LayerName"] = layers
     return config
@@ -157,6 +159,16 @@ def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) ->
     if conv.logic and s["backend"] not in logic.BACKENDS:
         raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
                          f"backends, not {s['backend']}")
+    if s["io_type"] == "io_stream":
+        # both read and write whole arrays: gatec's layers index them, hls4ml's softmax over several
+        # slices (multidim) exists for io_parallel only
+        for layer in conv.layers:
+            if layer["class_name"] in ("GatecLookup", "GatecClip") or layer.get("n_outer", 1) > 1:
+                raise GatecError(f"fpga (hls4ml): layer '{layer['name']}' ({layer['class_name']}) is written for "
+                                 f"io_parallel only, not io_stream")
+    if conv.custom and s["backend"] not in lookup.BACKENDS:
+        raise GatecError(f"fpga (hls4ml): gatec's lookup and clip layers (GELU's erf, softplus, Clip) are written "
+                         f"for the {' and '.join(lookup.BACKENDS)} backends, not {s['backend']}")
     return Hls4mlPlan(ir, options, s, conv)
 
 
@@ -168,6 +180,8 @@ def make_model(p: Hls4mlPlan, folder: Path):
     s, conv = p.settings, p.converted
     if conv.logic:
         logic.register()
+    if conv.custom:
+        lookup.register()
     kwargs = {"io_type": s["io_type"]}
     if s["part"]:
         kwargs["part"] = s["part"]

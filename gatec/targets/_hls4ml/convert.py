@@ -43,6 +43,7 @@ class Converted:
     output_shapes: list = field(default_factory=list)  # per output: (ONNX shape with batch 1, batch axis)
     wide: list = field(default_factory=list)  # layers whose result type is the accumulator's
     logic: bool = False
+    custom: bool = False  # holds gatec's arithmetic extension layers (layers/lookup.py)
 
 
 def var_name(text: str) -> str:
@@ -63,6 +64,7 @@ class Converter:
         self.quantized = False
         self.wide: set[str] = set()  # layers whose result type is the accumulator's
         self.logic = False  # holds gatec logic layers (hls4ml extension layers)
+        self.custom = False  # holds gatec's lookup or clip layers (extension layers too)
         self.transposed: dict[tuple, str] = {}  # (layer, axes in memory, axes wanted) -> its hls4ml Transpose
         self.producers = producers(self.graph)
         self.uses = {name: len(readers) for name, readers in consumers(self.graph).items()}  # nodes and outputs
@@ -191,7 +193,7 @@ class Converter:
             layer.pop("_last_used", None)
         return Converted(layers, self.inputs, outputs, {k: v for k, v in self.precisions.items()
                                                          if any(l["name"] == k for l in layers)},
-                         self.quantized, macs, output_shapes, sorted(self.wide), self.logic)
+                         self.quantized, macs, output_shapes, sorted(self.wide), self.logic, self.custom)
 
     def live(self, outputs: list[str]) -> list[dict]:
         """Layers the outputs depend on (a Dense split for a Split leaves the original unused)."""

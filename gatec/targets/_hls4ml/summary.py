@@ -103,6 +103,12 @@ def plot(info: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# layers that only move values (padding and upsampling keep their input's type, and add zeros)
+MOVES = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D",
+         "UpSampling2D")
+TABLES = ("sigmoid", "tanh", "softmax", "elu", "selu")  # activations read from a table (<= 2**-8 each)
+
+
 def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
     """The largest |C simulation - reference| the fpga (hls4ml) target accepts at the default
     types, ap_fixed<16,6> (F = 10 fractional bits, LSB = 2**-10) with accumulators twice as wide,
@@ -110,22 +116,23 @@ def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
 
     Per layer: the input or result is truncated to the LSB (< 1 LSB), and each weight is truncated
     (< 1 LSB, times an input of order 1, summed over the inputs; partly cancelling): 4 LSB per
-    layer (a convolution is a dense product per output pixel: the same; a Transpose or Cropping
-    moves values: nothing). Recurrent layers keep their state at the accumulator's precision, so
+    layer (a convolution is a dense product per output pixel: the same; a Transpose, Cropping, zero
+    padding or upsampling moves values: nothing). Recurrent layers keep their state at the accumulator's precision, so
     time steps add little; they count as 2 layers. Each sigmoid/tanh reads a 4096-entry table over [-8, 8): step
     2**-8, error <= slope * step <= 2**-8 for tanh (2**-10 for sigmoid); a softmax's exp and
-    1/sum tables (18 bits, 10 fractional) add about 2**-8. Plus 8 LSB for the input
-    quantization and the output cast. Quantized models (QONNX quantizers with power-of-two
+    1/sum tables (18 bits, 10 fractional) add about 2**-8; so do ELU/SELU's tables (4096 entries
+    over [-8, 0]: step 2**-9, slope <= 1.76) and gatec's lookups (erf, softplus: layers/lookup.py).
+    Plus 8 LSB for the input quantization and the output cast. Quantized models (QONNX quantizers with power-of-two
     scales) compute the same integers as the reference: only float32 rounding of the reference
     is left, so 1e-4 there, unless they keep sigmoid/tanh/softmax tables. GRU(16->32)+Linear: 0.023 allowed (0.05 required), 0.006 measured."""
     lsb = 2.0 ** -(10 if fraction_bits is None else fraction_bits)
     layers = tables = 0
     for layer in conv.layers:
         kind = layer["class_name"]
-        if kind in ("InputLayer", "Reshape", "Transpose", "Cropping1D"):
+        if kind in MOVES:
             continue  # moves values, computes nothing
         layers += 2 if kind in ("GRU", "LSTM") else 1
-        if kind in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh", "softmax"):
+        if kind in ("GRU", "LSTM", "GatecLookup") or layer.get("activation") in TABLES:
             tables += 1
     if conv.quantized and tables == 0 and fraction_bits is None:
         return 1e-4

@@ -10,4 +10,5 @@ from __future__ import annotations
 from .registry import HANDLERS, handles, supported  # noqa: F401
 
 # importing the families fills HANDLERS
-from . import activations, arithmetic, conv, dense, logic, pooling, quantizers, recurrent, structure  # noqa: E402,F401
+from . import (activations, arithmetic, conv, dense, logic, lookup, padding, pooling, quantizers,  # noqa: E402,F401
+               recurrent, structure)

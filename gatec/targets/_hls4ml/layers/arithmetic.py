@@ -9,6 +9,7 @@ from ....ir import attributes
 from ..act import Act
 from .registry import handles
 
+CONVOLUTIONS = ("Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D")
 BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "div"}  # ONNX op -> hls4ml Merge op
 
 
@@ -23,13 +24,16 @@ def affine(conv, node, a: Act, scale, bias) -> None:
         producer["bias_data"] = producer["bias_data"] + bias
         conv.values[node.output[0]] = a
         return
-    if producer["class_name"] in ("Conv1D", "Conv2D") and conv.single_use(node.input[0]) \
+    if producer["class_name"] in CONVOLUTIONS and conv.single_use(node.input[0]) \
             and a.layer not in outputs_so_far(conv) and a.layer not in conv.precisions:
         # per channel (a batch norm after a convolution): folded into the kernel and bias (not
         # into quantized weights: their type would no longer hold them)
         per_pos = scale.reshape(-1, producer["n_filt"]), bias.reshape(-1, producer["n_filt"])
         if all(np.all(v == v[:1]) for v in per_pos):
-            producer["weight_data"] = producer["weight_data"] * per_pos[0][0]
+            if "depthwise_data" in producer:  # (K..., C, 1): filter c is channel c's
+                producer["depthwise_data"] = producer["depthwise_data"] * per_pos[0][0][:, None]
+            else:
+                producer["weight_data"] = producer["weight_data"] * per_pos[0][0]
             producer["bias_data"] = producer["bias_data"] * per_pos[0][0] + per_pos[1][0]
             conv.values[node.output[0]] = a
             return

@@ -1,6 +1,8 @@
 """Conv: hls4ml Conv1D/Conv2D, channels last (kernels (K, C, F) / (KH, KW, C, F) from ONNX's
-(F, C, K...)); explicit, same or valid padding, strides. A split or slice of a convolution's
-channels is the convolution with those filters only."""
+(F, C, K...)); explicit, same or valid padding, strides. Depthwise convolutions (groups ==
+channels, one filter each) are hls4ml's DepthwiseConv1D/2D (kernels (K..., C, 1));
+dilated ones get their kernel with the zeros between taps written out (exact). A split or slice
+of a convolution's channels is the convolution with those filters only."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +24,21 @@ def convolution(conv, node):
     dims = w.ndim - 2
     if dims not in (1, 2) or a.batch != 0 or len(a.shape) != dims + 2:
         raise conv.fail(node, "only 1-D and 2-D convolutions with the batch first are supported")
-    if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1] * dims)):
-        raise conv.fail(node, "grouped or dilated convolutions are not supported")
+    groups, n_in_chan = int(attrs.get("group", 1)), a.shape[1]
+    depthwise = groups != 1 and groups == n_in_chan and w.shape[1] == 1
+    if depthwise and w.shape[0] != n_in_chan:
+        # hls4ml's C++ asserts (aborting the process) on a depth multiplier other than 1
+        raise conv.fail(node, f"hls4ml's depthwise convolutions take one filter per channel; this one has "
+                              f"{w.shape[0] // n_in_chan}")
+    if groups != 1 and not depthwise:
+        raise conv.fail(node, f"grouped or dilated convolutions are supported as depthwise (groups == channels) "
+                              f"or with groups 1; this one has {groups} groups of {n_in_chan // groups} channels")
+    dilations = [int(d) for d in attrs.get("dilations", [1] * dims)]
+    if any(d != 1 for d in dilations):
+        w = dilated(w, dilations)
+    if depthwise:
+        depthwise_convolution(conv, node, attrs, a, w, b, dims)
+        return
     sizes, kernel = a.shape[2:], w.shape[2:]
     strides = list(attrs.get("strides", [1] * dims))
     pads = conv_pads(conv, node, attrs, sizes, kernel, strides)
@@ -51,6 +66,45 @@ def convolution(conv, node):
         conv.precisions.setdefault(name, {})["weight"] = wp
     conv.values[node.output[0]] = Act(name, (a.shape[0], int(n_filt), *outs), 0,
                                       tuple(range(2, dims + 2)) + (1,), (*outs, int(n_filt)))
+
+
+def dilated(w: np.ndarray, dilations: list[int]) -> np.ndarray:
+    """The kernel of a dilated convolution as an ordinary one: taps d apart, zeros between."""
+    shape = w.shape[:2] + tuple((k - 1) * d + 1 for k, d in zip(w.shape[2:], dilations))
+    out = np.zeros(shape, dtype=w.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dilations)] = w
+    return out
+
+
+def depthwise_convolution(conv, node, attrs, a: Act, w: np.ndarray, b, dims: int) -> None:
+    n_chan, sizes, kernel = int(a.shape[1]), a.shape[2:], w.shape[2:]
+    n_filt = int(w.shape[0])
+    strides = list(attrs.get("strides", [1] * dims))
+    pads = conv_pads(conv, node, attrs, sizes, kernel, strides)
+    outs = [(n + p0 + p1 - k) // s + 1 for n, k, s, p0, p1 in zip(sizes, kernel, strides, pads[:dims], pads[dims:])]
+    if min(outs) < 1:
+        raise conv.fail(node, "the kernel is larger than the padded input")
+    src = conv.laid_out(a, tuple(range(2, dims + 2)) + (1,))  # channels last
+    src = conv.shaped(src, tuple(sizes) + (n_chan,))
+    # ONNX's filter c * M + m reads channel c, as Keras' depthwise kernel (K..., C, M) does (M = 1 here)
+    kernel_data = np.transpose(w.reshape((n_chan, n_filt // n_chan) + tuple(kernel)),
+                               tuple(range(2, dims + 2)) + (0, 1))
+    layer = {"name": conv.new_name("dwconv"), "class_name": f"DepthwiseConv{dims}D", "inputs": [src],
+             "data_format": "channels_last", "n_chan": n_chan, "n_filt": n_filt, "depth_multiplier": n_filt // n_chan,
+             "filt_width": int(kernel[-1]), "stride_width": int(strides[-1]), "in_width": int(sizes[-1]),
+             "out_width": int(outs[-1]), "pad_left": int(pads[dims - 1]), "pad_right": int(pads[-1]),
+             "depthwise_data": np.ascontiguousarray(kernel_data, dtype=np.float64),
+             "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
+             "use_bias": True, "_macs": int(np.prod(outs)) * n_filt * int(np.prod(kernel))}
+    if dims == 2:
+        layer.update(filt_height=int(kernel[0]), stride_height=int(strides[0]), in_height=int(sizes[0]),
+                     out_height=int(outs[0]), pad_top=int(pads[0]), pad_bottom=int(pads[2]))
+    wp = precision_of(conv, node.input[1])
+    name = conv.add(layer)
+    if wp:
+        conv.precisions.setdefault(name, {})["weight"] = wp
+    conv.values[node.output[0]] = Act(name, (a.shape[0], n_filt, *outs), 0, tuple(range(2, dims + 2)) + (1,),
+                                      (*outs, n_filt))
 
 
 def conv_pads(conv, node, attrs, sizes, kernel, strides) -> list[int]:
