@@ -39,34 +39,18 @@ def convolution(conv, node):
     if depthwise:
         depthwise_convolution(conv, node, attrs, a, w, b, dims)
         return
-    sizes, kernel = a.shape[2:], w.shape[2:]
-    strides = list(attrs.get("strides", [1] * dims))
-    pads = conv_pads(conv, node, attrs, sizes, kernel, strides)
-    outs = [(n + p0 + p1 - k) // s + 1 for n, k, s, p0, p1 in zip(sizes, kernel, strides, pads[:dims], pads[dims:])]
-    if min(outs) < 1:
-        raise conv.fail(node, "the kernel is larger than the padded input")
     n_filt, n_chan = w.shape[:2]
-    src = conv.laid_out(a, tuple(range(2, dims + 2)) + (1,))  # channels last
-    src = conv.shaped(src, tuple(sizes) + (n_chan,))
+    kernel = w.shape[2:]
+    src, outs, width, height = windows(conv, node, attrs, a, kernel, dims)
     layer = {"name": conv.new_name("conv"), "class_name": f"Conv{dims}D", "inputs": [src],
-             "data_format": "channels_last", "n_chan": int(n_chan), "n_filt": int(n_filt),
-             "filt_width": int(kernel[-1]), "stride_width": int(strides[-1]), "in_width": int(sizes[-1]),
-             "out_width": int(outs[-1]), "pad_left": int(pads[dims - 1]), "pad_right": int(pads[-1]),
+             "data_format": "channels_last", "n_chan": int(n_chan), "n_filt": int(n_filt), **width,
              # Keras' kernel layout: (K, C, F) or (KH, KW, C, F)
              "weight_data": np.ascontiguousarray(np.transpose(w, tuple(range(2, dims + 2)) + (1, 0)),
                                                  dtype=np.float64),
              "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
-             "use_bias": True, "_macs": int(np.prod(outs)) * int(n_filt) * int(n_chan) * int(np.prod(kernel))}
-    if dims == 2:
-        layer.update(filt_height=int(kernel[0]), stride_height=int(strides[0]), in_height=int(sizes[0]),
-                     out_height=int(outs[0]), pad_top=int(pads[0]), pad_bottom=int(pads[2]))
-    wp = precision_of(conv, node.input[1])
-    name = conv.add(layer)
-    if wp:
-        conv.precisions.setdefault(name, {})["weight"] = wp
-    conv.values[node.output[0]] = Act(name, (a.shape[0], int(n_filt), *outs), 0,
-                                      tuple(range(2, dims + 2)) + (1,), (*outs, int(n_filt)))
-
+             "use_bias": True, "_macs": int(np.prod(outs)) * int(n_filt) * int(n_chan) * int(np.prod(kernel)),
+             **height}
+    add_convolution(conv, node, a, layer, outs, int(n_filt), dims)
 
 def dilated(w: np.ndarray, dilations: list[int]) -> np.ndarray:
     """The kernel of a dilated convolution as an ordinary one: taps d apart, zeros between."""
@@ -77,35 +61,46 @@ def dilated(w: np.ndarray, dilations: list[int]) -> np.ndarray:
 
 
 def depthwise_convolution(conv, node, attrs, a: Act, w: np.ndarray, b, dims: int) -> None:
-    n_chan, sizes, kernel = int(a.shape[1]), a.shape[2:], w.shape[2:]
+    n_chan, kernel = int(a.shape[1]), w.shape[2:]
     n_filt = int(w.shape[0])
+    src, outs, width, height = windows(conv, node, attrs, a, kernel, dims)
+    # ONNX's filter c * M + m reads channel c, as Keras' depthwise kernel (K..., C, M) does (M = 1 here)
+    kernel_data = np.transpose(w.reshape((n_chan, n_filt // n_chan) + tuple(kernel)),
+                               tuple(range(2, dims + 2)) + (0, 1))
+    layer = {"name": conv.new_name("dwconv"), "class_name": f"DepthwiseConv{dims}D", "inputs": [src],
+             "data_format": "channels_last", "n_chan": n_chan, "n_filt": n_filt, "depth_multiplier": n_filt // n_chan,
+             **width, "depthwise_data": np.ascontiguousarray(kernel_data, dtype=np.float64),
+             "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
+             "use_bias": True, "_macs": int(np.prod(outs)) * n_filt * int(np.prod(kernel)), **height}
+    add_convolution(conv, node, a, layer, outs, n_filt, dims)
+
+
+def windows(conv, node, attrs, a: Act, kernel, dims: int):
+    """What plain and depthwise convolutions share: the input laid out channels-last, the output
+    sizes, and hls4ml's window attributes (width, and height for 2-D)."""
+    sizes = a.shape[2:]
     strides = list(attrs.get("strides", [1] * dims))
     pads = conv_pads(conv, node, attrs, sizes, kernel, strides)
     outs = [(n + p0 + p1 - k) // s + 1 for n, k, s, p0, p1 in zip(sizes, kernel, strides, pads[:dims], pads[dims:])]
     if min(outs) < 1:
         raise conv.fail(node, "the kernel is larger than the padded input")
     src = conv.laid_out(a, tuple(range(2, dims + 2)) + (1,))  # channels last
-    src = conv.shaped(src, tuple(sizes) + (n_chan,))
-    # ONNX's filter c * M + m reads channel c, as Keras' depthwise kernel (K..., C, M) does (M = 1 here)
-    kernel_data = np.transpose(w.reshape((n_chan, n_filt // n_chan) + tuple(kernel)),
-                               tuple(range(2, dims + 2)) + (0, 1))
-    layer = {"name": conv.new_name("dwconv"), "class_name": f"DepthwiseConv{dims}D", "inputs": [src],
-             "data_format": "channels_last", "n_chan": n_chan, "n_filt": n_filt, "depth_multiplier": n_filt // n_chan,
-             "filt_width": int(kernel[-1]), "stride_width": int(strides[-1]), "in_width": int(sizes[-1]),
-             "out_width": int(outs[-1]), "pad_left": int(pads[dims - 1]), "pad_right": int(pads[-1]),
-             "depthwise_data": np.ascontiguousarray(kernel_data, dtype=np.float64),
-             "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
-             "use_bias": True, "_macs": int(np.prod(outs)) * n_filt * int(np.prod(kernel))}
-    if dims == 2:
-        layer.update(filt_height=int(kernel[0]), stride_height=int(strides[0]), in_height=int(sizes[0]),
-                     out_height=int(outs[0]), pad_top=int(pads[0]), pad_bottom=int(pads[2]))
+    src = conv.shaped(src, tuple(sizes) + (a.shape[1],))
+    width = {"filt_width": int(kernel[-1]), "stride_width": int(strides[-1]), "in_width": int(sizes[-1]),
+             "out_width": int(outs[-1]), "pad_left": int(pads[dims - 1]), "pad_right": int(pads[-1])}
+    height = {} if dims == 1 else {"filt_height": int(kernel[0]), "stride_height": int(strides[0]),
+                                   "in_height": int(sizes[0]), "out_height": int(outs[0]), "pad_top": int(pads[0]),
+                                   "pad_bottom": int(pads[2])}
+    return src, outs, width, height
+
+
+def add_convolution(conv, node, a: Act, layer: dict, outs, n_filt: int, dims: int) -> None:
     wp = precision_of(conv, node.input[1])
     name = conv.add(layer)
     if wp:
         conv.precisions.setdefault(name, {})["weight"] = wp
     conv.values[node.output[0]] = Act(name, (a.shape[0], n_filt, *outs), 0, tuple(range(2, dims + 2)) + (1,),
                                       (*outs, n_filt))
-
 
 def conv_pads(conv, node, attrs, sizes, kernel, strides) -> list[int]:
     """ONNX pads (begins, then ends) from `pads` or `auto_pad`."""
