@@ -89,11 +89,14 @@ def library() -> ctypes.CDLL:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
             os.close(fd)
-            proc = subprocess.run([cc, *FLAGS, str(sources[0]), "-o", tmp], capture_output=True, text=True)
-            if proc.returncode != 0:
-                os.unlink(tmp)
-                raise GatecError(f"building the logic engine failed: {proc.stderr.strip().splitlines()[0]}")
-            os.replace(tmp, path)
+            try:
+                proc = subprocess.run([cc, *FLAGS, str(sources[0]), "-o", tmp], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise GatecError(f"building the logic engine failed: {proc.stderr.strip().splitlines()[0]}")
+                os.replace(tmp, path)
+            finally:  # a failed or interrupted build leaves no half-written library in the cache
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         lib = ctypes.CDLL(str(path))
         lib.gatec_host_run.argtypes = [ctypes.POINTER(CProgram), ctypes.POINTER(CCounting), ctypes.c_void_p,
                                        ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
