@@ -11,7 +11,6 @@ import pickle
 import pkgutil
 import re
 import sys
-import zipfile
 from pathlib import Path
 from typing import Sequence
 

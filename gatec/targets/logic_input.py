@@ -69,7 +69,7 @@ def moved_elements(prefix: onnx.ModelProto, shape) -> np.ndarray | None:
     sample), so that the logic layers can read the input directly; None for any other prefix.
     Found by running the prefix on two samples whose elements are all distinct codes: every output
     must be one input element of its own sample."""
-    from ..ir.runtime import ort_session, run_session
+    from ..ir.runtime import ort_session
     if len(prefix.graph.input) != 1 or any(n.op_type not in MOVING_OPS for n in prefix.graph.node):
         return None
     n = int(np.prod(shape[1:]))
