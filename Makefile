@@ -8,7 +8,7 @@ PIP = $(PYTHON) -m pip
 
 install:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,sweep]"
+	$(PIP) install -q -e ".[test,sweep,gpu]"
 	command -v yosys >/dev/null && command -v iverilog >/dev/null && command -v qemu-x86_64 >/dev/null || \
 		(apt-get update -q && apt-get install -y -q yosys iverilog qemu-user)
 

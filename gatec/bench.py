@@ -48,11 +48,12 @@ def bench(source: Source, runners: dict, batches=(1, 64), threads: int = 1, min_
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = f"{'engine':<12} {'batch':>6} {'latency':>12} {'samples/s':>14} {'vs pytorch':>11}"
+    width = max([12, *(len(r["engine"]) for r in rows)])
+    head = f"{'engine':<{width}} {'batch':>6} {'latency':>12} {'samples/s':>14} {'vs pytorch':>11}"
     out = [head, "-" * len(head)]
     for r in rows:
         ratio = "-" if r["speedup_vs_pytorch"] is None else f"{r['speedup_vs_pytorch']:.2f}x"
-        out.append(f"{r['engine']:<12} {r['batch']:>6} {r['latency_ms']:>10.4f}ms {r['samples_per_s']:>14,.0f} {ratio:>11}")
+        out.append(f"{r['engine']:<{width}} {r['batch']:>6} {r['latency_ms']:>10.4f}ms {r['samples_per_s']:>14,.0f} {ratio:>11}")
     return "\n".join(out)
 
 

@@ -49,18 +49,25 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
     """One group of flags per target, from the options each target declares; a flag two targets
-    share is added once, in the first one's group."""
+    share is added once, in the first one's group, with each target's help (and its values
+    checked by the target that is chosen)."""
     from . import targets
+    declared = {}
+    for name in targets.names():
+        for o in targets.get(name).options:
+            if o.cli:
+                declared.setdefault(o.name, []).append(o)
     seen = set()
     for name in targets.names():
-        target = targets.get(name)
         group = p.add_argument_group(f"target {name} options")
-        for o in target.options:
+        for o in targets.get(name).options:
             if not o.cli or o.name in seen:
                 continue
             seen.add(o.name)
-            kwargs = {"choices": o.choices} if o.choices else {}
-            group.add_argument(o.flag, dest=o.name, type=o.type, metavar=o.metavar, help=o.help, **kwargs)
+            same = declared[o.name]
+            kwargs = {"choices": o.choices} if o.choices and len(same) == 1 else {}
+            group.add_argument(o.flag, dest=o.name, type=o.type, metavar=o.metavar,
+                               help="; ".join(x.help for x in same), **kwargs)
 
 
 def target_options(args) -> dict:
@@ -241,7 +248,9 @@ def cmd_bench(args) -> int:
     source = load_source(args)
     built = compile_targets(source, [t for t in args.targets.split(",") if t], args.threads, args.opt_level,
                             pass_list(args))
-    rows = bench(source, {n: art.run for n, art in built.items()}, threads=args.threads,
+    # a target that runs emulated here says so in its row ("<target> (emulated fp16)")
+    rows = bench(source, {f"{n} ({art.label})" if art.label else n: art.run for n, art in built.items()},
+                 threads=args.threads,
                  progress=sys.stderr.isatty())
     print(format_rows(rows))
     if args.json:

@@ -39,9 +39,9 @@ def pass_error(ir: IR) -> float:
 def widened(tol, ir: IR):
     """The target's tolerance plus the error the IR's approximate passes reported: a pruned
     model is checked against the unpruned one within the pass's own bound."""
-    from .targets import Tolerance
+    from dataclasses import replace
     err = pass_error(ir)
-    return tol if err == 0 or tol.exact else Tolerance(tol.atol + err, tol.rtol)
+    return tol if err == 0 or tol.exact else replace(tol, atol=tol.atol + err)
 
 
 class Artifact:
@@ -60,6 +60,11 @@ class Artifact:
         manifest = json.loads((Path(path) / MANIFEST).read_text())
         return cls(Path(path), manifest["target"], options)
 
+    @property
+    def label(self) -> str:
+        """How the artifact runs on this machine when not as deployed (its runner's word), else ""."""
+        return getattr(self.runner, "label", "")
+
     def run(self, inputs) -> list[np.ndarray]:
         if isinstance(inputs, np.ndarray):
             inputs = [inputs]
@@ -69,7 +74,7 @@ class Artifact:
 
 
 def manifest_for(ir: IR, target, files: list[str], verification: dict | None, options: dict,
-                 source_ir: IR | None = None) -> dict:
+                 source_ir: IR | None = None, details: dict | None = None) -> dict:
     def tensors(specs):
         return [{"name": s.name, "shape": s.shape, "dynamic_axes": s.dynamic, "dtype": s.dtype, "values": s.values,
                  "range": s.range}
@@ -77,7 +82,7 @@ def manifest_for(ir: IR, target, files: list[str], verification: dict | None, op
     return {"gatec_version": __version__, "target": target.name, "target_description": target.describe(),
             "kind": ir.kind, "source": ir.source, "inputs": tensors(ir.inputs), "outputs": tensors(ir.outputs),
             "options": options, "passes": ir.passes, "files": sorted(files), "verification": verification,
-            **gate_counts(source_ir, ir)}
+            **gate_counts(source_ir, ir), **({"details": details} if details else {})}
 
 
 def gate_counts(before: IR | None, after: IR) -> dict:
@@ -124,6 +129,8 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
     names = default_passes(target, source.ir, opt_level) if passes_to_run is None else passes_to_run
     ir = passes.apply(source.ir, names, calibration_data(source.ir, data))
     plan = tgt.plan(ir, options)
+    for line in plan.notes if log else ():
+        log(f"{target}: {line}")
     result = {}
 
     def build(folder: Path):
@@ -151,7 +158,7 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
                 raise GatecError(f"the compiled {target} artifact disagrees with the model (max abs err "
                                  f"{verification['max_abs_err']:.3g}); nothing was written")
         (folder / MANIFEST).write_text(json.dumps(manifest_for(ir, tgt, files + [MANIFEST], verification, options,
-                                                                source.ir),
+                                                                source.ir, plan.details),
                                                   indent=2, sort_keys=True) + "\n")
 
     if output is None:

@@ -40,6 +40,7 @@ class Check:
     argmax_agreement: float | None = None
     shapes: list = field(default_factory=list)  # the input shapes of each input set
     error: str | None = None
+    runner: str = ""  # how the target ran here when not as deployed ("emulated fp16 on the CPU")
     histogram: list = field(default_factory=lambda: [0] * (len(HIST_EDGES) + 2))  # |err| == 0, then per decade
 
     @property
@@ -50,7 +51,8 @@ class Check:
         return self.tolerance.describe() if self.tolerance else "-"
 
     def as_dict(self) -> dict:
-        return {"target": self.target, "output": self.output, "ok": self.ok, "tolerance": self.describe_tolerance(),
+        return {"target": self.target, **({"runner": self.runner} if self.runner else {}), "output": self.output,
+                "ok": self.ok, "tolerance": self.describe_tolerance(),
                 "max_abs_err": self.max_abs_err, "max_rel_err": self.max_rel_err, "mismatches": self.mismatches,
                 "elements": self.elements, "argmax_agreement": self.argmax_agreement, "shapes": self.shapes,
                 "error": self.error, "error_histogram": {"zero": self.histogram[0], "decade_edges":
@@ -138,7 +140,8 @@ def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     diff = np.abs(ref64 - out64)
     tol = check.tolerance
-    bad = diff > 0 if tol.exact else ~(diff <= tol.atol + tol.rtol * np.abs(ref64))
+    atol = tol.atol + tol.scale_rtol * float(np.abs(ref64).max(initial=0))
+    bad = diff > 0 if tol.exact else ~(diff <= atol + tol.rtol * np.abs(ref64))
     check.mismatches += int(bad.sum())
     nonzero = diff[diff > 0]
     check.histogram[0] += int(diff.size - nonzero.size)
@@ -157,6 +160,8 @@ def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], sa
            data: list[np.ndarray] | None = None) -> list[Check]:
     """Compare every target with the reference; returns one Check per target and output."""
     data = None if data is None else check_data(data, ir)
+    # a runner's own word on how it runs here (an artifact's, or a target runner's `label`)
+    labels = {name: getattr(getattr(run, "__self__", None), "label", "") for name, (run, _) in targets.items()}
     size = fixed_batch(ir)
     if size is None:
         sets = input_sets(ir, samples, data)
@@ -168,7 +173,7 @@ def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], sa
     refs = [reference(inputs) for inputs in sets]
     checks = []
     for name, (run, tol) in targets.items():
-        per_output = [Check(name, o.name, tol) for o in ir.outputs]
+        per_output = [Check(name, o.name, tol, runner=labels[name]) for o in ir.outputs]
         for inputs, ref in zip(sets, refs):
             try:
                 outs = run(inputs)
@@ -189,13 +194,17 @@ def refused(ir: IR, target: str, error: GatecError) -> list[Check]:
 
 
 def format_table(checks: list[Check]) -> str:
-    head = f"{'target':<10} {'output':<12} {'max abs err':>12} {'max rel err':>12} {'argmax agree':>13}  {'tolerance':<30} result"
+    names = [f"{c.target} ({c.runner})" if c.runner else c.target for c in checks]
+    wt = max([10, *map(len, names)])
+    wtol = max([30, *(len(c.describe_tolerance()) for c in checks)])
+    head = (f"{'target':<{wt}} {'output':<12} {'max abs err':>12} {'max rel err':>12} {'argmax agree':>13}  "
+            f"{'tolerance':<{wtol}} result")
     rows = [head, "-" * len(head)]
-    for c in checks:
+    for c, target in zip(checks, names):
         agree = "-" if c.argmax_agreement is None else f"{100 * c.argmax_agreement:.2f}%"
         result = "PASS" if c.ok else ("FAIL: " + c.error if c.error else f"FAIL ({c.mismatches} of {c.elements} off)")
-        rows.append(f"{c.target:<10} {c.output:<12} {c.max_abs_err:>12.3g} {c.max_rel_err:>12.3g} {agree:>13}  "
-                    f"{c.describe_tolerance():<30} {result}")
+        rows.append(f"{target:<{wt}} {c.output:<12} {c.max_abs_err:>12.3g} {c.max_rel_err:>12.3g} {agree:>13}  "
+                    f"{c.describe_tolerance():<{wtol}} {result}")
     sets = {" + ".join("x".join(map(str, s)) for s in shapes): None for c in checks for shapes in c.shapes}
     rows.append(f"inputs checked: {', '.join(sets)}")
     return "\n".join(rows)

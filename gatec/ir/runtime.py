@@ -13,10 +13,13 @@ ort.set_default_logger_severity(4)  # errors reach the user as gatec's one line,
 
 
 def ort_session(model: onnx.ModelProto | str | Path, threads: int = 0, failure: str | None = None,
-                providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+                providers: tuple[str, ...] = ("CPUExecutionProvider",), optimize: bool = True):
     """A CPU session for `model` (a ModelProto or a file). When it cannot be made, raises
-    GatecError("<failure>: <ORT's first line>"), or returns None when `failure` is None."""
+    GatecError("<failure>: <ORT's first line>"), or returns None when `failure` is None.
+    optimize=False: ONNX Runtime runs each op as the graph says (no fusions, no integer kernels)."""
     opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 4
     if threads:
         opts.intra_op_num_threads = threads

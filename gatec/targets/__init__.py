@@ -50,9 +50,13 @@ class Tolerance:
     atol: float = 0.0
     rtol: float = 0.0
     exact: bool = False  # logic networks: every output equal, bit for bit
+    scale_rtol: float = 0.0  # relative to the output's scale: adds scale_rtol * max|ref| to atol
 
     def describe(self) -> str:
-        return "bit-exact" if self.exact else f"|err| <= {self.atol:g} + {self.rtol:g}*|ref|"
+        if self.exact:
+            return "bit-exact"
+        scaled = f" + {self.scale_rtol:.3g}*max|ref|" if self.scale_rtol else ""
+        return f"|err| <= {self.atol:g}{scaled} + {self.rtol:.3g}*|ref|"
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,13 @@ class Option:
 @dataclass
 class Plan:
     """What a target decided about one IR, once: `parts` is the target's own (a netlist and its
-    encoder, an hls4ml conversion, a lowered graph)."""
+    encoder, an hls4ml conversion, a lowered graph); `details` go into the artifact's manifest,
+    `notes` are lines compile prints (what this machine could not build, say)."""
     ir: IR
     options: dict
     parts: Any = None
-    extra: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
 
 class Target:

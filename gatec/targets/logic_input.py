@@ -171,3 +171,27 @@ def threshold_encoder(prefix: onnx.ModelProto, n_features: int) -> tuple[np.ndar
     if not np.array_equal(expected, (flat[:, features] > thresholds).astype(expected.dtype)):
         raise GatecError("the input encoder is not a comparison of input features with thresholds")
     return features, thresholds
+
+
+NETLIST_FILE = "logic.npz"  # the logic chain as a netlist, for the runners of native logic kernels
+ENCODER_FILE = "encoder.onnx"  # the input encoder before the logic layers, run by ONNX Runtime
+
+
+def write_logic(ir: IR, folder) -> list[str]:
+    """The netlist (and the encoder, where there is one) into `folder`; the files written."""
+    from pathlib import Path
+    prefix, net = split_logic(ir)
+    folder = Path(folder)
+    with open(folder / NETLIST_FILE, "wb") as f:  # np.savez writes no timestamps: same bytes each time
+        np.savez(f, n_inputs=net.n_inputs, a=net.a, b=net.b, op=net.op, outputs=net.outputs, k=net.k,
+                 tau=np.float64(net.tau))
+    if prefix is None:
+        return [NETLIST_FILE]
+    (folder / ENCODER_FILE).write_bytes(prefix.SerializeToString(deterministic=True))
+    return [NETLIST_FILE, ENCODER_FILE]
+
+
+def read_netlist(folder) -> Netlist:
+    from pathlib import Path
+    z = np.load(Path(folder) / NETLIST_FILE)
+    return Netlist(int(z["n_inputs"]), z["a"], z["b"], z["op"], z["outputs"], int(z["k"]), float(z["tau"]))

@@ -62,21 +62,16 @@ def lower(ir: IR, options: dict | None = None) -> onnx.ModelProto:
     return ir.model
 
 
-ENGINE_FILE = "logic.npz"  # the logic chain as a netlist, for gatec's engine
-PREFIX_FILE = "encoder.onnx"  # the input encoder before the logic layers, run by ONNX Runtime
-
-
 class EngineRunner:
     """gatec's logic engine (gatec/engine.py) on the artifact's netlist, after the input encoder
     (run by ONNX Runtime) where there is one."""
 
     def __init__(self, folder: Path, threads: int = 0):
         from ...engine import Engine
-        from ...ir.netlist import Netlist, plan
-        z = np.load(folder / ENGINE_FILE)
-        net = Netlist(int(z["n_inputs"]), z["a"], z["b"], z["op"], z["outputs"], int(z["k"]), float(z["tau"]))
-        self.engine = Engine(plan(net), threads)  # 0: every core this process may use
-        self.prefix = Runner(folder / PREFIX_FILE, threads) if (folder / PREFIX_FILE).exists() else None
+        from ...ir.netlist import plan
+        from ..logic_input import ENCODER_FILE, read_netlist
+        self.engine = Engine(plan(read_netlist(folder)), threads)  # 0: every core this process may use
+        self.prefix = Runner(folder / ENCODER_FILE, threads) if (folder / ENCODER_FILE).exists() else None
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         x = self.prefix.run(arrays)[0] if self.prefix else arrays[0].reshape(len(arrays[0]), -1)  # nn.Flatten()
@@ -88,8 +83,12 @@ ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "ten
 
 
 class Runner:
-    def __init__(self, path: Path, threads: int = 0):
-        self.session = ort_session(path, threads, failure="ONNX Runtime cannot load the compiled model")
+    """An ONNX model (a file or a ModelProto) in ONNX Runtime, inputs cast to the model's dtypes;
+    optimize=False runs each op as the graph says (gatec.ir.runtime.ort_session)."""
+
+    def __init__(self, model, threads: int = 0, optimize: bool = True):
+        self.session = ort_session(model, threads, failure="ONNX Runtime cannot load the compiled model",
+                                   optimize=optimize)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_dtypes = [ONNX_TO_NUMPY.get(i.type, None) for i in self.session.get_inputs()]
 
@@ -128,20 +127,14 @@ class CpuTarget(Target):
         (folder / MODEL_FILE).write_bytes(model.SerializeToString(deterministic=True))
         files = [MODEL_FILE]
         if ir.kind == "logic" and options.get("engine", "auto") != "onnxruntime":
-            from ..logic_input import split_logic
-            prefix, net = split_logic(ir)
-            with open(folder / ENGINE_FILE, "wb") as f:  # np.savez writes no timestamps: same bytes each time
-                np.savez(f, n_inputs=net.n_inputs, a=net.a, b=net.b, op=net.op, outputs=net.outputs, k=net.k,
-                         tau=np.float64(net.tau))
-            files.append(ENGINE_FILE)
-            if prefix is not None:
-                (folder / PREFIX_FILE).write_bytes(prefix.SerializeToString(deterministic=True))
-                files.append(PREFIX_FILE)
+            from ..logic_input import write_logic
+            files += write_logic(ir, folder)
         return files
 
     def load(self, folder: Path, options: dict):
         threads = int(options.get("threads", 0))
-        if (Path(folder) / ENGINE_FILE).exists() and options.get("engine", "auto") != "onnxruntime":
+        from ..logic_input import NETLIST_FILE
+        if (Path(folder) / NETLIST_FILE).exists() and options.get("engine", "auto") != "onnxruntime":
             return EngineRunner(Path(folder), threads)
         return Runner(Path(folder) / MODEL_FILE, threads)
 
