@@ -136,6 +136,14 @@ def test_int8_engine_from_brevitas_qonnx(tmp_path):
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     assert np.abs(art.run(x)[0] - want).max() <= 1e-4 * (1 + np.abs(want).max())  # Brevitas's own forward
+    # at fp16 the quantizers, and the products they round, stay fp32 (an fp16 sum would move values
+    # across rounding steps); what no quantizer reads runs in fp16
+    art16 = gatec.compile(str(tmp_path / "mlp.onnx"), "gpu", tmp_path / "fp16", options={"precision": "fp16"})
+    assert art16.manifest["verification"]["ok"]
+    graph = onnx.load(str(art16.path / "engine.onnx"))
+    types = tensor_types(graph)
+    assert all(types[n.output[0]] == TensorProto.FLOAT for n in graph.graph.node if n.op_type == "Round")
+    assert any(types[n.output[0]] == TensorProto.FLOAT16 for n in graph.graph.node if n.op_type == "Gemm")
 
 
 def test_int8_from_gatec_quantize_and_its_refusals(cli, tmp_path):

@@ -37,9 +37,10 @@ def machine() -> dict:
 
 def what_runs_here(m: dict) -> str:
     gpu = "an NVIDIA GPU" if m["nvidia_gpu"] else "no GPU"
+    trt = "TensorRT installed" if m["tensorrt"] else "no TensorRT"
     logic = ("logic kernels on the GPU" if m["nvidia_gpu"] else "logic kernels under Triton's interpreter") \
         if m["triton"] else "no Triton: logic networks refused (pip install 'gatec[gpu]')"
-    return f"this machine: {gpu}; graphs verified emulated on the CPU; {logic}"
+    return f"this machine: {gpu}, {trt}; builds engine.onnx, verified emulated on the CPU; {logic}"
 
 
 def profile(ir: IR, max_batch: int) -> dict:

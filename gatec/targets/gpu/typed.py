@@ -1,9 +1,9 @@
 """The gpu target's engine graph: a strongly typed ONNX model, the precision explicit in it.
 
 TensorRT 11 builds strongly typed networks only (no FP16/INT8 builder flags): every tensor's
-type comes from the graph. fp32 is the traced graph; fp16 is onnxconverter-common's conversion
-(fp32 inputs and outputs, casts at the edges) with fp32 islands where fp16 would change results
-(below); int8 is the QONNX graph with its quantizers as symmetric QuantizeLinear/
+type comes from the graph. fp32 is the traced graph; fp16 is gatec's rewrite
+(fp16.py: fp32 inputs and outputs, casts at the edges) with fp32 islands where fp16 would change
+results (below); int8 is the QONNX graph with its quantizers as symmetric QuantizeLinear/
 DequantizeLinear pairs (zero point 0, int8), the float ops between them fp32. Shape inference
 then writes every intermediate tensor's type into value_info, and a tensor it cannot type is
 refused.
@@ -22,15 +22,17 @@ PRECISIONS = ("fp32", "fp16", "int8")
 FP16_MAX = 65504.0
 
 # Kept fp32 in an fp16 engine: accumulations over a whole axis (softmax, normalization, reductions),
-# recurrences (their state is fed back every step, so its rounding compounds), and what
-# onnxconverter-common cannot convert (its default block list: Resize, TopK, Range, ...).
+# recurrences (their state is fed back every step, so its rounding compounds) and control flow.
 FP32_OPS = {"Softmax", "LogSoftmax", "LayerNormalization", "GroupNormalization", "InstanceNormalization",
             "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSumExp", "ReduceProd",
-            "GRU", "LSTM", "RNN", "Loop", "Scan", "CumSum"}
-# Ops whose result is a choice (which experts, which class, which branch): the arithmetic that feeds
-# them stays fp32 back to its last matrix product, so that fp16 rounding does not flip a near tie
-# into another route (a mixture of experts' router, say).
-DECISION_OPS = {"TopK", "ArgMax", "ArgMin", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"}
+            "GRU", "LSTM", "RNN", "Loop", "Scan", "If", "CumSum"}
+# Ops whose result is a choice (which experts, which class, which branch, which integer a quantizer
+# rounds to): the arithmetic that feeds them stays fp32 back to its last matrix product, so that fp16
+# rounding does not flip a near tie into another route (a mixture of experts' router) or another
+# quantization step (a QONNX model's activations: so a quantized model's fp16 graph is mostly fp32;
+# --precision int8 is its engine).
+DECISION_OPS = {"TopK", "ArgMax", "ArgMin", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal", "Round",
+                "Floor", "Ceil"}
 MATRIX_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose", "Einsum"}
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid",
                "Softplus", "Exp", "Log", "Sqrt", "Pow", "Clip", "Identity", "Reshape", "Flatten", "Squeeze",
@@ -38,7 +40,7 @@ ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "LeakyRelu", "S
 
 
 def named(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Every node named (onnxconverter-common's node block list goes by name), uniquely."""
+    """Every node named uniquely (the fp32 islands and the manifest go by name)."""
     seen = set()
     for i, node in enumerate(model.graph.node):
         if not node.name or node.name in seen:
@@ -64,8 +66,9 @@ def decision_feeders(graph: onnx.GraphProto) -> set[str]:
     return found
 
 
-def float16_graph(model: onnx.ModelProto) -> onnx.ModelProto:
-    from onnxconverter_common import float16
+def float16_graph(model: onnx.ModelProto, fp32_outputs: set[str] = frozenset()) -> onnx.ModelProto:
+    """fp16 with fp32 islands: FP32_OPS, what feeds a decision, and the nodes writing `fp32_outputs`."""
+    from .fp16 import convert
     for init in model.graph.initializer:
         if init.data_type == TensorProto.FLOAT:
             big = np.abs(numpy_helper.to_array(init)).max(initial=0)
@@ -73,11 +76,8 @@ def float16_graph(model: onnx.ModelProto) -> onnx.ModelProto:
                 raise GatecError(f"initializer '{init.name}' holds {big:.4g}, beyond fp16's range (65504); "
                                  f"use --precision fp32")
     model = named(model)
-    keep = decision_feeders(model.graph)
-    converted = float16.convert_float_to_float16(
-        model, min_positive_val=2.0 ** -24, max_finite_val=FP16_MAX, keep_io_types=True,
-        op_block_list=sorted(FP32_OPS | set(float16.DEFAULT_OP_BLOCK_LIST)), node_block_list=sorted(keep))
-    return converted
+    keep = decision_feeders(model.graph) | {n.name for n in model.graph.node if set(n.output) & fp32_outputs}
+    return convert(model, lambda node: node.op_type in FP32_OPS or node.name in keep)
 
 
 class SymmetricInt8(Lowering):
@@ -140,16 +140,20 @@ def typed(model: onnx.ModelProto, precision: str, is_qonnx: bool) -> onnx.ModelP
     """The engine graph at `precision`, with every tensor's type in value_info."""
     if precision not in PRECISIONS:
         raise GatecError(f"--precision {precision}: the gpu target takes {', '.join(PRECISIONS)}")
+    quantizers = set()
     if is_qonnx and precision != "int8":
         from ..cpu.quant import lower_qonnx
-        model = lower_qonnx(model, "float")  # the quantizers as exact float ops
+        from ...ir import QONNX_DOMAINS
+        kept = {o for n in model.graph.node if n.domain not in QONNX_DOMAINS for o in n.output}
+        model = lower_qonnx(model, "float")  # the quantizers as exact float ops, which stay fp32 (their
+        quantizers = {o for n in model.graph.node for o in n.output if o not in kept}  # rounding is the model's)
     elif precision == "int8":
         model = int8_graph(model, is_qonnx)
     work = onnx.ModelProto()
     work.CopyFrom(model)
     del work.graph.value_info[:]
     if precision == "fp16":
-        work = float16_graph(work)
+        work = float16_graph(work, quantizers)
         del work.graph.value_info[:]
     try:
         out = onnx.shape_inference.infer_shapes(work, check_type=True, strict_mode=True, data_prop=True)
