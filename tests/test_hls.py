@@ -362,12 +362,18 @@ def test_the_supported_ops_named_in_a_refusal_are_the_registered_handlers(tmp_pa
     assert not {"Constant", "ConstantOfShape", "Cos"} & set(named)  # folded, or unknown: no handler
 
 
-def test_grouped_convolution_is_refused_by_name(tmp_path):
+def test_grouped_convolution_is_one_convolution_with_a_block_diagonal_kernel():
+    from gatec.targets._hls4ml.convert import convert
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, groups=2), torch.nn.Flatten(), torch.nn.Linear(48, 3)).eval()
-    source = frontend.load(model, [[1, 4, 8]])
-    with pytest.raises(GatecError, match=r"\(Conv\): grouped or dilated"):
-        fpga.plan(source.ir, {})
+    converted = convert(frontend.load(model, [[1, 4, 8]]).ir)
+    (layer,) = [l for l in converted.layers if l["class_name"] == "Conv1D"]
+    kernel = layer["weight_data"]  # Keras' layout (K, C, F)
+    w = model[0].weight.detach().numpy()  # (F, C / groups, K)
+    assert kernel.shape == (3, 4, 8) and not kernel[:, 2:, :4].any() and not kernel[:, :2, 4:].any()
+    np.testing.assert_array_equal(kernel[:, :2, :4], np.transpose(w[:4], (2, 1, 0)))
+    np.testing.assert_array_equal(kernel[:, 2:, 4:], np.transpose(w[4:], (2, 1, 0)))
+    assert converted.macs[layer["name"]] == 6 * 8 * 2 * 3  # the products that are not by zero
 
 
 def test_qat_gru_goes_through_hls4ml(tmp_path):

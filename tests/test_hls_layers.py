@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 import gatec
 from gatec.errors import GatecError
+from gatec.nn import RecurrentClassifier
 
 SAMPLES = 200
 
@@ -54,6 +55,40 @@ class WideRange(nn.Module):
     def forward(self, x):
         h = self.layer(x)
         return F.softplus(h), F.gelu(h), torch.clamp(h, max=3.0)
+
+
+class BiLSTMHidden(nn.Module):
+    """A bidirectional LSTM classified from h_n, both directions concatenated, as tutorials write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 6, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x)
+        return self.head(torch.cat((h[-2, :, :], h[-1, :, :]), dim=1))
+
+
+class SequenceOut(nn.Module):
+    """A recurrent layer's whole output sequence (a tagger's features), or one step of it."""
+
+    def __init__(self, rnn, step=None):
+        super().__init__()
+        self.rnn, self.step = rnn, step
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return y if self.step is None else y[:, self.step]
+
+
+class ElmanRNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.RNN(4, 5, batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
 
 
 def clamp_softmax(m, x):  # torch.clamp to odd bounds, softmax over the channels of (N, C, L)
@@ -118,21 +153,30 @@ MODELS = {
         nn.Conv2d(2, 4, (3, 2), padding=(1, 0)), nn.Conv2d(4, 4, 4, padding="same"),
         nn.Conv2d(4, 4, 3, stride=2, padding="valid"), nn.Flatten(), nn.Linear(4 * 4 * 3, 3))),
         [1, 2, 10, 9], False),
+    # grouped convolutions and depth multipliers: one convolution, its kernel zero between groups
+    "grouped_conv1d_depth_multiplier": (seeded(lambda: nn.Sequential(
+        nn.Conv1d(4, 8, 3, groups=2), nn.ReLU(), nn.Conv1d(8, 16, 3, groups=8), nn.Flatten(), nn.Linear(64, 3))),
+        [1, 4, 8], True),
+    "grouped_conv2d_resnext": (seeded(lambda: nn.Sequential(
+        nn.Conv2d(4, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.ReLU(), nn.Conv2d(8, 4, 1),
+        nn.Flatten(), nn.Linear(4 * 5 * 5, 3))), [1, 4, 5, 5], False),
+    # recurrent: bidirectional layers (hls4ml's Bidirectional), one step of a sequence, h_n of both directions
+    "bigru_classifier": (seeded(lambda: RecurrentClassifier(5, 6, 3, "gru", 1, True)), [1, 7, 5], True),
+    "bilstm_h_n_concat": (seeded(BiLSTMHidden), [1, 6, 5], False),
+    "bigru_2layer_sequence": (seeded(lambda: SequenceOut(nn.GRU(4, 5, 2, batch_first=True, bidirectional=True))),
+                              [1, 6, 4], False),
+    "gru_first_step": (seeded(lambda: SequenceOut(nn.GRU(4, 6, batch_first=True), 0)), [1, 5, 4], False),
 }
 
 # name -> (model builder, input shape, the op refused, words of the reason)
 REFUSED = {
-    "grouped_conv": (seeded(lambda: nn.Sequential(nn.Conv1d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(48, 3))),
-                     [1, 4, 8], "Conv", "2 groups of 2 channels"),
     "reflect_padding": (seeded(lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding=1, padding_mode="reflect"),
                                                      nn.Flatten(), nn.Linear(24, 3))), [1, 3, 6], "Pad",
                         "reflect padding is not supported"),
     "bilinear_upsample": (seeded(lambda: nn.Sequential(nn.Conv2d(2, 2, 1), nn.Upsample(scale_factor=2, mode="bilinear"),
                                                        nn.Flatten(), nn.Linear(32, 3))), [1, 2, 2, 2], "Resize",
                           "linear resizing is not supported"),
-    "depthwise_multiplier_2": (seeded(lambda: nn.Sequential(nn.Conv1d(3, 6, 3, groups=3), nn.Flatten(),
-                                                            nn.Linear(36, 3))), [1, 3, 8], "Conv",
-                               "one filter per channel; this one has 2"),
+    "elman_rnn": (seeded(ElmanRNN), [1, 6, 4], "RNN", "SimpleRNN for its Quartus backend only"),
     "softsign": (seeded(lambda: nn.Sequential(nn.Linear(4, 4), nn.Softsign())), [1, 4], "Abs",
                  "not supported by the hls4ml conversion"),
     "avgpool_ceil_overhang": (seeded(lambda: nn.Sequential(nn.AvgPool1d(2, 2, ceil_mode=True), nn.Flatten(),
@@ -295,3 +339,16 @@ if __name__ == "__main__":
                       f"{r['seconds']:.0f} |", flush=True)
             except Exception as e:  # noqa: BLE001  (the table shows what failed)
                 print(f"| {name} | | FAILED: {str(e).splitlines()[0][:300]} | | | |", flush=True)
+
+
+def test_bidirectional_layers_are_hls4ml_bidirectional_and_the_last_step_is_cut_from_the_sequence():
+    # the backward direction's output at the last step has seen one input: the classifier reads the
+    # sequence's last step (a crop), not the layer's final state
+    layers = converted_layers("bigru_classifier")
+    (bi,) = [l for l in layers if l["class_name"] == "Bidirectional"]
+    assert bi["return_sequences"] and bi["n_out"] == 12 and bi["forward_class_name"] == "GRU"
+    (crop,) = [l for l in layers if l["class_name"] == "Cropping1D"]
+    assert (crop["crop_left"], crop["crop_right"], crop["n_chan"]) == (6, 0, 12)
+    # h_n[-2], h_n[-1] of a single bidirectional layer: the final states, selected exactly
+    (bi,) = [l for l in converted_layers("bilstm_h_n_concat") if l["class_name"] == "Bidirectional"]
+    assert not bi["return_sequences"]

@@ -30,6 +30,7 @@ from ... import progress
 from ...errors import GatecError
 from ...ir import IR
 from .. import Tolerance
+from .act import RECURRENT
 from .convert import Converted, convert
 from .layers import logic, lookup
 
@@ -121,7 +122,7 @@ def hls_config(conv: Converted, s: dict) -> dict:
         if layer["class_name"] == "InputLayer" and conv.quantized and not s["precision"]:
             # float32 inputs held exactly (|x| >= 2**-16), so that an input quantizer rounds once
             layers[layer["name"]] = {"Precision": {"result": QUANTIZED_INPUT}}
-        if layer["class_name"] in ("GRU", "LSTM") or layer.get("activation") in ("sigmoid", "tanh", "elu", "selu"):
+        if layer["class_name"] in RECURRENT or layer.get("activation") in ("sigmoid", "tanh", "elu", "selu"):
             # the sigmoid/tanh tables: 4096 entries over [-8, 8) (hls4ml's default is 1024), values
             # with 16 fractional bits: the table's step error drops from 1/64 to 1/256 (tanh, slope <= 1);
             # elu/selu: 4096 entries over [-8, 0]

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+RECURRENT = ("GRU", "LSTM", "Bidirectional")  # hls4ml layers that step through time, keeping a state
+
+
 @dataclass
 class Act:
     """A per-sample tensor computed by hls4ml layer `layer`."""

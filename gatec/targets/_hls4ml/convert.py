@@ -28,7 +28,11 @@ from onnx import numpy_helper
 from ...errors import GatecError
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from ...ir.graph import consumers, producers
-from .act import Act  # noqa: F401  (the converter's tensors; handlers import it from here too)
+from .act import RECURRENT, Act  # noqa: F401  (the converter's tensors; handlers import it from here too)
+
+# ops hls4ml has a layer for, but not one its Vivado/Vitis C++ implements: refused with the reason
+NOT_IN_HLS4ML = {"RNN": "hls4ml 1.3 implements SimpleRNN for its Quartus backend only, not for Vivado/Vitis "
+                        "(use GRU or LSTM)"}
 from .layers import HANDLERS, quantizers, supported
 
 
@@ -165,6 +169,8 @@ class Converter:
                 self.fold(node)
                 continue
             handler = HANDLERS.get(node.op_type)
+            if node.op_type in NOT_IN_HLS4ML and node.domain in ("", "ai.onnx"):
+                raise self.fail(node, NOT_IN_HLS4ML[node.op_type])
             if handler is None or (node.domain not in ("", "ai.onnx", LOGIC_DOMAIN) + QONNX_DOMAINS):
                 raise self.fail(node, f"not supported by the hls4ml conversion (supported: {', '.join(supported())})")
             handler(self, node)
@@ -181,7 +187,7 @@ class Converter:
             outputs.append(name)
             output_shapes.append((list(v.shape_with_batch(1)), v.batch))
         for layer in self.layers:
-            if layer.get("class_name") in ("GRU", "LSTM"):
+            if layer.get("class_name") in RECURRENT:
                 if layer.get("_last_used") and layer.get("_seq_used"):
                     raise GatecError(f"fpga (hls4ml): both the sequence and the last state of recurrent layer "
                                      f"'{layer['name']}' are used; hls4ml gives one of them")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .act import RECURRENT
 from .convert import Converted
 
 SUMMARY_FILE = "hls_summary.json"
@@ -26,7 +27,7 @@ def layer_estimate(layer, macs: int, reuse: int) -> dict:
     Cycles: io_parallel, Latency strategy: a dense product takes about reuse + log2(n_in) + 1 cycles
     (the adder tree), a recurrent layer or a convolution that per step."""
     steps, n_in = 1, int(layer.get_attr("n_in") or 1)
-    if layer.class_name in ("GRU", "LSTM"):
+    if layer.class_name in RECURRENT:
         steps = int(layer.get_attr("n_timesteps") or 1)
     elif layer.class_name in ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D"):
         steps = int(layer.get_attr("n_partitions") or 1)
@@ -131,8 +132,8 @@ def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
         kind = layer["class_name"]
         if kind in MOVES:
             continue  # moves values, computes nothing
-        layers += 2 if kind in ("GRU", "LSTM") else 1
-        if kind in ("GRU", "LSTM", "GatecLookup") or layer.get("activation") in TABLES:
+        layers += 2 if kind in RECURRENT else 1
+        if kind in (*RECURRENT, "GatecLookup") or layer.get("activation") in TABLES:
             tables += 1
     if conv.quantized and tables == 0 and fraction_bits is None:
         return 1e-4

@@ -1,6 +1,7 @@
 """Conv: hls4ml Conv1D/Conv2D, channels last (kernels (K, C, F) / (KH, KW, C, F) from ONNX's
 (F, C, K...)); explicit, same or valid padding, strides. Depthwise convolutions (groups ==
-channels, one filter each) are hls4ml's DepthwiseConv1D/2D (kernels (K..., C, 1));
+channels, one filter each) are hls4ml's DepthwiseConv1D/2D (kernels (K..., C, 1)); other
+grouped ones an ordinary convolution with a block-diagonal kernel;
 dilated ones get their kernel with the zeros between taps written out (exact). A split or slice
 of a convolution's channels is the convolution with those filters only."""
 from __future__ import annotations
@@ -26,13 +27,13 @@ def convolution(conv, node):
         raise conv.fail(node, "only 1-D and 2-D convolutions with the batch first are supported")
     groups, n_in_chan = int(attrs.get("group", 1)), a.shape[1]
     depthwise = groups != 1 and groups == n_in_chan and w.shape[1] == 1
-    if depthwise and w.shape[0] != n_in_chan:
-        # hls4ml's C++ asserts (aborting the process) on a depth multiplier other than 1
-        raise conv.fail(node, f"hls4ml's depthwise convolutions take one filter per channel; this one has "
-                              f"{w.shape[0] // n_in_chan}")
-    if groups != 1 and not depthwise:
-        raise conv.fail(node, f"grouped or dilated convolutions are supported as depthwise (groups == channels) "
-                              f"or with groups 1; this one has {groups} groups of {n_in_chan // groups} channels")
+    if groups != 1 and not (depthwise and w.shape[0] == n_in_chan):
+        # grouped (or depthwise with a multiplier: hls4ml's C++ asserts on one other than 1): one
+        # convolution whose kernel is zero between groups, exact (a zero weight costs no multiplier)
+        w, real_macs = block_diagonal(w, groups), 1.0 / groups
+        depthwise = False
+    else:
+        real_macs = 1.0
     dilations = [int(d) for d in attrs.get("dilations", [1] * dims)]
     if any(d != 1 for d in dilations):
         w = dilated(w, dilations)
@@ -48,9 +49,21 @@ def convolution(conv, node):
              "weight_data": np.ascontiguousarray(np.transpose(w, tuple(range(2, dims + 2)) + (1, 0)),
                                                  dtype=np.float64),
              "bias_data": np.zeros(n_filt) if b is None else b.astype(np.float64).reshape(-1),
-             "use_bias": True, "_macs": int(np.prod(outs)) * int(n_filt) * int(n_chan) * int(np.prod(kernel)),
+             "use_bias": True,
+             "_macs": int(int(np.prod(outs)) * int(n_filt) * int(n_chan) * int(np.prod(kernel)) * real_macs),
              **height}
     add_convolution(conv, node, a, layer, outs, int(n_filt), dims)
+
+
+def block_diagonal(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel (F, C / groups, K...) as an ordinary one (F, C, K...): filter f reads only
+    its group's channels, zeros elsewhere."""
+    n_filt, per_group = w.shape[:2]
+    out = np.zeros((n_filt, per_group * groups) + w.shape[2:], dtype=w.dtype)
+    filters = n_filt // groups
+    for g in range(groups):
+        out[g * filters:(g + 1) * filters, g * per_group:(g + 1) * per_group] = w[g * filters:(g + 1) * filters]
+    return out
 
 def dilated(w: np.ndarray, dilations: list[int]) -> np.ndarray:
     """The kernel of a dilated convolution as an ordinary one: taps d apart, zeros between."""

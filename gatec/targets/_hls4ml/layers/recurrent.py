@@ -1,6 +1,8 @@
-"""GRU and LSTM, forward, from a zero state: hls4ml's GRU (ONNX's gate order z, r, h; reset after
-the recurrent product, linear_before_reset=1 as PyTorch exports) and LSTM (gates reordered from
-ONNX's i, o, f, c to i, f, c, o; its two biases summed), Keras' kernel layout (n_in, gates * H)."""
+"""GRU and LSTM from a zero state, forward or bidirectional: hls4ml's GRU (ONNX's gate order z, r,
+h; reset after the recurrent product, linear_before_reset=1 as PyTorch exports) and LSTM (gates
+reordered from ONNX's i, o, f, c to i, f, c, o; its two biases summed), Keras' kernel layout
+(n_in, gates * H); a bidirectional layer is hls4ml's Bidirectional, whose output holds per time
+step the forward state, then the backward one (ONNX's (T, 2, H) per sample in memory order)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +16,9 @@ from .registry import handles
 def recurrent(conv, node):
     kind = node.op_type
     attrs = attributes(node)
-    if attrs.get("direction", "forward") != "forward":
-        raise conv.fail(node, "only forward recurrent layers are supported (gatec's conversion does not take "
-                              "bidirectional RNNs yet; hls4ml 1.3 has a Bidirectional wrapper)")
+    direction = attrs.get("direction", "forward")
+    if direction not in ("forward", "bidirectional"):
+        raise conv.fail(node, f"direction '{direction}' is not supported (forward and bidirectional are)")
     if attrs.get("activations") or attrs.get("clip"):
         raise conv.fail(node, "custom activations or clipping are not supported")
     if kind == "GRU" and attrs.get("linear_before_reset", 0) != 1:
@@ -39,8 +41,8 @@ def recurrent(conv, node):
     H = int(attrs["hidden_size"])
     T, F = x.shape[time], x.shape[2]
     gates = 3 if kind == "GRU" else 4
-    B = np.zeros((1, 2 * gates * H)) if B is None else B
-    w, r, wb, rb = W[0], R[0], B[0, :gates * H], B[0, gates * H:]
+    dirs = 2 if direction == "bidirectional" else 1
+    B = np.zeros((dirs, 2 * gates * H)) if B is None else B
     src = conv.shaped(x, (T, F))
     if kind == "LSTM":
         # hls4ml's LSTM needs one type for its input, state and sums: a cast to the wide
@@ -48,28 +50,48 @@ def recurrent(conv, node):
         src = conv.add({"name": conv.new_name("cast"), "class_name": "Activation", "activation": "linear",
                         "inputs": [src]})
         conv.wide.update({src})
-    layer = {"name": conv.new_name(kind.lower()), "class_name": kind, "inputs": [src],
-             "direction": "forward", "return_state": False, "activation": "tanh",
-             "recurrent_activation": "sigmoid", "time_major": False, "n_timesteps": T, "n_in": F, "n_out": H,
-             "_macs": T * gates * H * (F + H)}
-    if kind == "GRU":  # ONNX and Keras share the gate order z, r, h
-        layer.update(weight_data=w.T.copy(), recurrent_weight_data=r.T.copy(), bias_data=wb.copy(),
-                     recurrent_bias_data=rb.copy(), apply_reset_gate="after")
-    else:  # ONNX i, o, f, c -> Keras i, f, c, o
-        order = np.concatenate([np.arange(g * H, (g + 1) * H) for g in (0, 2, 3, 1)])
-        layer.update(weight_data=w[order].T.copy(), recurrent_weight_data=r[order].T.copy(),
-                     bias_data=(wb + rb)[order].copy())
+    weights = [keras_weights(kind, H, W[d], R[d], B[d]) for d in range(dirs)]
+    common = {"inputs": [src], "return_state": False, "time_major": False, "n_timesteps": T, "n_in": F,
+              "_macs": dirs * T * gates * H * (F + H)}
+    if dirs == 1:
+        layer = {"name": conv.new_name(kind.lower()), "class_name": kind, "direction": "forward",
+                 "activation": "tanh", "recurrent_activation": "sigmoid", "n_out": H, **common, **weights[0]}
+        if kind == "GRU":
+            layer["apply_reset_gate"] = "after"
+    else:
+        layer = {"name": conv.new_name(f"bidirectional_{kind.lower()}"), "class_name": "Bidirectional",
+                 "direction": "bidirectional", "merge_mode": "concat", "n_out": 2 * H, **common}
+        for d, side in enumerate(("forward", "backward")):
+            layer.update({f"{side}_name": f"{layer['name']}_{side}", f"{side}_class_name": kind,
+                          f"{side}_activation": "tanh", f"{side}_recurrent_activation": "sigmoid",
+                          f"{side}_data_format": "channels_last", f"{side}_use_bias": True, f"{side}_n_states": H,
+                          **{f"{side}_{k}": v for k, v in weights[d].items()}})
+            if kind == "GRU":
+                layer[f"{side}_apply_reset_gate"] = "after"
     name = conv.add(layer)
     conv.wide.add(name)  # the state keeps the accumulator's precision across time steps
-    # Y: (T, 1, B, H) for layout 0, (B, T, 1, H) for layout 1; Y_h: (1, B, H) or (B, 1, H)
-    y_shape = (T, 1, 1, H) if not layout else (1, T, 1, H)
-    y = Act(name, y_shape, 2 if not layout else 0, (0, 1, 3) if not layout else (1, 2, 3), (T, H), "seq", time)
+    # Y: (T, dirs, B, H) for layout 0, (B, T, dirs, H) for layout 1; Y_h: (dirs, B, H) or (B, dirs, H)
+    y_shape = (T, dirs, 1, H) if not layout else (1, T, dirs, H)
+    y = Act(name, y_shape, 2 if not layout else 0, (0, 1, 3) if not layout else (1, 2, 3), (T, dirs * H), "seq",
+            time)
     conv.values[node.output[0]] = y
     if len(node.output) > 1 and node.output[1]:
-        h_shape, h_batch = ((1, 1, H), 1) if not layout else ((1, 1, H), 0)
+        h_shape, h_batch = ((dirs, 1, H), 1) if not layout else ((1, dirs, H), 0)
         conv.values[node.output[1]] = Act(name, h_shape, h_batch, tuple(a for a in range(3) if a != h_batch),
-                                          (H,), "last")
+                                          (dirs * H,), "last")
         if conv.uses.get(node.output[1], 0):
             layer["_last_used"] = True
     if len(node.output) > 2 and node.output[2] and conv.uses.get(node.output[2], 0):
         raise conv.fail(node, "the LSTM's cell state output is not supported")
+
+
+def keras_weights(kind: str, H: int, w: np.ndarray, r: np.ndarray, b: np.ndarray) -> dict:
+    """One direction's ONNX weights (W, R, B of that direction) in hls4ml's (Keras') layout."""
+    gates = 3 if kind == "GRU" else 4
+    wb, rb = b[:gates * H], b[gates * H:]
+    if kind == "GRU":  # ONNX and Keras share the gate order z, r, h
+        return {"weight_data": w.T.copy(), "recurrent_weight_data": r.T.copy(), "bias_data": wb.copy(),
+                "recurrent_bias_data": rb.copy()}
+    order = np.concatenate([np.arange(g * H, (g + 1) * H) for g in (0, 2, 3, 1)])  # ONNX i, o, f, c -> i, f, c, o
+    return {"weight_data": w[order].T.copy(), "recurrent_weight_data": r[order].T.copy(),
+            "bias_data": (wb + rb)[order].copy()}

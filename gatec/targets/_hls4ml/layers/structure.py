@@ -89,13 +89,19 @@ def flatten(conv, node):
 
 @handles("Reshape")
 def reshape(conv, node):
+    """A reshape that keeps the batch axis and the axes before it (a time-major sequence's time axis,
+    as PyTorch reshapes a bidirectional RNN's (T, B, 2, H) into (T, B, 2H)) and reshapes the rest."""
     a = conv.act(node, node.input[0], use=False)
     target = [int(x) for x in conv.const(node.input[1])]
-    if a.batch != 0 or not target or target[0] not in (0, 1, -1, a.shape[0]):
-        raise conv.fail(node, "only reshapes that keep the batch axis first are supported")
-    per_sample = [a.shape[i] if d == 0 else d for i, d in enumerate(target)][1:]
-    per_sample = list(np.empty(a.sample_shape).reshape([-1 if d == -1 else d for d in per_sample]).shape)
-    conv.values[node.output[0]] = reshaped(conv, node, a, (a.shape[0], *per_sample), 0)
+    b = a.batch
+    dims = [a.shape[i] if d == 0 and i < len(a.shape) else d for i, d in enumerate(target)]
+    if len(dims) <= b or dims[b] not in (1, -1, a.shape[b]) or dims[:b] != list(a.shape[:b]) or \
+            (dims[b] == -1 and -1 in dims[b + 1:]):
+        raise conv.fail(node, "only reshapes that keep the batch axis and the axes before it are supported")
+    rest = int(np.prod(a.shape[b + 1:]))
+    suffix = list(np.empty(rest).reshape([d for d in dims[b + 1:]] or [1]).shape) if dims[b + 1:] else []
+    conv.values[node.output[0]] = reshaped(conv, node, a, (*a.shape[:b], a.shape[b], *suffix), b,
+                                           a.time if a.time < b else -1)
 
 
 @handles("Concat")
@@ -179,15 +185,59 @@ def gather(conv, node):
             and axis == 2:
         take_step(conv, node, conv.act(node, node.input[0]), int(index) % a.shape[2])
         return
-    if a.rnn != "seq" or index is None or index.ndim != 0 or axis != a.time \
-            or int(index) % a.shape[axis] != a.shape[axis] - 1:
-        raise conv.fail(node, "only taking the last step of a recurrent layer's output sequence is supported")
+    if index is not None and axis != a.batch and (a.rnn != "seq" or index.ndim != 0 or axis != a.time):
+        select(conv, node, conv.act(node, node.input[0]), np.take(np.arange(a.shape[axis]), index), axis)
+        return
+    if a.rnn != "seq" or index is None or index.ndim != 0 or axis != a.time:
+        raise conv.fail(node, "only gathering constant indices of a per-sample axis is supported")
+    step = int(index) % a.shape[axis]
+    if step != a.shape[axis] - 1 or conv.layer(a.layer)["class_name"] == "Bidirectional":
+        # a bidirectional layer's last step holds the backward state after one input, not its final
+        # state: the step is cut from the sequence
+        take_time_step(conv, node, conv.act(node, node.input[0]), step)
+        return
     conv.layer(a.layer)["_last_used"] = True
     keep = [x for x in range(len(a.shape)) if x != axis]
     shape = tuple(a.shape[x] for x in keep)
     batch = keep.index(a.batch)
     conv.values[node.output[0]] = Act(a.layer, shape, batch, tuple(x for x in range(len(shape)) if x != batch),
                                       (a.phys[-1],), "last")
+
+
+def select(conv, node, a: Act, index: np.ndarray, axis: int) -> None:
+    """np.take(a, index, axis) per sample, any constant indices on a non-batch axis (a bidirectional
+    RNN's h_n[-1], a channel picked out): a Dense with 0/1 weights, exact."""
+    src, n_in = conv.flat(node, a)
+    positions = np.arange(n_in).reshape(a.sample_shape)  # the flat variable is in ONNX order
+    sample_axis = axis - (axis > a.batch)
+    picked = np.take(positions, index, axis=sample_axis)
+    weights = np.zeros((n_in, picked.size))
+    weights[picked.reshape(-1), np.arange(picked.size)] = 1.0
+    name = conv.add({"name": conv.new_name("select"), "class_name": "Dense", "inputs": [src], "n_in": n_in,
+                     "n_out": picked.size, "weight_data": weights, "bias_data": np.zeros(picked.size),
+                     "use_bias": True, "activation": "linear"})
+    shape = (*a.shape[:axis], *index.shape, *a.shape[axis + 1:])
+    batch = a.batch if a.batch < axis else a.batch + index.ndim - 1
+    conv.values[node.output[0]] = Act(name, shape, batch, tuple(x for x in range(len(shape)) if x != batch),
+                                      (picked.size,))
+
+
+def take_time_step(conv, node, a: Act, step: int) -> None:
+    """One time step of a recurrent layer's output sequence: an hls4ml Cropping1D over (time, features)."""
+    a = conv.laid_out(a, tuple(sorted(a.order)))
+    if a.order[0] != a.time:
+        raise conv.fail(node, "the sequence must be laid out time first in memory")
+    steps = a.shape[a.time]
+    width = int(np.prod(a.sample_shape)) // steps
+    src = conv.shaped(a, (steps, width))
+    name = conv.add({"name": conv.new_name("crop"), "class_name": "Cropping1D", "inputs": [src],
+                     "data_format": "channels_last", "in_width": steps, "out_width": 1, "n_chan": width,
+                     "crop_left": step, "crop_right": steps - 1 - step})
+    keep = [x for x in range(len(a.shape)) if x != a.time]
+    shape = tuple(a.shape[x] for x in keep)
+    batch = keep.index(a.batch)
+    conv.values[node.output[0]] = Act(name, shape, batch, tuple(x for x in range(len(shape)) if x != batch),
+                                      (1, width))
 
 
 def take_step(conv, node, a: Act, step: int) -> None:
