@@ -6,13 +6,29 @@ Rows: gatec's engine (the cpu target's runtime for logic networks) on one thread
 cores; on an x86 host with AVX-512, also its AVX2 code path (the engine built with -mno-avx512f:
 the AVX2 path on this CPU, not an AVX2-only host); ONNX Runtime on the bit-packed graph (the cpu
 target with --engine onnxruntime); the C firmware (target c) at 64- and 32-bit words, table form
-and --c-form unrolled at 64; and the discrete PyTorch model (timed on the first --torch-samples
-samples: at under a thousand samples a second the whole set would take minutes). Every row's
-output is checked against PyTorch's. Also, each in a fresh process: model file to first result
-(tracing included), and opening an artifact compiled before to its first result (no torch).
-difflogic is not run (see DIFFLOGIC); torchlogix is not run either (not set up here).
+and --c-form unrolled at 64; the discrete PyTorch model (timed on the first --torch-samples
+samples: at under a thousand samples a second the whole set would take minutes); and torchlogix's
+compiled circuit (below). Every row's output is checked against PyTorch's. Also, each in a fresh
+process: model file to first result (tracing included), and opening an artifact compiled before
+to its first result (no torch). difflogic is not run (see DIFFLOGIC).
 
-    python benchmarks/bench_logic.py [--quick] [--float-form] [--engine-only]
+torchlogix (0.2.2, from PyPI) runs in its own Python 3.12 venv, since its circuit.py
+needs 3.12's f-strings: set up on first use in ~/.cache/gatec/torchlogix-py312 (or
+$GATEC_TORCHLOGIX_VENV; reused while its gatec-ready.json is there) from $GATEC_PYTHON312, a
+pyenv 3.12 or python3.12 on PATH, with pip: numpy and torch at gatec's torch version (the CPU
+build where an index offers one, else PyPI's CUDA build with its nvidia-* wheels: about 2.6 GB
+to download, 4.7 GB installed, under a minute here), then torchlogix --no-deps (it declares
+torchvision and torch-geometric, which it does not need here). The network's gate
+inputs and ops, read from the LogicLayers, and the input bits go to a temporary folder;
+benchmarks/torchlogix_side.py, run there in a subprocess, builds the same network from
+torchlogix's LogicDense and GroupSum layers, checks their eval forward, traces it into a Circuit,
+simplifies it and compiles it (Circuit.compile: C, then gcc; opt_level 3 and 64-bit packing, its
+fastest form), and times the compiled circuit on all samples, one thread, input packing included.
+Its row's compile_s is that compile (trace and simplify seconds are in the JSON), its outputs are
+checked against gatec's engine's and PyTorch's. Without a Python 3.12 or when the install fails,
+the table says so in one line and the rest runs as before.
+
+    python benchmarks/bench_logic.py [--quick] [--float-form] [--engine-only] [--no-torchlogix]
 
 Prints a table and writes benchmarks/results/logic.json (--engine-only: gatec's engine and PyTorch
 alone, best and median of --repeats timed runs taken row by row in turn, written to
@@ -25,6 +41,7 @@ import ctypes
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +61,10 @@ from gatec.nn.logic import GroupSum, LogicLayer  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 DIFFLOGIC = ("difflogic: not run. Its pip install needs CUDA (none here), and its CompiledLogicNet's C could "
              "be built here only from its source, which gatec does not vendor.")
+
+TORCHLOGIX_VERSION = "0.2.2"
+TORCHLOGIX_ROW = "torchlogix compiled circuit"
+TORCHLOGIX_SIDE = Path(__file__).parent / "torchlogix_side.py"
 
 FIRST_RESULT = """
 import time, sys
@@ -113,6 +134,106 @@ def open_result_seconds(artifact: Path, n_in: int, runs: int = 5) -> tuple[float
     return float(np.median([float(o[0]) for o in out])), any(o[1] == "True" for o in out)
 
 
+def python312() -> str | None:
+    """A Python 3.12 interpreter for torchlogix's venv: $GATEC_PYTHON312, pyenv's, or python3.12 on
+    PATH, the first that runs and says 3.12 (a pyenv shim on PATH may not)."""
+    found = [os.environ.get("GATEC_PYTHON312")]
+    found += sorted(str(p) for p in Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob(
+        "versions/3.12*/bin/python3.12"))
+    found.append(shutil.which("python3.12"))
+    for p in found:
+        if p and Path(p).exists() and subprocess.run([p, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                                                     capture_output=True, check=False).returncode == 0:
+            return p
+    return None
+
+
+def torchlogix_venv() -> tuple[Path | None, dict | str]:
+    """torchlogix's venv (Python 3.12, torch, numpy, torchlogix): its python and its setup record,
+    set up on first use; or None and why not (one line)."""
+    venv = Path(os.environ.get("GATEC_TORCHLOGIX_VENV", Path.home() / ".cache" / "gatec" / "torchlogix-py312"))
+    py, ready = venv / "bin" / "python", venv / "gatec-ready.json"
+    if py.exists() and ready.exists():
+        record = json.loads(ready.read_text())
+        if record.get("torchlogix") == TORCHLOGIX_VERSION:
+            return py, record
+    if venv.exists() and any(venv.iterdir()) and not (venv / "pyvenv.cfg").exists():
+        return None, f"{venv} exists and is not a venv: not touched"
+    base = python312()
+    if base is None:
+        return None, "no Python 3.12 found (python3.12 on PATH, pyenv, or $GATEC_PYTHON312)"
+    torch_version = torch.__version__.split("+")[0]
+    print(f"torchlogix: setting up {venv} (once): {base} -m venv, then pip install numpy torch=={torch_version} "
+          f"(CPU build if an index offers it, else the CUDA build: a few GB), torchlogix=={TORCHLOGIX_VERSION} "
+          f"--no-deps; log in {venv / 'setup.log'}", flush=True)
+    shutil.rmtree(venv, ignore_errors=True)  # a venv left half set up, or for another torchlogix
+    venv.mkdir(parents=True)
+    t0 = time.perf_counter()
+    log = (venv / "setup.log").open("w")
+    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
+
+    def step(*cmd) -> bool:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode == 0
+
+    ok = step(base, "-m", "venv", str(venv))
+    if ok:  # the CPU build where some configured index has it (fails fast where none does), else PyPI's
+        cpu_build = step(*pip, "numpy", f"torch=={torch_version}+cpu")
+        ok = cpu_build or step(*pip, "numpy", f"torch=={torch_version}")
+    ok = ok and step(*pip, "--no-deps", f"torchlogix=={TORCHLOGIX_VERSION}")
+    probe = "import json, torch, numpy, torchlogix.circuit; print(json.dumps([torch.__version__, torch.version.cuda]))"
+    out = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, check=False) if ok else None
+    log.close()
+    if out is None or out.returncode:
+        why = "install failed" if out is None else "import failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"torchlogix venv setup in {venv}: {why} (see {venv / 'setup.log'})"
+    torch_312, cuda = json.loads(out.stdout)
+    size = subprocess.run(["du", "-sm", str(venv)], capture_output=True, text=True, check=False).stdout.split()
+    record = {"torchlogix": TORCHLOGIX_VERSION, "python": str(base), "torch": torch_312, "torch_cuda_build": cuda,
+              "setup_s": round(time.perf_counter() - t0, 1), "venv_mib": int(size[0]) if size else None,
+              "venv": str(venv)}
+    ready.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"torchlogix: venv ready in {record['setup_s']} s, {record['venv_mib']} MiB (torch {torch_312})", flush=True)
+    return py, record
+
+
+def torchlogix_side(model: torch.nn.Module, bits: np.ndarray, work: Path, quick: bool) -> tuple[dict | None, str]:
+    """The network and input bits saved to a folder, torchlogix_side.py run on them in
+    torchlogix's venv: (its result.json with scores and eval_scores added, "") or (None, why not)."""
+    py, record = torchlogix_venv()
+    if py is None:
+        return None, record
+    folder = work / "torchlogix"
+    folder.mkdir()
+    layers = [m for m in model if isinstance(m, LogicLayer)]
+    group = next(m for m in model if isinstance(m, GroupSum))
+    arrays = {"n_in": layers[0].in_dim, "depth": len(layers), "classes": group.k, "tau": group.tau}
+    for i, layer in enumerate(layers):
+        arrays.update({f"a{i}": layer.in_a.numpy(), f"b{i}": layer.in_b.numpy(), f"op{i}": layer.ops.numpy()})
+    np.savez(folder / "network.npz", **arrays)
+    np.save(folder / "bits.npy", bits)
+    (folder / "params.json").write_text(json.dumps({"opt_level": 3, "pack_bits": 64, "simplify": True,
+                                                    "min_time": 0.3 if quick else 2.0, "min_reps": 3,
+                                                    "eval_samples": 256}))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([str(py), str(TORCHLOGIX_SIDE), str(folder)], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("torchlogix"):
+            print(f"  {line}", flush=True)
+    if proc.returncode or not (folder / "result.json").exists():
+        tail = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+        return None, f"torchlogix_side.py failed (exit {proc.returncode}): {tail}"
+    result = json.loads((folder / "result.json").read_text())
+    result["venv"] = record
+    result["scores"] = np.load(folder / "scores.npy")
+    result["eval_scores"] = np.load(folder / "eval_scores.npy")
+    shutil.rmtree(folder)  # the input bits again and the scores: tens of MB at full size
+    return result, ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a smaller network and batch (a smoke run)")
@@ -120,6 +241,7 @@ def main() -> None:
     ap.add_argument("--float-form", action="store_true", help="also time ONNX Runtime on the float form")
     ap.add_argument("--engine-only", action="store_true", help="time gatec's engine alone (a quick check)")
     ap.add_argument("--repeats", type=int, default=30, help="timed runs with --engine-only")
+    ap.add_argument("--no-torchlogix", action="store_true", help="skip the torchlogix row (and its venv setup)")
     args = ap.parse_args()
     n_in, width, depth, classes, n = (784, 8000, 6, 10, 65536) if not args.quick else (784, 1000, 3, 10, 4096)
     torch.set_num_threads(1)
@@ -189,6 +311,25 @@ def main() -> None:
         rows.append({"engine": name, "samples": n, "seconds": seconds, "samples_per_s": n / seconds, "bit_exact": exact,
                      "compile_s": compile_s.get(name)})
         print(f"  {name:<28} {n / seconds / 1e6:8.3f} M samples/s  bit-exact: {exact}", flush=True)
+    torchlogix = "not run (--no-torchlogix)" if args.no_torchlogix else "not run (--engine-only)"
+    if not (args.no_torchlogix or args.engine_only):
+        tlx, why = torchlogix_side(model, bits, work, args.quick)
+        if tlx is None:
+            torchlogix = f"not run: {why}"
+        else:
+            scores, ev = tlx.pop("scores"), tlx.pop("eval_scores")
+            k = min(len(ev), m)  # its eval forward ran on the first k samples that PyTorch ran on too
+            tlx.update(outputs_equal_engine=bool(np.array_equal(scores, reference)),
+                       outputs_equal_pytorch=bool(np.array_equal(scores[:m], expected)),
+                       eval_equals_pytorch=bool(np.array_equal(ev[:k], expected[:k])))
+            exact = all(tlx[key] for key in ("outputs_equal_engine", "outputs_equal_pytorch", "eval_equals_pytorch",
+                                             "eval_matches_reference", "compiled_matches_eval"))
+            tlx["bit_exact"] = exact
+            rows.append({"engine": TORCHLOGIX_ROW, "samples": n, "seconds": tlx["seconds"],
+                         "samples_per_s": tlx["samples_per_s"], "bit_exact": exact, "compile_s": tlx["compile_s"]})
+            print(f"  {TORCHLOGIX_ROW:<28} {tlx['samples_per_s'] / 1e6:8.3f} M samples/s  bit-exact: {exact}",
+                  flush=True)
+            torchlogix = tlx
     first = first_result_seconds(model_file, work, n_in)
     opened, torch_imported = open_result_seconds(work / "a0", n_in)
 
@@ -208,6 +349,18 @@ def main() -> None:
     print(f"model file to first result (fresh process, cpu target, tracing included): {first:.2f} s")
     print(f"compiled artifact to first result (fresh process: open + run, median of 5): {opened:.2f} s, "
           f"torch imported: {torch_imported}")
+    if isinstance(torchlogix, str):
+        print(f"torchlogix: {torchlogix}")
+    else:
+        eng = rows[1]
+        torchlogix["engine_speedup"] = eng["samples_per_s"] / torchlogix["samples_per_s"]
+        print(f"torchlogix {torchlogix['torchlogix']} (Python {torchlogix['python']}, torch {torchlogix['torch']}): "
+              f"Circuit.compile(opt_level={torchlogix['opt_level']}, pack_bits={torchlogix['pack_bits']}) "
+              f"{torchlogix['compile_s']:.1f} s for {torchlogix['gates_compiled']:,} gates (after from_model "
+              f"{torchlogix['trace_s']:.1f} s, {torchlogix['gates_traced']:,} gates, and simplify "
+              f"{torchlogix.get('simplify_s', 0):.1f} s); gatec's engine {eng['compile_s']:.1f} s; gatec's engine "
+              f"runs {torchlogix['engine_speedup']:.1f}x its samples/s; outputs equal the engine's: "
+              f"{torchlogix['outputs_equal_engine']}")
     print(DIFFLOGIC)
     if not all(r["bit_exact"] for r in rows):
         raise SystemExit("an engine disagrees with PyTorch")
@@ -219,7 +372,7 @@ def main() -> None:
                                "torch": torch.__version__,
                                "onnxruntime": ort.__version__, "rows": rows, "first_result_s": first,
                                "open_first_result_s": opened, "open_imports_torch": torch_imported,
-                               "difflogic": DIFFLOGIC}, indent=2) + "\n")
+                               "difflogic": DIFFLOGIC, "torchlogix": torchlogix}, indent=2) + "\n")
     print(f"wrote {out}")
 
 
