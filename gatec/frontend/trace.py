@@ -232,6 +232,11 @@ def trace_to_ir(module, specs: list[TensorSpec], n_outputs: int, info: dict) -> 
                 raise GatecError(too_large("its ONNX graph is over 2 GiB")) from None
             raise GatecError(f"tracing to ONNX failed: {first_line(e)}") from None
     model = onnx.load_model_from_string(buf.getvalue())
+    fixed = getattr(module, "gatec_fixed_point", None)  # gatec.qat's fixed-point models declare their types
+    if fixed:
+        import json
+        from ..qat.fixed_layers import METADATA_KEY
+        model.metadata_props.add(key=METADATA_KEY, value=json.dumps(fixed, sort_keys=True))
     fix_axes_the_graph_baked(model, specs, torch_reference(module))
     outputs = value_info_specs(model.graph.output)
     for o, spec in zip(outputs, specs[:1] * len(outputs)):

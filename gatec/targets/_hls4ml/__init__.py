@@ -29,6 +29,7 @@ import numpy as np
 from ... import progress
 from ...errors import GatecError
 from ...ir import IR
+from ...ir.fixed_point import accumulator
 from .. import Tolerance
 from .act import RECURRENT
 from .convert import Converted, convert
@@ -80,14 +81,6 @@ def width_and_integer(precision: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(4)), int(m.group(4)))
 
 
-def accumulator(precision: str) -> str:
-    """Sums get twice the width and 6 more integer bits (up to 64x the values' range): with the
-    accumulator at the values' own type, every product is truncated to the value LSB and a GRU(16->32)
-    at ap_fixed<16,6> was off by 0.026 instead of 0.008."""
-    w, i = width_and_integer(precision)
-    return f"ap_fixed<{2 * w},{i + 6}>"
-
-
 def softmax_config(n: int) -> dict:
     """hls4ml's 'stable' softmax looks exp(x_max - x) and 1/sum up in tables indexed by the top
     log2(table size) bits of their argument's type. With its default types (sum: ap_fixed<18,8>,
@@ -127,8 +120,8 @@ def hls_config(conv: Converted, s: dict) -> dict:
             # with 16 fractional bits: the table's step error drops from 1/64 to 1/256 (tanh, slope <= 1);
             # elu/selu: 4096 entries over [-8, 0]
             entry = layers.setdefault(layer["name"], {})
-            entry["table_size"] = TABLE_SIZE
-            entry["table_t"] = TABLE_TYPE
+            entry["table_size"] = s.get("table_size", TABLE_SIZE)
+            entry["table_t"] = s.get("table", TABLE_TYPE)
         if layer["name"] in conv.wide:
             # hls4ml's LSTM passes its input, state and product arrays to one dense template:
             # it compiles only when input, result and accumulator types are the same
@@ -151,11 +144,25 @@ class Hls4mlPlan:
     converted: Converted
 
 
+FIXED_POINT_KEY = "gatec.fixed_point"  # gatec.qat.fixed_layers.METADATA_KEY
+
+
+def declared_types(ir: IR) -> dict | None:
+    """The types a gatec.qat fixed-point model was trained with ({"precision", "table",
+    "table_size"}), from the IR's metadata, or None."""
+    return next((json.loads(p.value) for p in ir.model.metadata_props if p.key == FIXED_POINT_KEY), None)
+
+
 def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) -> Hls4mlPlan:
     """The options checked and the IR converted (at other per-sample input shapes than its own
     where `sample_shapes` is given: the runner's); raises GatecError naming the first node it
     cannot build."""
     s = settings(options)
+    declared = declared_types(ir)
+    if declared:  # a gatec.qat fixed-point model: its types, and the firmware is the model bit for bit
+        s["precision"] = s["precision"] or declared["precision"].replace(" ", "")
+        s.update(table=declared["table"], table_size=int(declared["table_size"]),
+                 exact=s["precision"] == declared["precision"].replace(" ", ""))
     conv = convert(ir, sample_shapes)
     if conv.logic and s["backend"] not in logic.BACKENDS:
         raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
@@ -346,6 +353,8 @@ def load(folder: Path, options: dict) -> Runner:
 
 def tolerance(p: Hls4mlPlan) -> Tolerance:
     from .summary import error_bound
+    if p.settings.get("exact"):
+        return Tolerance(exact=True)
     precision = p.settings["precision"]
     if precision is None:
         return Tolerance(atol=error_bound(p.converted))

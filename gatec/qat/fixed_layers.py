@@ -1,0 +1,284 @@
+"""Fixed-point training whose model is the firmware: layers whose forward, in training and in
+eval, computes what hls4ml's C++ computes at the types gatec's `fpga` target gives them, bit for
+bit (gatec/qat/fixed.py), with straight-through gradients from a float path on the same
+quantized weights.
+
+    model = gatec.qat.prepare_fixed(model, gatec.qat.FixedConfig("ap_fixed<10,4>"))
+    ... train as usual ...
+    gatec.compile(model, "fpga")  # no precision options: the model declares its types
+
+The types: inputs, weights, biases and Dense results at `precision`; products and sums at the
+accumulator (twice the width, 6 more integer bits: gatec.ir.fixed_point.accumulator); GRU/LSTM
+states at the accumulator; sigmoid/tanh through hls4ml's tables (`table_size` entries of
+`table`). Layers: nn.Linear, nn.GRU, nn.LSTM (forward, batch first or not, any number of
+layers, zero initial state), and the activations that only move values on the grid (ReLU).
+Values between layers are float64 tensors holding the exact fixed-point values.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..ir.fixed_point import accumulator
+from .fixed import FixedType, RecurrentTypes, dense, gru_sequence, lstm_sequence
+
+METADATA_KEY = "gatec.fixed_point"  # the ONNX metadata property the fpga target reads
+
+
+@dataclass(frozen=True)
+class FixedConfig:
+    precision: str = "ap_fixed<16,6>"
+    table: str = "ap_fixed<18,2>"
+    table_size: int = 4096
+
+    def __post_init__(self):
+        FixedType.parse(self.precision), FixedType.parse(self.table)
+        if self.table_size < 2 or self.table_size & (self.table_size - 1):
+            raise ValueError(f"table_size {self.table_size}: a power of two >= 2")
+
+    @property
+    def value(self) -> FixedType:
+        return FixedType.parse(self.precision)
+
+    @property
+    def accum(self) -> FixedType:
+        return FixedType.parse(accumulator(self.precision))
+
+    def recurrent(self, first_input: FixedType) -> RecurrentTypes:
+        return RecurrentTypes(first_input, self.value, self.value, self.accum, self.accum, FixedType.parse(self.table),
+                              self.table_size)
+
+    def metadata(self) -> dict:
+        return asdict(self)
+
+
+def exporting() -> bool:
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def on_grid(x: torch.Tensor, t: FixedType) -> torch.Tensor:
+    """x rounded to type t (float64), gradient straight through where x is within t's range."""
+    v = t.to_float(t.from_float(x.detach()))
+    lo, hi = (b * 2.0 ** -t.frac for b in t.int_range)
+    inside = ((x >= lo) & (x <= hi)).to(x.dtype)
+    x = x.to(torch.float64)
+    return v + (x - x.detach()) * inside.to(torch.float64)
+
+
+def integers(x: torch.Tensor, t: FixedType, where: str) -> torch.Tensor:
+    """The integers of type t that x (values on t's grid or a coarser one) holds; refuses values off it."""
+    v = torch.round(x.detach().to(torch.float64) * 2.0 ** t.frac)
+    if not torch.equal(v * 2.0 ** -t.frac, x.detach().to(torch.float64)):
+        raise ValueError(f"{where}: its input is not on the fixed-point grid (an op between the fixed-point "
+                         f"layers computes in float); put only gatec.qat fixed layers and ReLU between them")
+    return v.to(torch.int64)
+
+
+def with_value(float_path: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """The exact fixed-point values forward, the float path's gradient backward."""
+    f = float_path.to(torch.float64)
+    return f + (exact - f).detach()
+
+
+@contextlib.contextmanager
+def grid_weights(module: nn.Module, t: FixedType):
+    """The module's parameters replaced by their grid values while it is exported (ONNX takes
+    them as constants), restored after."""
+    saved = {n: p.detach().clone() for n, p in module.named_parameters(recurse=False)}
+    with torch.no_grad():
+        for n, p in module.named_parameters(recurse=False):
+            p.copy_(t.to_float(t.from_float(p)).to(p.dtype))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for n, p in module.named_parameters(recurse=False):
+                p.copy_(saved[n])
+
+
+class FixedInput(nn.Module):
+    """The model's inputs as the firmware's input layer holds them (the config's precision)."""
+
+    def __init__(self, config: FixedConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, x):
+        return x if exporting() else on_grid(x, self.config.value)
+
+
+class FixedLinear(nn.Linear):
+    """nn.Linear as hls4ml's Dense: products and sum at the accumulator, the result at the precision."""
+
+    def __init__(self, in_features, out_features, bias=True, config: FixedConfig | None = None):
+        super().__init__(in_features, out_features, bias)
+        self.config = config or FixedConfig()
+
+    def forward(self, x):
+        c = self.config
+        p, acc = c.value, c.accum
+        if exporting():
+            with grid_weights(self, p):
+                return F.linear(x, self.weight, self.bias)
+        w, b = on_grid(self.weight, p), None if self.bias is None else on_grid(self.bias, p)
+        xi = integers(x, acc, "a fixed-point Linear")
+        y = dense(xi, acc.frac, p.from_float(self.weight.detach()).T, p.frac,
+                  None if self.bias is None else p.from_float(self.bias.detach()), p.frac, acc)
+        exact = p.to_float(p.cast(y, acc.frac))
+        return with_value(F.linear(x.to(torch.float64), w, b), exact)
+
+
+# PyTorch's GRU gates r, z, n; hls4ml's (ONNX's, Keras') z, r, h
+GRU_ORDER = (1, 0, 2)
+
+
+class FixedRecurrent:
+    """What FixedGRU and FixedLSTM share: checks, the exported form, the float path, layer by layer."""
+    torch_class: type = nn.RNNBase  # the torch layer exported in its place
+
+    def check(self):
+        if self.bidirectional or getattr(self, "proj_size", 0):
+            raise ValueError(f"fixed-point {type(self).__name__}: forward layers without projections only")
+
+    def run(self, x, hx, vf, keras, sequence):
+        if hx is not None:
+            raise ValueError(f"fixed-point {type(self).__name__}: hls4ml starts from a zero state; give no initial "
+                             f"state")
+        c = self.config
+        if exporting():
+            with grid_weights(self, c.value):
+                return self.torch_class.forward(self, x)
+        p, acc = c.value, c.accum
+        seq = x if self.batch_first else x.transpose(0, 1)
+        weights = [on_grid(w, p).to(torch.float32) for w in self._flat_weights]
+        flat = vf(x.to(torch.float32), weights)
+        out = integers(seq, acc, f"a fixed-point {type(self).__name__}")
+        finals = []
+        for layer in range(self.num_layers):
+            ints = {name: p.from_float(getattr(self, f"{name}_l{layer}").detach())
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if hasattr(self, f"{name}_l{layer}")}
+            w, r, b, rb = keras(ints, p)
+            states = sequence(out, w, r, b, rb, c.recurrent(acc))
+            finals.append(states[:, -1])
+            out = states
+        exact = acc.to_float(out)
+        exact = exact if self.batch_first else exact.transpose(0, 1)
+        return exact, torch.stack([acc.to_float(h) for h in finals]), flat
+
+
+def gate_rows(w: torch.Tensor, order, hidden: int) -> torch.Tensor:
+    return torch.cat([w[g * hidden:(g + 1) * hidden] for g in order])
+
+
+class FixedGRU(FixedRecurrent, nn.GRU):
+    """nn.GRU as hls4ml's GRU (gru_static, reset after the recurrent product)."""
+    torch_class = nn.GRU
+
+    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config or FixedConfig()
+        self.check()
+
+    def forward(self, x, hx=None):
+        result = self.run(x, hx, self.float_path, self.keras, gru_sequence)
+        if exporting():
+            return result
+        exact, h_n, (out, h) = result
+        return with_value(out, exact), with_value(h, h_n)
+
+    def float_path(self, x, weights):
+        return torch._VF.gru(x, torch.zeros(self.num_layers, x.shape[0 if self.batch_first else 1], self.hidden_size),
+                             weights, self.bias, self.num_layers, 0.0, self.training, False, self.batch_first)
+
+    def keras(self, ints, p):
+        h = self.hidden_size
+        zero = torch.zeros(3 * h, dtype=torch.int64)
+        return (gate_rows(ints["weight_ih"], GRU_ORDER, h).T, gate_rows(ints["weight_hh"], GRU_ORDER, h).T,
+                gate_rows(ints.get("bias_ih", zero), GRU_ORDER, h), gate_rows(ints.get("bias_hh", zero), GRU_ORDER, h))
+
+
+class FixedLSTM(FixedRecurrent, nn.LSTM):
+    """nn.LSTM as hls4ml's LSTM (lstm_static; PyTorch's gate order i, f, g, o is hls4ml's; the two
+    biases summed into one of the precision's type, as gatec's conversion writes them; c_n is the
+    float path's: hls4ml gives no cell state)."""
+    torch_class = nn.LSTM
+
+    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config or FixedConfig()
+        self.check()
+
+    def forward(self, x, hx=None):
+        result = self.run(x, hx, self.float_path, self.keras, lstm_sequence)
+        if exporting():
+            return result
+        exact, h_n, (out, h, cell) = result
+        return with_value(out, exact), (with_value(h, h_n), cell.detach().to(torch.float64))
+
+    def float_path(self, x, weights):
+        zeros = torch.zeros(self.num_layers, x.shape[0 if self.batch_first else 1], self.hidden_size)
+        return torch._VF.lstm(x, (zeros, zeros), weights, self.bias, self.num_layers, 0.0, self.training, False,
+                              self.batch_first)
+
+    def keras(self, ints, p):
+        zero = torch.zeros(4 * self.hidden_size, dtype=torch.int64)
+        bias = p.cast(ints.get("bias_ih", zero) + ints.get("bias_hh", zero), p.frac)
+        return ints["weight_ih"].T, ints["weight_hh"].T, bias, None
+
+
+class FixedModel(nn.Module):
+    """A model whose layers are fixed-point, its inputs quantized as the firmware's input layer does;
+    `gatec_fixed_point` is what the front end writes into the IR for the fpga target."""
+
+    def __init__(self, model: nn.Module, config: FixedConfig):
+        super().__init__()
+        self.inputs = FixedInput(config)
+        self.model = model
+        self.config = config
+
+    @property
+    def gatec_fixed_point(self) -> dict:
+        return self.config.metadata()
+
+    def forward(self, *inputs):
+        return self.model(*[self.inputs(x) for x in inputs])
+
+
+MOVES_ON_GRID = (nn.ReLU, nn.Identity, nn.Dropout, nn.Flatten, nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedModel:
+    """A copy of `model` with nn.Linear, nn.GRU and nn.LSTM swapped for their fixed-point forms
+    (their weights kept), wrapped so that its inputs are quantized first. Other modules with
+    parameters, or activations that compute (sigmoid, tanh, softmax, ...), are refused: their
+    hls4ml arithmetic is not emulated yet."""
+    config = config or FixedConfig()
+    model = copy.deepcopy(model)
+
+    def swap(module: nn.Module, name: str) -> nn.Module:
+        if isinstance(module, (FixedLinear, FixedGRU, FixedLSTM)):
+            return module
+        if type(module) is nn.Linear:
+            new = FixedLinear(module.in_features, module.out_features, module.bias is not None, config)
+        elif type(module) in (nn.GRU, nn.LSTM):
+            cls = FixedGRU if type(module) is nn.GRU else FixedLSTM
+            new = cls(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
+                      batch_first=module.batch_first, bidirectional=module.bidirectional, config=config)
+        else:
+            for child_name, child in module.named_children():
+                setattr(module, child_name, swap(child, f"{name}.{child_name}".lstrip(".")))
+            if list(module.parameters(recurse=False)) or (not list(module.children()) and
+                                                          not isinstance(module, MOVES_ON_GRID) and name):
+                raise ValueError(f"fixed-point training: module '{name}' ({type(module).__name__}) is not emulated "
+                                 f"(Linear, GRU, LSTM and ReLU are)")
+            return module
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+
+    return FixedModel(swap(model, ""), config)
