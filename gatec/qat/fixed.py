@@ -1,11 +1,14 @@
-"""`ap_fixed` arithmetic as hls4ml's Vivado/Vitis C++ computes it, in int64 torch tensors.
+"""`ap_fixed` arithmetic as hls4ml's Vivado/Vitis C++ computes it, in torch tensors.
 
-A value of type ap_fixed<W, I> is held as the integer v = x * 2^F (F = W - I fractional bits).
-Each hls4ml operation is reproduced with its own rounding: a product is exact and then assigned
-to the accumulator type (quantized: truncation or rounding, then wrap or saturation), a sum of
-one type wraps in it, a cast to a layer's result type quantizes again. The sigmoid and tanh
-tables are hls4ml's own: built by compiling its `init_sigmoid_table`/`init_tanh_table` with g++
-(the float functions of this machine's libm, then the conversion to the table type), cached.
+A value of type ap_fixed<W, I> is held as the integer v = x * 2^F (F = W - I fractional bits), in
+a float64 tensor: every product and sum here stays below 2^53 for types up to 16 bits (their
+accumulators 32), so float64 holds them exactly and its floor, multiply and add are exact integer
+arithmetic, faster in torch than int64 division. Each hls4ml operation is reproduced with its own
+rounding: a product is exact and then assigned to the accumulator type (quantized: truncation
+or rounding, then wrap or saturation), a sum of one type wraps in it, a cast to a layer's result
+type quantizes again. The sigmoid and tanh tables are hls4ml's own: built by compiling its
+`init_sigmoid_table`/`init_tanh_table` with g++ (the float functions of this machine's libm,
+then the conversion to the table type), cached.
 
 What is emulated, with gatec's fpga conversion (io_parallel, latency strategy): Dense
 (`nnet::dense_latency`), GRU (`nnet::gru_static`, reset after, z r h gate order), LSTM
@@ -14,6 +17,7 @@ trunc(x * N / 16) + N / 2, trunc(x * N / 8) + N / 2 for tanh, clamped).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -72,35 +76,49 @@ class FixedType:
         """Integers v in units of 2^-frac, assigned to this type: its integers (units of 2^-self.frac)."""
         shift = frac - self.frac
         if shift > 0:
-            if self.rounding == "AP_RND":  # half up: + half an LSB, then truncate
-                v = v + (1 << (shift - 1))
-            v = torch.div(v, 1 << shift, rounding_mode="floor")
+            v = v * 2.0 ** -shift
+            v = torch.floor(v + 0.5) if self.rounding == "AP_RND" else torch.floor(v)  # RND: half up
         elif shift < 0:
-            v = v * (1 << -shift)
+            v = v * 2.0 ** -shift
         lo, hi = self.int_range
         if self.overflow == "AP_SAT":
             return v.clamp(lo, hi)
-        return torch.remainder(v - lo, 1 << self.width) + lo
+        size = 2.0 ** self.width
+        return v - size * torch.floor((v - lo) / size)
 
     def from_float(self, x: torch.Tensor) -> torch.Tensor:
-        """A float assigned to this type (as C++ converts a float or double): exact, then cast."""
-        scaled = x.to(torch.float64) * 2.0 ** self.frac
-        v = torch.floor(scaled + 0.5) if self.rounding == "AP_RND" else torch.floor(scaled)
-        lo, hi = self.int_range
-        v = v.to(torch.int64)
-        return v.clamp(lo, hi) if self.overflow == "AP_SAT" else torch.remainder(v - lo, 1 << self.width) + lo
+        """A float assigned to this type (as C++ converts a float or double): exact, then quantized."""
+        return self.cast(torch.floor(x.detach().to(torch.float64) * 2.0 ** (self.frac + 1)), self.frac + 1) \
+            if self.rounding == "AP_RND" else self.cast(torch.floor(x.detach().to(torch.float64) * 2.0 ** self.frac),
+                                                        self.frac)
 
     def to_float(self, v: torch.Tensor) -> torch.Tensor:
         return v.to(torch.float64) * 2.0 ** -self.frac
+
+
+def on_coarser_grid(x: torch.Tensor, frac: int, coarse: int) -> bool:
+    """Do the integers x (units of 2^-frac) all lie on the grid of 2^-coarse?"""
+    if coarse >= frac:
+        return True
+    y = x * 2.0 ** (coarse - frac)
+    return bool(torch.equal(torch.floor(y), y))
 
 
 def dense(x: torch.Tensor, fx: int, w: torch.Tensor, fw: int, b: torch.Tensor | None, fb: int,
           accum: FixedType) -> torch.Tensor:
     """nnet::dense_latency into the accumulator type: x (..., n_in) integers at fx, w (n_in, n_out) at
     fw, b (n_out) at fb; each product assigned to the accumulator, then summed from the bias."""
-    products = accum.cast(x.unsqueeze(-1) * w, fx + fw)  # (..., n_in, n_out)
-    acc = torch.zeros(products.shape[:-2] + products.shape[-1:], dtype=torch.int64) if b is None else \
-        accum.cast(b, fb).expand(products.shape[:-2] + products.shape[-1:]).clone()
+    out_shape = x.shape[:-1] + w.shape[-1:]
+    acc = torch.zeros(out_shape, dtype=torch.float64) if b is None else accum.cast(b, fb).expand(out_shape)
+    exact = accum.frac - fw  # inputs on this grid give products the accumulator holds exactly
+    if accum.overflow == "AP_WRAP" and accum.rounding == "AP_TRN" and on_coarser_grid(x, fx, exact):
+        # no product is rounded: one matrix product (its partial sums are integers below 2^53: exact)
+        return accum.cast(acc + (x * 2.0 ** (exact - fx)) @ w, accum.frac)
+    products = x.unsqueeze(-1) * w  # (..., n_in, n_out), exact
+    if accum.overflow == "AP_SAT" or accum.rounding == "AP_RND":
+        products = accum.cast(products, fx + fw)
+    else:  # truncation; the wrap is left to the sum's
+        products.mul_(2.0 ** (accum.frac - fx - fw)).floor_()
     if accum.overflow == "AP_WRAP":
         return accum.cast(acc + products.sum(-2), accum.frac)  # wrapping sums: any order, one wrap
     for i in range(products.shape[-2]):  # saturating sums: in hls4ml's order, each step saturated
@@ -133,6 +151,7 @@ def hls4ml_templates() -> Path:
     return Path(spec.origin).parent / "templates" / "vivado"
 
 
+@functools.lru_cache(maxsize=None)
 def tables(table_t: FixedType, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(sigmoid, tanh) tables as hls4ml builds them, integers of table_t."""
     key = hashlib.sha256(f"{table_t}|{size}|{hls4ml_templates()}".encode()).hexdigest()[:16]
@@ -155,7 +174,7 @@ def tables(table_t: FixedType, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         tmp_path.write_text(text)
         os.replace(tmp_path, path)  # whole or not at all
     values = np.array([[float.fromhex(v) for v in line.split()] for line in path.read_text().splitlines()])
-    ints = torch.from_numpy(np.round(values * 2.0 ** table_t.frac).astype(np.int64))
+    ints = torch.from_numpy(np.round(values * 2.0 ** table_t.frac))
     return ints[:, 0], ints[:, 1]
 
 
@@ -163,8 +182,8 @@ def lookup(v: torch.Tensor, frac: int, table: torch.Tensor, span: int) -> torch.
     """nnet::sigmoid (span 16) / nnet::tanh (span 8): index = trunc(x * N / span) + N / 2, clamped,
     x = v / 2^frac; returns the table's integers."""
     n = len(table)
-    index = torch.div(v * n, span << frac, rounding_mode="trunc") + n // 2
-    return table[index.clamp(0, n - 1)]
+    index = torch.trunc(v * (n / (span * 2.0 ** frac))) + n // 2  # n, span: powers of two, exact
+    return table[index.clamp(0, n - 1).to(torch.int64)]
 
 
 @dataclass(frozen=True)
@@ -187,7 +206,7 @@ def gru_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tenso
     acc = t.accum
     f = acc.frac
     hidden = r.shape[0]
-    h = torch.zeros((x.shape[0], hidden), dtype=torch.int64)
+    h = torch.zeros((x.shape[0], hidden), dtype=torch.float64)
     states = []
     for step in range(x.shape[1]):
         xa = dense(x[:, step], t.input.frac, w, t.weight.frac, b, t.bias.frac, acc)
@@ -199,7 +218,7 @@ def gru_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tenso
         n = acc.cast(lookup(acc.cast(xa[:, 2 * hidden:] + reset, f), f, tanh, 8), t.table.frac)
         # (res_T)(n * (1 - z) + h * z): exact products and sum, one cast
         top = max(2 * f, t.state.frac + f)
-        mixed = n * ((1 << f) - z) * (1 << (top - 2 * f)) + h * z * (1 << (top - t.state.frac - f))
+        mixed = n * (2.0 ** f - z) * 2.0 ** (top - 2 * f) + h * z * 2.0 ** (top - t.state.frac - f)
         h = t.state.cast(mixed, top)
         states.append(h)
     return torch.stack(states, 1)
@@ -212,7 +231,7 @@ def lstm_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tens
     acc = t.accum
     f, fs = acc.frac, t.state.frac
     hidden = r.shape[0]
-    h = torch.zeros((x.shape[0], hidden), dtype=torch.int64)
+    h = torch.zeros((x.shape[0], hidden), dtype=torch.float64)
     s = torch.zeros_like(h)
     states = []
     for step in range(x.shape[1]):
@@ -224,7 +243,7 @@ def lstm_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tens
         c = acc.cast(lookup(pre[:, 2 * hidden:3 * hidden], f, tanh, 8), t.table.frac)
         # (res_T)(c * i + s * f), then h = (res_T)(o * tanh(s))
         top = max(2 * f, fs + f)
-        s = t.state.cast(c * i * (1 << (top - 2 * f)) + s * fg * (1 << (top - fs - f)), top)
+        s = t.state.cast(c * i * 2.0 ** (top - 2 * f) + s * fg * 2.0 ** (top - fs - f), top)
         act = acc.cast(lookup(s, fs, tanh, 8), t.table.frac)
         h = t.state.cast(o * act, 2 * f)
         states.append(h)

@@ -49,8 +49,12 @@ class FixedConfig:
     def accum(self) -> FixedType:
         return FixedType.parse(accumulator(self.precision))
 
-    def recurrent(self, first_input: FixedType) -> RecurrentTypes:
-        return RecurrentTypes(first_input, self.value, self.value, self.accum, self.accum, FixedType.parse(self.table),
+    def recurrent(self, first_input: FixedType, kind: str) -> RecurrentTypes:
+        """A GRU's state is held at the precision (its products then fill the accumulator exactly: no
+        rounding inside a sum); an LSTM's at the accumulator (hls4ml's LSTM takes one type for its
+        input, state and sums)."""
+        state = self.value if kind == "GRU" else self.accum
+        return RecurrentTypes(first_input, self.value, self.value, self.accum, state, FixedType.parse(self.table),
                               self.table_size)
 
     def metadata(self) -> dict:
@@ -71,12 +75,13 @@ def on_grid(x: torch.Tensor, t: FixedType) -> torch.Tensor:
 
 
 def integers(x: torch.Tensor, t: FixedType, where: str) -> torch.Tensor:
-    """The integers of type t that x (values on t's grid or a coarser one) holds; refuses values off it."""
+    """The integers of type t (in float64: gatec/qat/fixed.py) that x (values on t's grid or a coarser
+    one) holds; refuses values off it."""
     v = torch.round(x.detach().to(torch.float64) * 2.0 ** t.frac)
     if not torch.equal(v * 2.0 ** -t.frac, x.detach().to(torch.float64)):
         raise ValueError(f"{where}: its input is not on the fixed-point grid (an op between the fixed-point "
                          f"layers computes in float); put only gatec.qat fixed layers and ReLU between them")
-    return v.to(torch.int64)
+    return v
 
 
 def with_value(float_path: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
@@ -157,18 +162,20 @@ class FixedRecurrent:
         seq = x if self.batch_first else x.transpose(0, 1)
         weights = [on_grid(w, p).to(torch.float32) for w in self._flat_weights]
         flat = vf(x.to(torch.float32), weights)
-        out = integers(seq, acc, f"a fixed-point {type(self).__name__}")
+        kind = self.torch_class.__name__
+        state = c.recurrent(acc, kind).state
+        out, frac = integers(seq, acc, f"a fixed-point {kind}"), acc.frac
         finals = []
         for layer in range(self.num_layers):
             ints = {name: p.from_float(getattr(self, f"{name}_l{layer}").detach())
                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if hasattr(self, f"{name}_l{layer}")}
             w, r, b, rb = keras(ints, p)
-            states = sequence(out, w, r, b, rb, c.recurrent(acc))
-            finals.append(states[:, -1])
-            out = states
-        exact = acc.to_float(out)
+            types = c.recurrent(FixedType(frac + 1, 1), kind)  # the input's integers are at `frac`
+            out, frac = sequence(out, w, r, b, rb, types), state.frac
+            finals.append(out[:, -1])
+        exact = state.to_float(out)
         exact = exact if self.batch_first else exact.transpose(0, 1)
-        return exact, torch.stack([acc.to_float(h) for h in finals]), flat
+        return exact, torch.stack([state.to_float(h) for h in finals]), flat
 
 
 def gate_rows(w: torch.Tensor, order, hidden: int) -> torch.Tensor:
@@ -197,7 +204,7 @@ class FixedGRU(FixedRecurrent, nn.GRU):
 
     def keras(self, ints, p):
         h = self.hidden_size
-        zero = torch.zeros(3 * h, dtype=torch.int64)
+        zero = torch.zeros(3 * h, dtype=torch.float64)
         return (gate_rows(ints["weight_ih"], GRU_ORDER, h).T, gate_rows(ints["weight_hh"], GRU_ORDER, h).T,
                 gate_rows(ints.get("bias_ih", zero), GRU_ORDER, h), gate_rows(ints.get("bias_hh", zero), GRU_ORDER, h))
 
@@ -226,7 +233,7 @@ class FixedLSTM(FixedRecurrent, nn.LSTM):
                               self.batch_first)
 
     def keras(self, ints, p):
-        zero = torch.zeros(4 * self.hidden_size, dtype=torch.int64)
+        zero = torch.zeros(4 * self.hidden_size, dtype=torch.float64)
         bias = p.cast(ints.get("bias_ih", zero) + ints.get("bias_hh", zero), p.frac)
         return ints["weight_ih"].T, ints["weight_hh"].T, bias, None
 

@@ -122,7 +122,8 @@ def hls_config(conv: Converted, s: dict) -> dict:
             entry = layers.setdefault(layer["name"], {})
             entry["table_size"] = s.get("table_size", TABLE_SIZE)
             entry["table_t"] = s.get("table", TABLE_TYPE)
-        if layer["name"] in conv.wide:
+        if layer["name"] in conv.wide and not (s.get("declared") and layer["class_name"] == "GRU"):
+            # (a fixed-point model's GRU keeps its state at the precision: gatec.qat.fixed_layers)
             # hls4ml's LSTM passes its input, state and product arrays to one dense template:
             # it compiles only when input, result and accumulator types are the same
             precision = layers.setdefault(layer["name"], {}).setdefault("Precision", {})
@@ -161,7 +162,7 @@ def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) ->
     declared = declared_types(ir)
     if declared:  # a gatec.qat fixed-point model: its types, and the firmware is the model bit for bit
         s["precision"] = s["precision"] or declared["precision"].replace(" ", "")
-        s.update(table=declared["table"], table_size=int(declared["table_size"]),
+        s.update(declared=True, table=declared["table"], table_size=int(declared["table_size"]),
                  exact=s["precision"] == declared["precision"].replace(" ", ""))
     conv = convert(ir, sample_shapes)
     if conv.logic and s["backend"] not in logic.BACKENDS:
