@@ -7,9 +7,9 @@ quantized weights.
     ... train as usual ...
     gatec.compile(model, "fpga")  # no precision options: the model declares its types
 
-The types: inputs, weights, biases and Dense results at `precision`; products and sums at the
-accumulator (twice the width, 6 more integer bits: gatec.ir.fixed_point.accumulator); GRU/LSTM
-states at the accumulator; sigmoid/tanh through hls4ml's tables (`table_size` entries of
+The types: inputs, weights, biases, Dense results and GRU states at `precision`; products and
+sums at the accumulator (twice the fractional bits, 6 more integer bits: no product rounded);
+LSTM states at the accumulator; sigmoid/tanh through hls4ml's tables (`table_size` entries of
 `table`). Layers: nn.Linear, nn.GRU, nn.LSTM (forward, batch first or not, any number of
 layers, zero initial state), and the activations that only move values on the grid (ReLU).
 Values between layers are float64 tensors holding the exact fixed-point values.
@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ir.fixed_point import accumulator
 from .fixed import FixedType, RecurrentTypes, dense, gru_sequence, lstm_sequence
 
 METADATA_KEY = "gatec.fixed_point"  # the ONNX metadata property the fpga target reads
@@ -38,6 +37,9 @@ class FixedConfig:
 
     def __post_init__(self):
         FixedType.parse(self.precision), FixedType.parse(self.table)
+        if self.accum.width > 32:
+            raise ValueError(f"{self.precision}: its accumulator {self.accum} is wider than the 32 bits emulated "
+                             f"exactly (fewer fractional bits: at most 13 at 6 integer bits)")
         if self.table_size < 2 or self.table_size & (self.table_size - 1):
             raise ValueError(f"table_size {self.table_size}: a power of two >= 2")
 
@@ -47,7 +49,11 @@ class FixedConfig:
 
     @property
     def accum(self) -> FixedType:
-        return FixedType.parse(accumulator(self.precision))
+        """Sums hold every product exactly (twice the fractional bits) and 6 more integer bits, as
+        gatec's accumulator rule (gatec.ir.fixed_point.accumulator) has it where the integer bits
+        are 6: no product is rounded, so a layer is one exact matrix product."""
+        v = self.value
+        return FixedType(2 * v.frac + v.integer + 6, v.integer + 6)
 
     def recurrent(self, first_input: FixedType, kind: str) -> RecurrentTypes:
         """A GRU's state is held at the precision (its products then fill the accumulator exactly: no
@@ -58,7 +64,7 @@ class FixedConfig:
                               self.table_size)
 
     def metadata(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "accum": str(self.accum)}
 
 
 def exporting() -> bool:

@@ -104,7 +104,8 @@ def softmax_difference_type(name: str):
 def hls_config(conv: Converted, s: dict) -> dict:
     """hls4ml's HLSConfig: the model default and, per layer, the precisions quantizers fixed."""
     default = s["precision"] or (QUANTIZED_DEFAULT if conv.quantized else DEFAULT_PRECISION)
-    config = {"Model": {"Precision": {"default": default, "accum": accumulator(default)},
+    accum = s.get("accum") or accumulator(default)  # a fixed-point model's own, else gatec's rule
+    config = {"Model": {"Precision": {"default": default, "accum": accum},
                         "ReuseFactor": s["reuse_factor"], "Strategy": s["strategy"]}}
     layers = {}
     for name, types in sorted(conv.precisions.items()):
@@ -127,7 +128,7 @@ def hls_config(conv: Converted, s: dict) -> dict:
             # hls4ml's LSTM passes its input, state and product arrays to one dense template:
             # it compiles only when input, result and accumulator types are the same
             precision = layers.setdefault(layer["name"], {}).setdefault("Precision", {})
-            precision.update(result=accumulator(default), accum=accumulator(default))
+            precision.update(result=accum, accum=accum)
         if layer["class_name"] == "Softmax":
             # the sum runs over one slice: n_in / n_outer values
             layers.setdefault(layer["name"], {}).update(softmax_config(layer["n_in"] // layer.get("n_outer", 1)))
@@ -163,6 +164,7 @@ def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) ->
     if declared:  # a gatec.qat fixed-point model: its types, and the firmware is the model bit for bit
         s["precision"] = s["precision"] or declared["precision"].replace(" ", "")
         s.update(declared=True, table=declared["table"], table_size=int(declared["table_size"]),
+                 accum=declared.get("accum") if s["precision"] == declared["precision"].replace(" ", "") else None,
                  exact=s["precision"] == declared["precision"].replace(" ", ""))
     conv = convert(ir, sample_shapes)
     if conv.logic and s["backend"] not in logic.BACKENDS:
