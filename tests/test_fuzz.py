@@ -3,11 +3,9 @@ pickles through `gatec.compile` and the emulator. Only gatec's own error may esc
 written outside the output folder, and nothing a pickle names is ever run."""
 import io
 import os
-import pickle
 import random
 import zipfile
 
-import numpy as np
 import onnx
 import pytest
 import torch

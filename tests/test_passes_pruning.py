@@ -1,7 +1,6 @@
 """Structured pruning of gated networks: gates that are off, residual branches, unrouted experts;
 the pruned model compiles to cpu and verifies against the original; MACs reported before/after."""
 import numpy as np
-import pytest
 import torch
 
 import gatec

@@ -105,8 +105,8 @@ def plot(info: dict, path: Path) -> None:
 
 
 # layers that only move values (padding and upsampling keep their input's type, and add zeros)
-MOVES = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D",
-         "UpSampling2D")
+MOVES = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "Cropping2D", "Concatenate", "ZeroPadding1D",
+         "ZeroPadding2D", "UpSampling1D", "UpSampling2D")
 TABLES = ("sigmoid", "tanh", "softmax", "elu", "selu")  # activations read from a table (<= 2**-8 each)
 
 

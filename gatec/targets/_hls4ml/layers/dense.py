@@ -1,4 +1,7 @@
-"""Gemm and MatMul with a constant right operand: an hls4ml Dense (kernel (n_in, n_out))."""
+"""Gemm and MatMul with a constant right operand: an hls4ml Dense (kernel (n_in, n_out)); on the
+last axis of a tensor with more axes per sample (nn.Linear over a sequence (N, T, F), or after a
+permute), the same Dense at every position: an hls4ml Conv1D of width 1, channels last (exact: the
+same products and sums per position)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +13,12 @@ from .quantizers import precision_of
 
 
 def dense(conv, node, a: Act, weight: np.ndarray, bias: np.ndarray | None, weight_precision=None) -> None:
-    if len(a.sample_shape) != 1 or not a.in_order:
-        raise conv.fail(node, f"a dense layer needs one feature axis per sample (got {list(a.sample_shape)})")
+    last = len(a.shape) - 1
+    if a.batch == last:
+        raise conv.fail(node, "a matrix product over the batch axis is not per sample")
+    if len(a.sample_shape) != 1 and int(np.prod(a.sample_shape)) != a.shape[last]:
+        per_position(conv, node, a, weight, bias, weight_precision)
+        return
     src, n_in = conv.flat(node, a)
     n_out = weight.shape[1]
     name = conv.add({"name": conv.new_name("dense"), "class_name": "Dense", "inputs": [src], "n_in": n_in,
@@ -49,8 +56,46 @@ def gemm(conv, node):
 
 @handles("MatMul")
 def matmul(conv, node):
+    left = conv.const(node.input[0])
+    if left is not None:
+        # W @ x with x (..., K, F) per sample: mixes axis -2 at every position of the others
+        a = conv.act(node, node.input[1])
+        if left.ndim != 2 or len(a.shape) < 3:
+            raise conv.fail(node, "a constant left operand is supported only as a 2-D matrix times a tensor of "
+                                  "rank 3 or more")
+        per_position(conv, node, a, np.ascontiguousarray(left.T), None, precision_of(conv, node.input[0]),
+                     len(a.shape) - 2)
+        return
     a = conv.act(node, node.input[0])
     w, wp = weight(conv, node, node.input[1])
     if w.ndim != 2:
         raise conv.fail(node, "only a 2-D constant right operand is supported")
     dense(conv, node, a, w, None, wp)
+
+
+def per_position(conv, node, a: Act, weight: np.ndarray, bias, weight_precision, last: int | None = None) -> None:
+    """y[..., :] = x[..., :] @ W (+ b) at every position of the other per-sample axes: the features
+    (the last ONNX axis, or axis `last`) last in memory, the positions before them in whatever order
+    they lie (a convolution's channels-last output permuted to (N, L, C) needs no Transpose), as an
+    hls4ml Conv1D with a kernel of width 1 over (positions, features)."""
+    last = len(a.shape) - 1 if last is None else last
+    if last == a.batch:
+        raise conv.fail(node, "a matrix product over the batch axis is not per sample")
+    if a.order[-1] != last:
+        a = conv.laid_out(a, tuple(x for x in a.order if x != last) + (last,))
+    n_in, n_out = a.shape[last], weight.shape[1]
+    positions = int(np.prod(a.sample_shape)) // n_in
+    src = conv.shaped(a, (positions, n_in))
+    name = conv.add({"name": conv.new_name("dense"), "class_name": "Conv1D", "inputs": [src],
+                     "data_format": "channels_last", "n_chan": int(n_in), "n_filt": int(n_out),
+                     "filt_width": 1, "stride_width": 1, "in_width": positions, "out_width": positions,
+                     "pad_left": 0, "pad_right": 0,
+                     "weight_data": np.ascontiguousarray(weight, dtype=np.float64).reshape(1, n_in, n_out),
+                     "bias_data": np.zeros(n_out) if bias is None else
+                     np.broadcast_to(bias, (n_out,)).astype(np.float64).copy(),
+                     "use_bias": True, "_macs": positions * n_in * n_out})
+    if weight_precision:
+        conv.precisions.setdefault(name, {})["weight"] = weight_precision
+    shape = list(a.shape)
+    shape[last] = n_out
+    conv.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (positions, n_out))

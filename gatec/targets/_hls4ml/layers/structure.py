@@ -1,6 +1,8 @@
 """Ops that move or select values: shape-only ops (Transpose, Squeeze, Unsqueeze, Flatten, Reshape
-change the tracked shape and memory order, no layer), pass-throughs, Concat, and cuts: Split and
-Slice (a Dense or convolution cut in two, or a 0/1 selection), Gather (an RNN's last step, a crop)."""
+change the tracked shape and memory order, no layer), pass-throughs, Concat on any per-sample axis
+(hls4ml Concatenate), and cuts: Split and Slice (a Dense or convolution cut in two, an hls4ml
+Cropping1D/2D on any axis, or, for flips and strides, a 0/1 selection), Gather (an RNN's last step,
+a crop, constant indices)."""
 from __future__ import annotations
 
 import numpy as np
@@ -106,17 +108,51 @@ def reshape(conv, node):
 
 @handles("Concat")
 def concat(conv, node):
-    parts = [conv.act(node, n) for n in node.input]
-    axis = attributes(node)["axis"] % len(parts[0].shape)
-    if len(parts) != 2 or axis != len(parts[0].shape) - 1 or axis == parts[0].batch or \
-            len(parts[0].sample_shape) != 1:
-        raise conv.fail(node, "only concatenating two vectors per sample on their last axis is supported")
-    srcs = [conv.flat(node, p)[0] for p in parts]
-    name = conv.add({"name": conv.new_name("concat"), "class_name": "Concatenate", "op": "concatenate1d",
-                     "axis": -1, "inputs": srcs})
-    shape = list(parts[0].shape)
-    shape[axis] += parts[1].shape[axis]
-    conv.values[node.output[0]] = Act(name, tuple(shape), parts[0].batch, parts[0].order, (shape[axis],))
+    """torch.cat on any per-sample axis: hls4ml Concatenate (1-D, 2-D or 3-D in memory), chained for
+    more than two parts. The parts are laid out in one memory order (a convolution's channels-last
+    one where a part has it, so that the next convolution reads the result as it is); the axes
+    before and after the joined one in memory are taken together where there are more than three."""
+    parts = [conv.act(node, n) for n in node.input if n]
+    rank = len(parts[0].shape)
+    axis = attributes(node)["axis"] % rank
+    if axis == parts[0].batch:
+        raise conv.fail(node, "concatenating on the batch axis is not per sample")
+    for p in parts[1:]:
+        if len(p.shape) != rank or p.batch != parts[0].batch or \
+                any(d != e for x, (d, e) in enumerate(zip(p.shape, parts[0].shape)) if x != axis):
+            raise conv.fail(node, f"the parts' shapes differ off the joined axis ({list(parts[0].shape)} and "
+                                  f"{list(p.shape)})")
+    if len(parts) == 1:
+        conv.values[node.output[0]] = parts[0]
+        return
+    orders = [tuple(p.order) for p in parts]
+    order = max(orders, key=lambda o: (orders.count(o), o != tuple(sorted(o)), -orders.index(o)))
+    out = conv.laid_out(parts[0], order)
+    for p in parts[1:]:
+        out = joined(conv, out, conv.laid_out(p, order), axis)
+    conv.values[node.output[0]] = out
+
+
+def joined(conv, a: Act, b: Act, axis: int) -> Act:
+    """a and b (one memory order) joined on `axis` by one hls4ml Concatenate."""
+    order = a.order
+    at = order.index(axis)
+    before = int(np.prod([a.shape[x] for x in order[:at]]))
+    after = int(np.prod([a.shape[x] for x in order[at + 1:]]))
+    dims = [n for n in (before,) if n != 1] + [None] + [n for n in (after,) if n != 1]
+    where = dims.index(None)
+    phys_a = tuple(a.shape[axis] if d is None else d for d in dims)
+    phys_b = tuple(b.shape[axis] if d is None else d for d in dims)
+    if len(order) <= 3 and all(a.shape[x] != 1 for x in order):  # the tensor's own axes (hls4ml's view)
+        phys_a, phys_b, where = tuple(a.shape[x] for x in order), tuple(b.shape[x] for x in order), at
+    srcs = [conv.shaped(a, phys_a), conv.shaped(b, phys_b)]
+    name = conv.add({"name": conv.new_name("concat"), "class_name": "Concatenate",
+                     "op": f"concatenate{len(phys_a)}d", "axis": where - len(phys_a), "inputs": srcs})
+    shape = list(a.shape)
+    shape[axis] += b.shape[axis]
+    phys = list(phys_a)
+    phys[where] += phys_b[where]
+    return Act(name, tuple(shape), a.batch, order, tuple(phys))
 
 
 def take_last(conv, node, a: Act, start: int, stop: int, out: str) -> None:
@@ -148,32 +184,176 @@ def take_last(conv, node, a: Act, start: int, stop: int, out: str) -> None:
 def split(conv, node):
     a = conv.act(node, node.input[0])
     axis = attributes(node).get("axis", 0) % len(a.shape)
-    if axis != len(a.shape) - 1 and not conv_channels(conv, a, axis):
-        raise conv.fail(node, "only splitting the last axis (or a convolution's channels) is supported")
+    if axis == a.batch:
+        raise conv.fail(node, "splitting the batch axis is not per sample")
     size = a.shape[axis]
     given = conv.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    if len(node.input) > 1 and node.input[1] and given is None:
+        raise conv.fail(node, "the split sizes must be constants")
     outs = [o for o in node.output]
     sizes = given.tolist() if given is not None else [-(-size // len(outs))] * len(outs)
     sizes[-1] = size - sum(sizes[:-1])
-    take = take_channels if axis != len(a.shape) - 1 else take_last
     start = 0
     for out, n in zip(outs, sizes):
-        take(conv, node, a, start, start + int(n), out)
+        cut(conv, node, a, axis, start, start + int(n), out)
         start += int(n)
+
+
+def cut(conv, node, a: Act, axis: int, start: int, stop: int, out: str) -> None:
+    """a[..., start:stop, ...] on one per-sample axis: the Dense or convolution that made a with the
+    outputs kept only (a vector's features, a convolution's channels, a per-position Dense's
+    features), else an hls4ml Cropping layer (moves values: exact)."""
+    if axis == len(a.shape) - 1 and len(a.sample_shape) == 1:
+        take_last(conv, node, a, start, stop, out)
+    elif conv_channels(conv, a, axis):
+        take_channels(conv, node, a, start, stop, out)
+    elif made_by_filters(conv, a, axis):
+        take_filters(conv, a, axis, start, stop, out)
+    else:
+        crop(conv, node, a, {axis: (start, stop)}, out)
+
+
+def made_by_filters(conv, a: Act, axis: int) -> bool:
+    """Whether `axis` holds the filters of the convolution that made `a` (last in memory)."""
+    layer = conv.layer(a.layer)
+    return a.rnn is None and layer["class_name"] in ("Conv1D", "Conv2D") and a.order[-1] == axis \
+        and layer["n_filt"] == a.shape[axis] and tuple(a.phys)[-1] == a.shape[axis]
+
+
+def take_filters(conv, a: Act, axis: int, start: int, stop: int, out: str) -> None:
+    """Filters start..stop of a convolution (a per-position Dense's features): that convolution
+    with those filters only."""
+    layer = conv.layer(a.layer)
+    n = stop - start
+    name = conv.add({**layer, "name": conv.new_name("conv"), "n_filt": n,
+                     "weight_data": layer["weight_data"][..., start:stop].copy(),
+                     "bias_data": layer["bias_data"][start:stop].copy(),
+                     "_macs": layer["_macs"] // layer["n_filt"] * n})
+    if layer["name"] in conv.precisions:
+        conv.precisions[name] = dict(conv.precisions[layer["name"]])
+    shape = list(a.shape)
+    shape[axis] = n
+    conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (*a.phys[:-1], n))
+
+
+def crop(conv, node, a: Act, spans: dict, out: str) -> None:
+    """a cut to spans {axis: (start, stop)} (step 1) on its per-sample axes, in its own memory
+    order: per axis an hls4ml Cropping1D over (the axis, the axes after it in memory) or a
+    Cropping2D over (the axes before it, the axis, the axes after it); two axes next to each other
+    in memory, the first outermost, one Cropping2D."""
+    spans = dict(spans)
+    while spans:
+        axes = sorted(spans, key=a.order.index)
+        at = a.order.index(axes[0])
+        before = int(np.prod([a.shape[x] for x in a.order[:at]]))
+        two = len(axes) > 1 and before == 1 and a.order.index(axes[1]) == at + 1
+        use = axes[:2] if two else axes[:1]
+        after = int(np.prod([a.shape[x] for x in a.order[a.order.index(use[-1]) + 1:]]))
+        (b0, e0), (b1, e1) = spans[use[0]], spans[use[-1]]
+        n0, n1 = a.shape[use[0]], a.shape[use[-1]]
+        if two:
+            phys_in, phys = (n0, n1, after), (e0 - b0, e1 - b1, after)
+            layer = {"class_name": "Cropping2D", "in_height": n0, "out_height": e0 - b0, "crop_top": b0,
+                     "crop_bottom": n0 - e0, "in_width": n1, "out_width": e1 - b1, "crop_left": b1,
+                     "crop_right": n1 - e1}
+        elif before == 1:
+            phys_in, phys = (n0, after), (e0 - b0, after)
+            layer = {"class_name": "Cropping1D", "in_width": n0, "out_width": e0 - b0, "crop_left": b0,
+                     "crop_right": n0 - e0}
+        else:
+            phys_in, phys = (before, n0, after), (before, e0 - b0, after)
+            layer = {"class_name": "Cropping2D", "in_height": before, "out_height": before, "crop_top": 0,
+                     "crop_bottom": 0, "in_width": n0, "out_width": e0 - b0, "crop_left": b0,
+                     "crop_right": n0 - e0}
+        src = conv.shaped(a, phys_in)
+        name = conv.add({"name": conv.new_name("crop"), "inputs": [src], "data_format": "channels_last",
+                         "n_chan": after, **{k: int(v) for k, v in layer.items() if k != "class_name"},
+                         "class_name": layer["class_name"]})
+        shape = list(a.shape)
+        shape[use[0]] = e0 - b0
+        shape[use[-1]] = e1 - b1
+        for x in use:
+            spans.pop(x)
+        a = Act(name, tuple(shape), a.batch, a.order, tuple(phys))
+    conv.values[out] = a
+
+
+def gather_in_place(conv, node, a: Act, picks: dict, out: str) -> None:
+    """np.take(a, index, axis) for each {axis: index} (1-D constant indices: a flip, a stride), a
+    kept in its own memory order: where one axis of several is picked, that axis last in memory (a
+    Transpose where it is not) and a Conv1D of width 1 whose kernel selects (0/1 weights) at every
+    position before it (n x m weights, not (n x rest) x (m x rest)); else one Dense with 0/1
+    weights over the whole sample. Both exact."""
+    if len(picks) == 1 and len([d for d in a.sample_shape if d != 1]) > 1:
+        axis, index = next(iter(picks.items()))
+        a = conv.laid_out(a, tuple(x for x in a.order if x != axis) + (axis,))
+        n, m = a.shape[axis], len(index)
+        positions = int(np.prod(a.sample_shape)) // n
+        kernel = np.zeros((1, n, m))
+        kernel[0, index, np.arange(m)] = 1.0
+        src = conv.shaped(a, (positions, n))
+        name = conv.add({"name": conv.new_name("select"), "class_name": "Conv1D", "inputs": [src],
+                         "data_format": "channels_last", "n_chan": n, "n_filt": m, "filt_width": 1,
+                         "stride_width": 1, "in_width": positions, "out_width": positions, "pad_left": 0,
+                         "pad_right": 0, "weight_data": kernel, "bias_data": np.zeros(m), "use_bias": True,
+                         "_macs": 0})
+        shape = list(a.shape)
+        shape[axis] = m
+        conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (positions, m))
+        return
+    n_in = int(np.prod(a.sample_shape))
+    positions = np.arange(n_in).reshape([a.shape[x] for x in a.order])
+    shape = list(a.shape)
+    for axis, index in picks.items():
+        positions = np.take(positions, index, axis=a.order.index(axis))
+        shape[axis] = len(index)
+    weights = np.zeros((n_in, positions.size))
+    weights[positions.reshape(-1), np.arange(positions.size)] = 1.0
+    src = conv.shaped(a, (n_in,))
+    name = conv.add({"name": conv.new_name("select"), "class_name": "Dense", "inputs": [src], "n_in": n_in,
+                     "n_out": positions.size, "weight_data": weights, "bias_data": np.zeros(positions.size),
+                     "use_bias": True, "activation": "linear"})
+    conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (positions.size,))
 
 
 @handles("Slice")
 def slice_(conv, node):
-    starts, ends = conv.const(node.input[1]), conv.const(node.input[2])
-    axes = conv.const(node.input[3]) if len(node.input) > 3 and node.input[3] else np.arange(len(starts))
-    steps = conv.const(node.input[4]) if len(node.input) > 4 and node.input[4] else np.ones(len(starts), int)
+    """x[..., a:b, ...] on any per-sample axes: a cut (see `cut` and `crop`) for step 1; other steps
+    (torch.flip's -1, strides) a constant selection (`gather_in_place`)."""
+    given = [conv.const(node.input[i]) if len(node.input) > i and node.input[i] else None for i in range(1, 5)]
+    if any(v is None and len(node.input) > i and node.input[i] for i, v in enumerate(given, 1)):
+        raise conv.fail(node, "the starts, ends, axes and steps must be constants")
+    starts, ends, axes, steps = given
     a = conv.act(node, node.input[0])
-    axis = int(axes[0]) % len(a.shape) if len(axes) == 1 else -1
-    channels = conv_channels(conv, a, axis)
-    if len(axes) != 1 or (axis != len(a.shape) - 1 and not channels) or int(steps[0]) != 1:
-        raise conv.fail(node, "only slicing the last axis (or a convolution's channels) with step 1 is supported")
-    start, stop, _ = slice(int(starts[0]), int(ends[0])).indices(a.shape[axis])
-    (take_channels if channels else take_last)(conv, node, a, start, stop, node.output[0])
+    rank = len(a.shape)
+    starts, ends = starts.reshape(-1), ends.reshape(-1)
+    axes = np.arange(len(starts)) if axes is None else axes.reshape(-1)
+    steps = np.ones(len(starts), dtype=np.int64) if steps is None else steps.reshape(-1)
+    picks = {}
+    for b, e, axis, step in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
+        axis = int(axis) % rank
+        if step == 0:
+            raise conv.fail(node, "a slice step of 0 is not defined")
+        index = np.arange(a.shape[axis])[slice(int(b), int(e), int(step))]
+        if index.size == 0:
+            raise conv.fail(node, f"the slice of axis {axis} is empty")
+        if np.array_equal(index, np.arange(a.shape[axis])):
+            continue
+        if axis == a.batch:
+            raise conv.fail(node, "slicing the batch axis is not per sample")
+        picks[axis] = index
+    if not picks:
+        conv.values[node.output[0]] = a
+        return
+    if all(np.all(np.diff(i) == 1) for i in picks.values()):
+        spans = {axis: (int(i[0]), int(i[-1]) + 1) for axis, i in picks.items()}
+        if len(spans) == 1:
+            (axis, (start, stop)), = spans.items()
+            cut(conv, node, a, axis, start, stop, node.output[0])
+        else:
+            crop(conv, node, a, spans, node.output[0])
+        return
+    gather_in_place(conv, node, a, picks, node.output[0])
 
 
 @handles("Gather")
