@@ -83,6 +83,9 @@ class FixedType:
         lo, hi = self.int_range
         if self.overflow == "AP_SAT":
             return v.clamp(lo, hi)
+        low, high = torch.aminmax(v)
+        if low >= lo and high <= hi:  # nothing to wrap (the common case: one reduction, not four passes)
+            return v
         size = 2.0 ** self.width
         return v - size * torch.floor((v - lo) / size)
 
@@ -202,20 +205,20 @@ def gru_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tenso
     """nnet::gru_static over a sequence from a zero state: x (B, T, F) integers of t.input; w (F, 3H),
     r (H, 3H) integers of t.weight (Keras layout, gates z r h), b and rb (3H) of t.bias. Returns
     the states (B, T, H), integers of t.state."""
-    sig, tanh = tables(t.table, t.table_size)
     acc = t.accum
+    sig, tanh = (acc.cast(table, t.table.frac) for table in tables(t.table, t.table_size))  # read as accum_t
     f = acc.frac
+    b, rb = acc.cast(b, t.bias.frac), acc.cast(rb, t.bias.frac)  # the biases as the sums start from them
     hidden = r.shape[0]
     h = torch.zeros((x.shape[0], hidden), dtype=torch.float64)
     states = []
     for step in range(x.shape[1]):
-        xa = dense(x[:, step], t.input.frac, w, t.weight.frac, b, t.bias.frac, acc)
-        ha = dense(h, t.state.frac, r, t.weight.frac, rb, t.bias.frac, acc)
-        zr = acc.cast(xa[:, :2 * hidden] + ha[:, :2 * hidden], f)
-        zr = acc.cast(lookup(zr, f, sig, 16), t.table.frac)
+        xa = dense(x[:, step], t.input.frac, w, t.weight.frac, b, f, acc)
+        ha = dense(h, t.state.frac, r, t.weight.frac, rb, f, acc)
+        zr = lookup(acc.cast(xa[:, :2 * hidden] + ha[:, :2 * hidden], f), f, sig, 16)
         z, rg = zr[:, :hidden], zr[:, hidden:]
         reset = acc.cast(rg * ha[:, 2 * hidden:], 2 * f)
-        n = acc.cast(lookup(acc.cast(xa[:, 2 * hidden:] + reset, f), f, tanh, 8), t.table.frac)
+        n = lookup(acc.cast(xa[:, 2 * hidden:] + reset, f), f, tanh, 8)
         # (res_T)(n * (1 - z) + h * z): exact products and sum, one cast
         top = max(2 * f, t.state.frac + f)
         mixed = n * (2.0 ** f - z) * 2.0 ** (top - 2 * f) + h * z * 2.0 ** (top - t.state.frac - f)
@@ -227,24 +230,25 @@ def gru_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tenso
 def lstm_sequence(x: torch.Tensor, w, r, b, rb, t: RecurrentTypes) -> torch.Tensor:
     """nnet::lstm_static over a sequence from zero states, as gru_sequence (gates i f c o, Keras
     layout; rb may be None: gatec sums both biases into b). Returns the states h (B, T, H)."""
-    sig, tanh = tables(t.table, t.table_size)
     acc = t.accum
+    sig, tanh = (acc.cast(table, t.table.frac) for table in tables(t.table, t.table_size))  # read as accum_t
     f, fs = acc.frac, t.state.frac
+    b, rb = acc.cast(b, t.bias.frac), None if rb is None else acc.cast(rb, t.bias.frac)
     hidden = r.shape[0]
     h = torch.zeros((x.shape[0], hidden), dtype=torch.float64)
     s = torch.zeros_like(h)
     states = []
     for step in range(x.shape[1]):
-        xa = dense(x[:, step], t.input.frac, w, t.weight.frac, b, t.bias.frac, acc)
-        ha = dense(h, fs, r, t.weight.frac, rb, t.bias.frac, acc)
+        xa = dense(x[:, step], t.input.frac, w, t.weight.frac, b, f, acc)
+        ha = dense(h, fs, r, t.weight.frac, rb, f, acc)
         pre = acc.cast(xa + ha, f)
-        gates = acc.cast(lookup(pre, f, sig, 16), t.table.frac)
+        gates = lookup(pre, f, sig, 16)
         i, fg, o = gates[:, :hidden], gates[:, hidden:2 * hidden], gates[:, 3 * hidden:]
-        c = acc.cast(lookup(pre[:, 2 * hidden:3 * hidden], f, tanh, 8), t.table.frac)
+        c = lookup(pre[:, 2 * hidden:3 * hidden], f, tanh, 8)
         # (res_T)(c * i + s * f), then h = (res_T)(o * tanh(s))
         top = max(2 * f, fs + f)
         s = t.state.cast(c * i * 2.0 ** (top - 2 * f) + s * fg * 2.0 ** (top - fs - f), top)
-        act = acc.cast(lookup(s, fs, tanh, 8), t.table.frac)
+        act = lookup(s, fs, tanh, 8)
         h = t.state.cast(o * act, 2 * f)
         states.append(h)
     return torch.stack(states, 1)
