@@ -68,6 +68,32 @@ def test_fixed_point_matrix_equals_hls4ml_c_simulation(cell, layers, output, pre
     check_equal_to_csim(cell, layers, output, precision, backend, tmp_path)
 
 
+def test_fixed_point_cnn_equals_hls4ml_c_simulation(tmp_path):
+    """Conv1d (padding, groups, stride) with max pooling, then Conv2d (dilation) models, as a
+    CNN before a GRU would be written."""
+    torch.manual_seed(0)
+    cnn1 = nn.Sequential(nn.Conv1d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2),
+                         nn.Conv1d(6, 4, 3, stride=2, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    cnn2 = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, dilation=2), nn.Flatten(),
+                         nn.Linear(16, 3))
+    for i, (model, shape) in enumerate(((cnn1, [1, 3, 12]), (cnn2, [1, 2, 6, 6]))):
+        fixed = prepare_fixed(model.eval(), FixedConfig("ap_fixed<12,5,AP_RND,AP_SAT>")).eval()
+        art = gatec.compile(fixed, "fpga", tmp_path / f"cnn{i}", input_shapes=[shape], samples=100)
+        assert art.tolerance.exact and art.manifest["verification"]["ok"]
+        x = np.random.default_rng(i).standard_normal([500, *shape[1:]]).astype(np.float32)
+        with torch.no_grad():
+            want = fixed(torch.from_numpy(x)).numpy()
+        np.testing.assert_array_equal(art.run(x)[0], want)
+        assert len(np.unique(want)) > 50
+
+
+def test_float_targets_refuse_a_fixed_point_model(cli, tmp_path):
+    model = fixed_model("gru", 1, "last", "ap_fixed<16,6>")
+    for target in ("cpu", "gpu"):
+        with pytest.raises(gatec.GatecError, match="fixed point.*--target fpga"):
+            gatec.compile(model, target, input_shapes=[[1, 6, 4]])
+
+
 def test_ap_fixed_casts():
     t = FixedType.parse("ap_fixed<8,3>")  # 5 fractional bits, range [-4, 4)
     x = torch.tensor([1.3, -1.3, 4.5, -4.25, 3.99])
@@ -103,7 +129,9 @@ def test_training_is_straight_through_and_keeps_values_on_the_grid():
 
 def test_what_is_not_emulated_is_refused():
     with pytest.raises(ValueError, match="Conv1d"):
-        prepare_fixed(nn.Sequential(nn.Conv1d(2, 2, 3), nn.Flatten(), nn.Linear(4, 2)))
+        prepare_fixed(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten()))
+    with pytest.raises(ValueError, match="AvgPool1d"):
+        prepare_fixed(nn.Sequential(nn.Conv1d(2, 2, 3), nn.AvgPool1d(2)))
     with pytest.raises(ValueError, match="Sigmoid"):
         prepare_fixed(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()))
     with pytest.raises(ValueError, match="forward layers"):

@@ -235,8 +235,8 @@ def trace_to_ir(module, specs: list[TensorSpec], n_outputs: int, info: dict) -> 
     fixed = getattr(module, "gatec_fixed_point", None)  # gatec.qat's fixed-point models declare their types
     if fixed:
         import json
-        from ..qat.fixed_layers import METADATA_KEY
-        model.metadata_props.add(key=METADATA_KEY, value=json.dumps(fixed, sort_keys=True))
+        from ..ir.fixed_point import FIXED_POINT_KEY
+        model.metadata_props.add(key=FIXED_POINT_KEY, value=json.dumps(fixed, sort_keys=True))
     fix_axes_the_graph_baked(model, specs, torch_reference(module))
     outputs = value_info_specs(model.graph.output)
     for o, spec in zip(outputs, specs[:1] * len(outputs)):

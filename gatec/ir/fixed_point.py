@@ -69,3 +69,24 @@ def accumulator(precision: str) -> str:
         raise ValueError(f"'{precision}' is not an ap_fixed or ap_int type")
     w, i = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)), int(m.group(3)))
     return f"ap_fixed<{2 * w},{i + 6}>"
+
+
+FIXED_POINT_KEY = "gatec.fixed_point"  # ONNX metadata: the types a gatec.qat fixed-point model was trained with
+
+
+def declared_types(model) -> dict | None:
+    """{"precision", "accum", "table", "table_size"} of a gatec.qat fixed-point model (an ONNX
+    ModelProto), or None."""
+    import json
+    return next((json.loads(p.value) for p in model.metadata_props if p.key == FIXED_POINT_KEY), None)
+
+
+def refuse_fixed_point(model, target: str) -> None:
+    """Targets that compute in float refuse a fixed-point model instead of handing out an
+    artifact that is not it."""
+    from ..errors import GatecError
+    declared = declared_types(model)
+    if declared:
+        raise GatecError(f"this model computes in fixed point ({declared['precision']}, gatec.qat.prepare_fixed); "
+                         f"the {target} target would compute in float: compile it with --target fpga (bit-exact), "
+                         f"or the float model for {target}")

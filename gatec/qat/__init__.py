@@ -23,11 +23,12 @@ from ..ir import constants_to_initializers
 from .modules import (ACTIVATIONS, QUANTIZED, SWAPS, Bits, QuantAct, QuantConv1d, QuantConv2d, QuantGRU,
                       QuantLinear, QuantLSTM)
 from .quantizer import QONNX_DOMAIN, ActQuant, fake_quant, int_range, pow2_scale
-from .fixed_layers import FixedConfig, FixedGRU, FixedLinear, FixedLSTM, FixedModel, prepare_fixed
+from .fixed_layers import (FixedConfig, FixedConv1d, FixedConv2d, FixedGRU, FixedLinear, FixedLSTM, FixedModel,
+                           prepare_fixed)
 
 __all__ = ["QATConfig", "prepare", "export", "fake_quant", "ActQuant", "QuantLinear", "QuantConv1d", "QuantConv2d",
            "QuantGRU", "QuantLSTM", "QuantAct", "int_range", "pow2_scale", "output_scales", "FixedConfig",
-           "FixedGRU", "FixedLinear", "FixedLSTM", "FixedModel", "prepare_fixed"]
+           "FixedGRU", "FixedLinear", "FixedLSTM", "FixedConv1d", "FixedConv2d", "FixedModel", "prepare_fixed"]
 
 
 @dataclass

@@ -10,8 +10,9 @@ quantized weights.
 The types: inputs, weights, biases, Dense results and GRU states at `precision`; products and
 sums at the accumulator (twice the fractional bits, 6 more integer bits: no product rounded);
 LSTM states at the accumulator; sigmoid/tanh through hls4ml's tables (`table_size` entries of
-`table`). Layers: nn.Linear, nn.GRU, nn.LSTM (forward, batch first or not, any number of
-layers, zero initial state), and the activations that only move values on the grid (ReLU).
+`table`). Layers: nn.Linear, nn.Conv1d/2d (zero padding), nn.GRU, nn.LSTM (forward, batch
+first or not, any number of layers, zero initial state), and what only moves values on the grid
+(ReLU, max pooling, flattening).
 Values between layers are float64 tensors holding the exact fixed-point values.
 """
 from __future__ import annotations
@@ -24,9 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .fixed import FixedType, RecurrentTypes, dense, gru_sequence, lstm_sequence
-
-METADATA_KEY = "gatec.fixed_point"  # the ONNX metadata property the fpga target reads
+from .fixed import FixedType, RecurrentTypes, dense, gru_sequence, lstm_sequence, on_coarser_grid
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,10 @@ def with_value(float_path: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     return f + (exact - f).detach()
 
 
+def grid_value(w: torch.Tensor, t: FixedType) -> torch.Tensor:
+    return t.to_float(t.from_float(w)).to(w.dtype)
+
+
 @contextlib.contextmanager
 def grid_weights(module: nn.Module, t: FixedType):
     """The module's parameters replaced by their grid values while it is exported (ONNX takes
@@ -133,15 +136,51 @@ class FixedLinear(nn.Linear):
     def forward(self, x):
         c = self.config
         p, acc = c.value, c.accum
-        if exporting():
-            with grid_weights(self, p):
-                return F.linear(x, self.weight, self.bias)
+        if exporting():  # the grid values, folded into constants by the exporter
+            return F.linear(x, grid_value(self.weight, p), None if self.bias is None else grid_value(self.bias, p))
         w, b = on_grid(self.weight, p), None if self.bias is None else on_grid(self.bias, p)
         xi = integers(x, acc, "a fixed-point Linear")
         y = dense(xi, acc.frac, p.from_float(self.weight.detach()).T, p.frac,
                   None if self.bias is None else p.from_float(self.bias.detach()), p.frac, acc)
         exact = p.to_float(p.cast(y, acc.frac))
         return with_value(F.linear(x.to(torch.float64), w, b), exact)
+
+
+class FixedConv(nn.Module):
+    """What FixedConv1d and FixedConv2d share: hls4ml's Conv1D/Conv2D (latency: each product at the
+    accumulator, summed from the bias, the result at the precision), any padding, stride, dilation
+    and groups gatec's conversion takes."""
+
+    def forward(self, x):
+        c = self.config
+        p, acc = c.value, c.accum
+        if exporting():  # the grid values, folded into constants by the exporter
+            return self.conv(x, grid_value(self.weight, p), None if self.bias is None else grid_value(self.bias, p))
+        w, b = on_grid(self.weight, p), None if self.bias is None else on_grid(self.bias, p)
+        xi = integers(x, acc, f"a fixed-point {type(self).__name__}")
+        if not on_coarser_grid(xi, acc.frac, acc.frac - p.frac):
+            raise ValueError(f"a fixed-point {type(self).__name__}: its input is finer than the precision")
+        # integers in float64: every product and partial sum is exact, as in the accumulator
+        y = self.conv(xi * 2.0 ** -p.frac, p.from_float(self.weight), None)  # units of 2^-acc.frac
+        if self.bias is not None:
+            y = y + acc.cast(p.from_float(self.bias), p.frac).reshape(1, -1, *[1] * (y.ndim - 2))
+        exact = p.to_float(p.cast(acc.cast(y, acc.frac), acc.frac))
+        return with_value(self.conv(x.to(torch.float64), w, b), exact)
+
+    def conv(self, x, w, b):
+        return self._conv_forward(x, w, b)
+
+
+class FixedConv1d(FixedConv, nn.Conv1d):
+    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config or FixedConfig()
+
+
+class FixedConv2d(FixedConv, nn.Conv2d):
+    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config or FixedConfig()
 
 
 # PyTorch's GRU gates r, z, n; hls4ml's (ONNX's, Keras') z, r, h
@@ -262,11 +301,13 @@ class FixedModel(nn.Module):
         return self.model(*[self.inputs(x) for x in inputs])
 
 
-MOVES_ON_GRID = (nn.ReLU, nn.Identity, nn.Dropout, nn.Flatten, nn.Sequential, nn.ModuleList, nn.ModuleDict)
+MOVES_ON_GRID = (nn.ReLU, nn.Identity, nn.Dropout, nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.Sequential,
+                 nn.ModuleList, nn.ModuleDict)
+CONVS = {nn.Conv1d: FixedConv1d, nn.Conv2d: FixedConv2d}
 
 
 def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedModel:
-    """A copy of `model` with nn.Linear, nn.GRU and nn.LSTM swapped for their fixed-point forms
+    """A copy of `model` with nn.Linear, Conv1d/2d, GRU and LSTM swapped for their fixed-point forms
     (their weights kept), wrapped so that its inputs are quantized first. Other modules with
     parameters, or activations that compute (sigmoid, tanh, softmax, ...), are refused: their
     hls4ml arithmetic is not emulated yet."""
@@ -274,8 +315,14 @@ def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedM
     model = copy.deepcopy(model)
 
     def swap(module: nn.Module, name: str) -> nn.Module:
-        if isinstance(module, (FixedLinear, FixedGRU, FixedLSTM)):
+        if isinstance(module, (FixedLinear, FixedGRU, FixedLSTM, FixedConv)):
             return module
+        if type(module) in CONVS and module.padding_mode == "zeros":
+            new = CONVS[type(module)](module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                                      module.padding, module.dilation, module.groups, module.bias is not None,
+                                      config=config)
+            new.load_state_dict(module.state_dict())
+            return new
         if type(module) is nn.Linear:
             new = FixedLinear(module.in_features, module.out_features, module.bias is not None, config)
         elif type(module) in (nn.GRU, nn.LSTM):
@@ -288,7 +335,7 @@ def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedM
             if list(module.parameters(recurse=False)) or (not list(module.children()) and
                                                           not isinstance(module, MOVES_ON_GRID) and name):
                 raise ValueError(f"fixed-point training: module '{name}' ({type(module).__name__}) is not emulated "
-                                 f"(Linear, GRU, LSTM and ReLU are)")
+                                 f"(Linear, Conv1d/2d, GRU, LSTM, ReLU and max pooling are)")
             return module
         new.load_state_dict(module.state_dict())
         new.train(module.training)

@@ -29,7 +29,7 @@ import numpy as np
 from ... import progress
 from ...errors import GatecError
 from ...ir import IR
-from ...ir.fixed_point import accumulator
+from ...ir.fixed_point import accumulator, declared_types
 from .. import Tolerance
 from .act import RECURRENT
 from .convert import Converted, convert
@@ -146,21 +146,12 @@ class Hls4mlPlan:
     converted: Converted
 
 
-FIXED_POINT_KEY = "gatec.fixed_point"  # gatec.qat.fixed_layers.METADATA_KEY
-
-
-def declared_types(ir: IR) -> dict | None:
-    """The types a gatec.qat fixed-point model was trained with ({"precision", "table",
-    "table_size"}), from the IR's metadata, or None."""
-    return next((json.loads(p.value) for p in ir.model.metadata_props if p.key == FIXED_POINT_KEY), None)
-
-
 def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) -> Hls4mlPlan:
     """The options checked and the IR converted (at other per-sample input shapes than its own
     where `sample_shapes` is given: the runner's); raises GatecError naming the first node it
     cannot build."""
     s = settings(options)
-    declared = declared_types(ir)
+    declared = declared_types(ir.model)
     if declared:  # a gatec.qat fixed-point model: its types, and the firmware is the model bit for bit
         s["precision"] = s["precision"] or declared["precision"].replace(" ", "")
         s.update(declared=True, table=declared["table"], table_size=int(declared["table_size"]),

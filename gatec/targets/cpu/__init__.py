@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 
 from ...errors import GatecError
+from ...ir.fixed_point import refuse_fixed_point
 from ...ir.runtime import ort_session, run_session
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from .. import Option, Plan, Target, Tolerance, non_negative_int
@@ -115,6 +116,7 @@ class CpuTarget(Target):
         return f"ONNX Runtime {ort.__version__} on the CPU (logic networks bit-packed, 64 samples per word)"
 
     def plan(self, ir: IR, options: dict) -> Plan:
+        refuse_fixed_point(ir.model, self.name)
         check(ir)
         return Plan(ir, options, lower(ir, options))
 

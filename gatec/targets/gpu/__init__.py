@@ -80,6 +80,8 @@ class GpuTarget(Target):
         return f"strongly typed ONNX engines (fp32/fp16/int8) and Triton logic kernels ({what_runs_here(machine())})"
 
     def plan(self, ir: IR, options: dict) -> Plan:
+        from ...ir.fixed_point import refuse_fixed_point
+        refuse_fixed_point(ir.model, self.name)
         settings = self.settings(options)
         m = machine()
         if ir.kind == "logic":
