@@ -48,7 +48,7 @@ def check_equal_to_csim(cell, layers, output, precision, backend, tmp_path):
         want = model(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
-    assert len(np.unique(want)) > 8 and want.std() > 0.02  # not a constant or saturated output
+    assert len(np.unique(want)) > 4 and want.std() > 0.02  # not a constant or saturated output
 
 
 DEFAULT = [("gru", 1, "last", "ap_fixed<16,6>", "vitis"), ("lstm", 2, "sequence", SAT8, "vivado"),
