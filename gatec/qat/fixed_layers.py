@@ -151,6 +151,10 @@ class FixedConv(nn.Module):
     accumulator, summed from the bias, the result at the precision), any padding, stride, dilation
     and groups gatec's conversion takes."""
 
+    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)  # the torch layer's own arguments
+        self.config = config or FixedConfig()
+
     def forward(self, x):
         c = self.config
         p, acc = c.value, c.accum
@@ -172,15 +176,11 @@ class FixedConv(nn.Module):
 
 
 class FixedConv1d(FixedConv, nn.Conv1d):
-    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = config or FixedConfig()
+    pass
 
 
 class FixedConv2d(FixedConv, nn.Conv2d):
-    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = config or FixedConfig()
+    pass
 
 
 # PyTorch's GRU gates r, z, n; hls4ml's (ONNX's, Keras') z, r, h
@@ -191,7 +191,9 @@ class FixedRecurrent:
     """What FixedGRU and FixedLSTM share: checks, the exported form, the float path, layer by layer."""
     torch_class: type = nn.RNNBase  # the torch layer exported in its place
 
-    def check(self):
+    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)  # the torch layer's own arguments
+        self.config = config or FixedConfig()
         if self.bidirectional or getattr(self, "proj_size", 0):
             raise ValueError(f"fixed-point {type(self).__name__}: forward layers without projections only")
 
@@ -231,11 +233,6 @@ class FixedGRU(FixedRecurrent, nn.GRU):
     """nn.GRU as hls4ml's GRU (gru_static, reset after the recurrent product)."""
     torch_class = nn.GRU
 
-    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = config or FixedConfig()
-        self.check()
-
     def forward(self, x, hx=None):
         result = self.run(x, hx, self.float_path, self.keras, gru_sequence)
         if exporting():
@@ -259,11 +256,6 @@ class FixedLSTM(FixedRecurrent, nn.LSTM):
     biases summed into one of the precision's type, as gatec's conversion writes them; c_n is the
     float path's: hls4ml gives no cell state)."""
     torch_class = nn.LSTM
-
-    def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = config or FixedConfig()
-        self.check()
 
     def forward(self, x, hx=None):
         result = self.run(x, hx, self.float_path, self.keras, lstm_sequence)

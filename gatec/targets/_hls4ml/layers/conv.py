@@ -137,6 +137,12 @@ def conv_channels(conv, a: Act, axis: int) -> bool:
 def take_channels(conv, node, a: Act, start: int, stop: int, out: str) -> None:
     """Channels start..stop of a convolution's output: the convolution with those filters only
     (the whole one is left out of the model when nothing else reads it)."""
+    take_filters(conv, a, 1, start, stop, out)
+
+
+def take_filters(conv, a: Act, axis: int, start: int, stop: int, out: str) -> None:
+    """Filters start..stop of a convolution (a per-position Dense's features, on `axis`): that
+    convolution with those filters only."""
     layer = conv.layer(a.layer)
     n = stop - start
     name = conv.add({**layer, "name": conv.new_name("conv"), "n_filt": n,
@@ -146,5 +152,5 @@ def take_channels(conv, node, a: Act, start: int, stop: int, out: str) -> None:
     if layer["name"] in conv.precisions:
         conv.precisions[name] = dict(conv.precisions[layer["name"]])
     shape = list(a.shape)
-    shape[1] = n
-    conv.values[out] = Act(name, tuple(shape), 0, a.order, (*a.phys[:-1], n))
+    shape[axis] = n
+    conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (*a.phys[:-1], n))

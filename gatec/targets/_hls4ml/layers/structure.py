@@ -11,7 +11,7 @@ import onnx
 from ....ir import attributes
 from ..act import Act
 from .registry import handles
-from .conv import conv_channels, take_channels
+from .conv import conv_channels, take_channels, take_filters
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 
@@ -218,22 +218,6 @@ def made_by_filters(conv, a: Act, axis: int) -> bool:
     layer = conv.layer(a.layer)
     return a.rnn is None and layer["class_name"] in ("Conv1D", "Conv2D") and a.order[-1] == axis \
         and layer["n_filt"] == a.shape[axis] and tuple(a.phys)[-1] == a.shape[axis]
-
-
-def take_filters(conv, a: Act, axis: int, start: int, stop: int, out: str) -> None:
-    """Filters start..stop of a convolution (a per-position Dense's features): that convolution
-    with those filters only."""
-    layer = conv.layer(a.layer)
-    n = stop - start
-    name = conv.add({**layer, "name": conv.new_name("conv"), "n_filt": n,
-                     "weight_data": layer["weight_data"][..., start:stop].copy(),
-                     "bias_data": layer["bias_data"][start:stop].copy(),
-                     "_macs": layer["_macs"] // layer["n_filt"] * n})
-    if layer["name"] in conv.precisions:
-        conv.precisions[name] = dict(conv.precisions[layer["name"]])
-    shape = list(a.shape)
-    shape[axis] = n
-    conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (*a.phys[:-1], n))
 
 
 def crop(conv, node, a: Act, spans: dict, out: str) -> None:
