@@ -9,7 +9,8 @@ target with --engine onnxruntime); the C firmware (target c) at 64- and 32-bit w
 and --c-form unrolled at 64; the discrete PyTorch model (timed on the first --torch-samples
 samples: at under a thousand samples a second the whole set would take minutes); and torchlogix's
 compiled circuit (below). Every row's output is checked against PyTorch's. Also, each in a fresh
-process: model file to first result (tracing included), and opening an artifact compiled before
+process: model file to first result (from the .pt, tracing included; from the same network's
+.onnx, which loads without torch), and opening an artifact compiled before
 to its first result (no torch). difflogic is not run (see DIFFLOGIC).
 
 torchlogix (0.2.2, from PyPI) runs in its own Python 3.12 venv, since its circuit.py
@@ -331,6 +332,9 @@ def main() -> None:
                   flush=True)
             torchlogix = tlx
     first = first_result_seconds(model_file, work, n_in)
+    onnx_file = work / "model.onnx"  # the same network as ONNX (gatec's IR: what `gatec.load(...).ir.save` writes)
+    source.ir.save(onnx_file)
+    first_onnx = first_result_seconds(onnx_file, work, n_in)
     opened, torch_imported = open_result_seconds(work / "a0", n_in)
 
     base = rows[0]["samples_per_s"]
@@ -346,7 +350,8 @@ def main() -> None:
         built = "" if r.get("compile_s") is None else f"{r['compile_s']:.1f}"
         print(f"{r['engine']:<28} {r['samples_per_s']:>14,.0f} {r['vs_pytorch']:>10.1f}x "
               f"{r['vs_engine_one_thread']:>19.2f}x {built:>10} {str(r['bit_exact']):>10}")
-    print(f"model file to first result (fresh process, cpu target, tracing included): {first:.2f} s")
+    print(f"model file to first result (fresh process, cpu target, -O1): {first:.2f} s from the .pt (torch imported, "
+          f"the model traced), {first_onnx:.2f} s from the same network's .onnx (no torch)")
     print(f"compiled artifact to first result (fresh process: open + run, median of 5): {opened:.2f} s, "
           f"torch imported: {torch_imported}")
     if isinstance(torchlogix, str):
@@ -370,7 +375,7 @@ def main() -> None:
                                            "samples": n, "threads": 1},
                                "machine": platform.machine(), "cpu": host, "cores": cores, "load_average": load,
                                "torch": torch.__version__,
-                               "onnxruntime": ort.__version__, "rows": rows, "first_result_s": first,
+                               "onnxruntime": ort.__version__, "rows": rows, "first_result_s": first, "first_result_onnx_s": first_onnx,
                                "open_first_result_s": opened, "open_imports_torch": torch_imported,
                                "difflogic": DIFFLOGIC, "torchlogix": torchlogix}, indent=2) + "\n")
     print(f"wrote {out}")

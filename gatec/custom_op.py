@@ -12,6 +12,7 @@ from __future__ import annotations
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
+from .ir import LOGIC_OP_TYPES
 from .ir.logic import eval_bits, group_sum, group_sum_of, layer_of
 
 
@@ -79,3 +80,4 @@ def out_shape(model, node, width: int) -> list[int]:
 
 
 custom_op = {"LogicLayer": LogicLayer, "GroupSum": GroupSum}
+assert tuple(sorted(custom_op)) == LOGIC_OP_TYPES

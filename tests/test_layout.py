@@ -109,3 +109,19 @@ def test_commands_that_need_no_model_do_not_import_torch(command):
              "print('heavy:', ','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "heavy:"
+
+
+def test_an_onnx_logic_network_compiles_and_runs_without_torch(tmp_path):
+    """Model file to first result: an ONNX logic network loads, passes, builds and runs with neither
+    torch nor qonnx imported (benchmarks/bench_logic.py times it)."""
+    import subprocess
+    import sys
+    import numpy as np
+    from test_c_target import logic_onnx, random_layers
+    path = logic_onnx(tmp_path / "net.onnx", 16, random_layers(np.random.default_rng(0), 16, [40, 20]), 2, 1.0)
+    probe = ("import sys, numpy as np, gatec\n"
+             f"art = gatec.compile({str(path)!r}, 'cpu', {str(tmp_path / 'a')!r}, verify=False)\n"
+             "print(art.run(np.ones((3, 16), np.uint8))[0].shape)\n"
+             "print('heavy:', ','.join(sorted(m for m in ('torch', 'qonnx', 'hls4ml') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert [line.strip() for line in out.splitlines()[-2:]] == ["(3, 2)", "heavy:"]

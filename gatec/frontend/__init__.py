@@ -10,11 +10,11 @@ of FORMATS: adding a format is adding both.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
 
 from .. import progress
 from ..errors import GatecError
@@ -43,8 +43,11 @@ FORMATS = {  # in the order messages list them; of two rows equally sure of a fi
 
 def load(model, input_shapes: Sequence[Sequence[int]] | None = None, imports: Sequence[str] = (),
          batch_axis: int = 0) -> Source:
-    """Load `model` (a path or an nn.Module) into a Source."""
-    if isinstance(model, torch.nn.Module):
+    """Load `model` (a path or an nn.Module) into a Source. torch is imported only for PyTorch
+    models: an ONNX file loads without it (its first result comes sooner)."""
+    if not isinstance(model, (str, os.PathLike)):
+        import torch
+    if not isinstance(model, (str, os.PathLike)) and isinstance(model, torch.nn.Module):
         return from_module(model, input_shapes, batch_axis, {"path": type(model).__name__, "format": "module",
                                                              "sha256": module_hash(model)})
     path = Path(model)
@@ -80,6 +83,7 @@ def detect_format(path: Path, data: bytes) -> str:
 
 def expected_formats() -> str:
     """The formats by extension: 'TorchScript or torch.save .pt, torch.export .pt2, or ONNX .onnx'."""
+    import torch
     by_suffix: dict[str, list[str]] = {}
     for fmt in FORMATS.values():
         by_suffix.setdefault(fmt.suffix, []).append(fmt.shown)

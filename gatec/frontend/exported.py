@@ -6,7 +6,6 @@ import logging
 import warnings
 from pathlib import Path
 
-import torch
 
 from ..errors import GatecError
 from ..ir import IR, OPSET, value_info_specs
@@ -31,6 +30,7 @@ def detect(file: ModelFile) -> int | None:
 def torch_logs_caught():
     """torch.export.load logs the real error as a traceback on stderr (torch's loggers have their
     own handlers), then raises "check the warnings above": keep its records here instead."""
+    import torch
     records: list[logging.LogRecord] = []
     keep = logging.Handler()
     keep.emit = records.append
@@ -46,6 +46,7 @@ def torch_logs_caught():
 
 
 def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Source:
+    import torch
     with torch_logs_caught() as records:
         try:
             ep = torch.export.load(str(path))

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 from ..errors import GatecError
 from .source import BY_CONTENT, ModelFile, Source
@@ -100,6 +99,7 @@ def trusted_globals(imports: Sequence[str]) -> list:
     """Classes a pickled module may name: torch.nn's and gatec.nn's modules, and the classes of
     the modules the user named with --import (also under `__main__`, where a training script
     that defined them saved them)."""
+    import torch
     import gatec.nn.gated  # noqa: F401  (gatec's own modules are trusted: import them first)
     import gatec.nn.logic  # noqa: F401
     import gatec.qat  # noqa: F401  (quantization-aware models pickle gatec.qat's layers)
@@ -118,6 +118,7 @@ def trusted_globals(imports: Sequence[str]) -> list:
 
 
 def load_pickled_module(path: Path, imports: Sequence[str]) -> torch.nn.Module:
+    import torch
     with torch.serialization.safe_globals(trusted_globals(imports)):
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)

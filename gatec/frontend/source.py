@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import torch
 
 from ..ir import IR
 from ..ir.reference import Reference

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from ..errors import GatecError
 from .source import BY_CONTENT, ModelFile, Source
@@ -18,6 +17,7 @@ def detect(file: ModelFile) -> int | None:
 
 
 def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Source:
+    import torch
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:

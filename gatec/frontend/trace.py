@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import onnx
-import torch
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
@@ -24,6 +23,7 @@ PROTOBUF_LIMIT = 2 ** 31
 
 def check_size(module: torch.nn.Module) -> None:
     """Refuse, before tracing, a model whose weights alone do not fit in one ONNX model."""
+    import torch
     tensors = {t.data_ptr(): t.numel() * t.element_size() for t in module.state_dict().values()
                if isinstance(t, torch.Tensor)}  # tied weights once
     size = sum(tensors.values())
@@ -42,6 +42,7 @@ def first_line(e: BaseException) -> str:
 
 
 def flatten(out) -> list[torch.Tensor]:
+    import torch
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, (tuple, list)):
@@ -52,6 +53,7 @@ def flatten(out) -> list[torch.Tensor]:
 
 
 def torch_reference(module: torch.nn.Module) -> Reference:
+    import torch
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
@@ -60,6 +62,7 @@ def torch_reference(module: torch.nn.Module) -> Reference:
 
 
 def count_forward_inputs(module: torch.nn.Module) -> int | None:
+    import torch
     if isinstance(module, torch.jit.ScriptModule):
         return sum(1 for a in module.forward.schema.arguments[1:] if not a.has_default_value())
     try:
@@ -215,6 +218,7 @@ def fix_axes_the_graph_baked(model: onnx.ModelProto, specs: list[TensorSpec], re
 
 
 def trace_to_ir(module, specs: list[TensorSpec], n_outputs: int, info: dict) -> IR:
+    import torch
     out_names = ["output"] if n_outputs == 1 else [f"output_{i}" for i in range(n_outputs)]
     dynamic = {s.name: {a: f"{s.name}_d{a}" for a in s.dynamic} for s in specs}
     args = tuple(torch.from_numpy(example_array(s)) for s in specs)

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 LOGIC_DOMAIN = "gatec.custom_op"
+LOGIC_OP_TYPES = ("GroupSum", "LogicLayer")  # the ops of gatec's domain (gatec/custom_op.py runs them in qonnx)
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 QONNX_DOMAIN = QONNX_DOMAINS[0]  # where gatec writes its Quant nodes
 OPSET = 18

@@ -50,13 +50,14 @@ class Netlist:
         return cls(n_inputs, cat(a, np.int64), cat(b, np.int64), cat(op, np.uint8), outputs, k, tau)
 
     def output_bits(self, bits: np.ndarray) -> np.ndarray:
-        """Reference evaluation in numpy, gate by gate: unpacked bits (N, n_inputs) -> the output
-        bits (N, n_outputs) as uint8."""
+        """Reference evaluation in numpy, level by level (every gate of a level at once): unpacked
+        bits (N, n_inputs) -> the output bits (N, n_outputs) as uint8."""
         values = np.zeros((self.n_inputs + self.n_gates, bits.shape[0]), dtype=bool)
         values[: self.n_inputs] = bits.T.astype(bool)
         table = TRUTH.astype(bool)  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-        for g in range(self.n_gates):
-            values[self.n_inputs + g] = table[self.op[g]][2 * values[self.a[g]] + values[self.b[g]]]
+        for gates in by_level(self.n_inputs, self.a, self.b):
+            index = 2 * values[self.a[gates]] + values[self.b[gates]]  # (gates, N) in 0..3
+            values[self.n_inputs + gates] = np.take_along_axis(table[self.op[gates]], index, axis=1)
         return values[self.outputs].T.astype(np.uint8)
 
     def evaluate(self, bits: np.ndarray) -> np.ndarray:
@@ -87,15 +88,30 @@ def fold(net: Netlist) -> Folded:
     return Folded(a, b, outputs, live[n_in:] & computed)
 
 
+def by_level(n_inputs: int, a, b) -> list[np.ndarray]:
+    """The gates grouped by level (1 + the deepest level they read; inputs are level 0), in
+    order: a level reads only earlier ones, so each is one vectorized step."""
+    level = [0] * (n_inputs + len(a))
+    for g, (x, y) in enumerate(zip(np.asarray(a).tolist(), np.asarray(b).tolist())):
+        level[n_inputs + g] = 1 + max(level[x], level[y])
+    gate_level = np.asarray(level[n_inputs:], dtype=np.int64)
+    order = np.argsort(gate_level, kind="stable")
+    bounds = np.searchsorted(gate_level[order], np.arange(1, int(gate_level.max(initial=0)) + 2))
+    return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
 def live_nodes(n_inputs: int, a, b, op, outputs, computed=None) -> np.ndarray:
     """Per node (inputs, then gates): does some output depend on it through the inputs that ops
-    really read? Gates not `computed` (aliases of another node) pass nothing on."""
+    really read? Gates not `computed` (aliases of another node) pass nothing on. Walked back level
+    by level (a gate reads only earlier levels)."""
+    a, b, op = np.asarray(a), np.asarray(b), np.asarray(op)
     live = np.zeros(n_inputs + len(op), bool)
     live[outputs] = True
-    for g in range(len(op) - 1, -1, -1):  # gates in topological order: walk back once
-        if live[n_inputs + g] and (computed is None or computed[g]):
-            live[a[g]] |= bool(READS_A[op[g]])
-            live[b[g]] |= bool(READS_B[op[g]])
+    reads_a, reads_b = READS_A.astype(bool), READS_B.astype(bool)
+    for gates in reversed(by_level(n_inputs, a, b)):
+        on = gates[live[n_inputs + gates] & (True if computed is None else computed[gates])]
+        live[a[on[reads_a[op[on]]]]] = True
+        live[b[on[reads_b[op[on]]]]] = True
     return live
 
 

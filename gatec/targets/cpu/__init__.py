@@ -16,7 +16,7 @@ import onnxruntime as ort
 from ...errors import GatecError
 from ...ir.fixed_point import refuse_fixed_point
 from ...ir.runtime import ort_session, run_session
-from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
+from ...ir import IR, LOGIC_DOMAIN, LOGIC_OP_TYPES, QONNX_DOMAINS
 from .. import Option, Plan, Target, Tolerance, non_negative_int
 
 MODEL_FILE = "model.onnx"
@@ -24,13 +24,12 @@ QONNX_OPS = {"Quant", "BipolarQuant", "Trunc"}
 
 
 def check(ir: IR) -> None:
-    from ...custom_op import custom_op as LOGIC_OPS
     for node in ir.model.graph.node:
         if node.domain in ("", "ai.onnx"):
             if not onnx.defs.has(node.op_type):
                 raise unsupported(node)
         elif node.domain == LOGIC_DOMAIN:
-            if node.op_type not in LOGIC_OPS:
+            if node.op_type not in LOGIC_OP_TYPES:
                 raise unsupported(node)
         elif node.domain in QONNX_DOMAINS:
             if node.op_type not in QONNX_OPS:
@@ -40,10 +39,9 @@ def check(ir: IR) -> None:
 
 
 def unsupported(node) -> GatecError:
-    from ...custom_op import custom_op as LOGIC_OPS
     op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
     return GatecError(f"node '{node.name or node.output[0]}' has op {op}, which no gatec target supports "
-                      f"(supported: standard ONNX ops up to opset 18, {LOGIC_DOMAIN}::{{{','.join(sorted(LOGIC_OPS))}}}, "
+                      f"(supported: standard ONNX ops up to opset 18, {LOGIC_DOMAIN}::{{{','.join(LOGIC_OP_TYPES)}}}, "
                       f"QONNX {{{','.join(sorted(QONNX_OPS))}}})")
 
 
