@@ -13,8 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
-
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import progress
 from ..errors import GatecError
@@ -23,6 +22,9 @@ from ..ir.sampling import example_array, variant_shape  # noqa: F401
 from . import exported, onnx_file, pickled, torchscript
 from .source import ModelFile, Source
 from .trace import from_module
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a PyTorch model is loaded
+    import torch
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,6 @@ def detect_format(path: Path, data: bytes) -> str:
 
 def expected_formats() -> str:
     """The formats by extension: 'TorchScript or torch.save .pt, torch.export .pt2, or ONNX .onnx'."""
-    import torch
     by_suffix: dict[str, list[str]] = {}
     for fmt in FORMATS.values():
         by_suffix.setdefault(fmt.suffix, []).append(fmt.shown)

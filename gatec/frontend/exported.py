@@ -30,7 +30,6 @@ def detect(file: ModelFile) -> int | None:
 def torch_logs_caught():
     """torch.export.load logs the real error as a traceback on stderr (torch's loggers have their
     own handlers), then raises "check the warnings above": keep its records here instead."""
-    import torch
     records: list[logging.LogRecord] = []
     keep = logging.Handler()
     keep.emit = records.append

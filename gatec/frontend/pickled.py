@@ -12,12 +12,14 @@ import pkgutil
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
-
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import GatecError
 from .source import BY_CONTENT, ModelFile, Source
 from .trace import first_line, from_module
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a PyTorch model is loaded
+    import torch
 
 
 def detect(file: ModelFile) -> int | None:

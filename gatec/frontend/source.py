@@ -7,10 +7,13 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
+from typing import TYPE_CHECKING
 
 from ..ir import IR
 from ..ir.reference import Reference
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a PyTorch model is loaded
+    import torch
 
 
 @dataclass

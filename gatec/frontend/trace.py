@@ -6,6 +6,7 @@ import inspect
 import io
 import itertools
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -15,6 +16,9 @@ from ..ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
 from ..ir.reference import Reference
 from ..ir.sampling import example_array, perturbed
 from .source import Source
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a PyTorch model is loaded
+    import torch
 
 
 # bytes one ONNX model can hold (a protobuf message); gatec's IR is one ONNX model, weights inside
