@@ -42,6 +42,30 @@ def repaired(model: onnx.ModelProto) -> list[str]:
     return done
 
 
+def qcdq_as_quant(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """QuantizeLinear -> (Clip ->) DequantizeLinear chains (the QCDQ form Brevitas's
+    export_onnx_qcdq and ONNX Runtime's tools write) as the QONNX Quant nodes of gatec's IR, by
+    qonnx's own QCDQToQuant; the reference still runs the file as it is."""
+    pairs = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
+    if not pairs or not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        return model, []
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.qcdq_to_qonnx import QCDQToQuant
+    try:
+        out = ModelWrapper(model).transform(QCDQToQuant()).model
+    except Exception:  # what qonnx cannot read as QCDQ stays standard ONNX (the targets name what they refuse)
+        return model, []
+    # exporters that list weights as graph inputs: the ones qonnx folded away are no inputs either
+    weights = {t.name for t in model.graph.initializer}
+    used = {i for n in out.graph.node for i in n.input} | {t.name for t in out.graph.initializer}
+    kept = [v for v in out.graph.input if v.name not in weights or v.name in used]
+    del out.graph.input[:]
+    out.graph.input.extend(kept)
+    left = sum(n.op_type == "DequantizeLinear" for n in out.graph.node)
+    return (out, [f"{pairs - left} QuantizeLinear/DequantizeLinear chain(s) as QONNX Quant"]) if left < pairs \
+        else (model, [])
+
+
 def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Source:
     try:
         model = onnx.load(str(path))
@@ -65,6 +89,9 @@ def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Sour
             model = onnx.version_converter.convert_version(model, OPSET)
         except Exception as e:
             raise GatecError(f"{path}: cannot upgrade opset {opset} to {OPSET}: {first_line(e)}") from None
+    model, normalised = qcdq_as_quant(model)
+    if normalised:
+        info["normalised"] = normalised
     specs = value_info_specs(runtime_inputs(model.graph))
     if input_shapes:
         if len(input_shapes) != len(specs):

@@ -14,12 +14,16 @@ Reference = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
 def onnx_reference(model: onnx.ModelProto) -> Reference:
-    """ONNX Runtime on the file as given; qonnx's executor when it holds QONNX or gatec nodes."""
+    """ONNX Runtime on the file as given (unoptimized for Q/DQ graphs); qonnx's executor when it
+    holds QONNX or gatec nodes."""
     if any(n.domain in QONNX_DOMAINS + (LOGIC_DOMAIN,) for n in model.graph.node):
         return qonnx_reference(model)
     from .runtime import ort_session, run_session
     failure = "ONNX Runtime cannot run the model as given"
-    session = ort_session(model, failure=failure)
+    # Q/DQ graphs: each op as the file says, not ONNX Runtime's fused integer kernels (their results
+    # differ from the ONNX semantics and between CPUs: docs/FACTS.md)
+    qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+    session = ort_session(model, failure=failure, optimize=not qdq)
     names = [i.name for i in session.get_inputs()]
     return lambda arrays: run_session(session, dict(zip(names, arrays)), failure)
 

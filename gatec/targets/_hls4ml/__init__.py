@@ -81,6 +81,13 @@ def width_and_integer(precision: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(4)), int(m.group(4)))
 
 
+def on_grid_of(values, precision: str) -> bool:
+    """Do `values` lie on the grid of `precision` (multiples of its LSB)?"""
+    width, integer = width_and_integer(precision)
+    scaled = np.asarray(values, dtype=np.float64) * 2.0 ** (width - integer)
+    return bool(np.all(scaled == np.round(scaled)))
+
+
 def softmax_config(n: int) -> dict:
     """hls4ml's 'stable' softmax looks exp(x_max - x) and 1/sum up in tables indexed by the top
     log2(table size) bits of their argument's type. With its default types (sum: ap_fixed<18,8>,
@@ -104,6 +111,12 @@ def softmax_difference_type(name: str):
 def hls_config(conv: Converted, s: dict) -> dict:
     """hls4ml's HLSConfig: the model default and, per layer, the precisions quantizers fixed."""
     default = s["precision"] or (QUANTIZED_DEFAULT if conv.quantized else DEFAULT_PRECISION)
+    if conv.quantized and not s["precision"] and any(
+            "bias_data" in layer and not on_grid_of(layer["bias_data"], default) for layer in conv.layers):
+        # a float bias (Brevitas leaves them unquantized): the values after it keep the float32 bits, so
+        # that the next quantizer rounds what the reference rounds (at ap_fixed<32,16> the bias and sums
+        # were truncated to 2**-16 first, moving a value across a rounding step once in ~400)
+        default = QUANTIZED_INPUT
     accum = s.get("accum") or accumulator(default)  # a fixed-point model's own, else gatec's rule
     config = {"Model": {"Precision": {"default": default, "accum": accum},
                         "ReuseFactor": s["reuse_factor"], "Strategy": s["strategy"]}}
