@@ -66,6 +66,59 @@ def qcdq_as_quant(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         else (model, [])
 
 
+CHANNELS_LAST = "qonnx.custom_op.channels_last"
+
+
+def channels_last_as_standard(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """qonnx's channels-last ops (Conv, MaxPool, BatchNormalization in domain
+    qonnx.custom_op.channels_last, as its ConvertToChannelsLastAndClean and hls4ml's example
+    models write them) as the standard op between two Transposes, which is how qonnx itself
+    executes them: the input (and a Conv's weight) to channels first, the output back."""
+    nodes = [n for n in model.graph.node if n.domain == CHANNELS_LAST]
+    if not nodes:
+        return model, []
+    from onnx import helper, numpy_helper
+    from qonnx.custom_op.channels_last.base_wrapped_op import to_channels_first_args, to_channels_last_args
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in
+             [*onnx.shape_inference.infer_shapes(model).graph.value_info, *model.graph.input, *model.graph.output]}
+    inits = {t.name: t for t in out.graph.initializer}
+    rewritten, first_of = [], {}  # a channels-last tensor -> its channels-first copy, made once
+    for node in out.graph.node:
+        if node.domain != CHANNELS_LAST:
+            rewritten.append(node)
+            continue
+        rank = ranks.get(node.input[0]) or ranks.get(node.output[0])
+        if not rank:
+            raise GatecError(f"node '{node.name}' ({CHANNELS_LAST}::{node.op_type}): the rank of its input is unknown")
+        first, last = list(to_channels_first_args(rank)), list(to_channels_last_args(rank))
+        std = onnx.NodeProto()
+        std.CopyFrom(node)
+        std.domain = ""
+        for i in range(2 if node.op_type == "Conv" else 1):  # a channels-last Conv's weight is channels last too
+            name = node.input[i]
+            if name not in first_of:
+                moved = first_of[name] = f"{name}__channels_first"
+                if name in inits:
+                    value = numpy_helper.to_array(inits[name]).transpose(first)
+                    out.graph.initializer.append(numpy_helper.from_array(value, moved))
+                else:
+                    rewritten.append(helper.make_node("Transpose", [name], [moved], perm=first, name=f"{moved}_t"))
+            std.input[i] = first_of[name]
+        std.output[0] = first_of[node.output[0]] = f"{node.output[0]}__channels_first"
+        rewritten += [std, helper.make_node("Transpose", [std.output[0]], [node.output[0]], perm=last,
+                                            name=f"{node.output[0]}_t")]
+    del out.graph.node[:]
+    out.graph.node.extend(rewritten)
+    del out.graph.value_info[:]
+    used = {d for n in out.graph.node for d in (n.domain,)}
+    keep = [o for o in out.opset_import if o.domain != CHANNELS_LAST or CHANNELS_LAST in used]
+    del out.opset_import[:]
+    out.opset_import.extend(keep)
+    return out, [f"{len(nodes)} channels-last node(s) as standard ops between Transposes"]
+
+
 def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Source:
     try:
         model = onnx.load(str(path))
@@ -82,6 +135,11 @@ def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Sour
         except Exception:
             raise GatecError(f"{path}: corrupt or invalid ONNX file ({first_line(e)})") from None
         info["repaired"] = fixes
+    # qonnx executes its channels-last ops as this rewrite does, and cannot infer their shapes in every
+    # file it writes: the reference runs the rewritten graph
+    model, moved = channels_last_as_standard(model)
+    if moved:
+        info["normalised"] = moved
     original = model
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
     if opset < 13:
@@ -91,7 +149,7 @@ def load(path: Path, input_shapes, batch_axis: int, imports, info: dict) -> Sour
             raise GatecError(f"{path}: cannot upgrade opset {opset} to {OPSET}: {first_line(e)}") from None
     model, normalised = qcdq_as_quant(model)
     if normalised:
-        info["normalised"] = normalised
+        info["normalised"] = info.get("normalised", []) + normalised
     specs = value_info_specs(runtime_inputs(model.graph))
     if input_shapes:
         if len(input_shapes) != len(specs):
