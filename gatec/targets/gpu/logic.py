@@ -117,8 +117,9 @@ class TritonLogicRunner:
             k.level_kernel[grid](state, op, a, b, first, len(op), words, BLOCK_G=k.BLOCK_GATES, BLOCK_W=bw)
         group = len(self.plan.output_rows) // max(self.plan.k, 1)
         counts = torch.zeros((n, self.plan.k), dtype=torch.int32, device=self.device)
-        k.group_sum_kernel[(self.plan.k, -(-words // bw))](state, self.output_rows, counts, group, words, n,
-                                                          self.plan.k, BLOCK_G=k.BLOCK_GROUP, BLOCK_W=bw)
+        gw = min(k.GROUP_WORDS, bw)  # a 3-D block (rows, words, lanes): kept small enough for registers
+        k.group_sum_kernel[(self.plan.k, -(-words // gw))](state, self.output_rows, counts, group, words, n,
+                                                          self.plan.k, BLOCK_G=k.BLOCK_GROUP, BLOCK_W=gw)
         return counts
 
     def scores(self, bits: np.ndarray) -> np.ndarray:

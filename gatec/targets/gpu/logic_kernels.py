@@ -9,8 +9,9 @@ import triton
 import triton.language as tl
 
 BLOCK_GATES = 64  # gates of a level per program
-BLOCK_WORDS = 32  # int64 words (64 samples each) per program
-BLOCK_GROUP = 16  # output rows of a class counted per step
+BLOCK_WORDS = 32  # int64 words (64 samples each) per program of a level
+GROUP_WORDS = 4  # words per program of the count: its block is (BLOCK_GROUP, GROUP_WORDS, 64 lanes)
+BLOCK_GROUP = 8  # output rows of a class counted per step
 
 
 @triton.jit
