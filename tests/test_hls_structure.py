@@ -16,15 +16,9 @@ from torch import nn
 
 import gatec
 from gatec.errors import GatecError
+from test_hls_layers import seeded
 
 SAMPLES = 200
-
-
-def seeded(build):
-    def make():
-        torch.manual_seed(0)
-        return build().eval()
-    return make
 
 
 class Branches(nn.Module):
