@@ -87,6 +87,19 @@ def test_fixed_point_cnn_equals_hls4ml_c_simulation(tmp_path):
         assert len(np.unique(want)) > 50
 
 
+def test_fixed_point_sigmoid_and_tanh_layers_equal_hls4ml_c_simulation(tmp_path):
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 8), nn.Sigmoid(), nn.Linear(8, 3)).eval()
+    fixed = prepare_fixed(mlp, FixedConfig("ap_fixed<10,4,AP_RND,AP_SAT>")).eval()
+    art = gatec.compile(fixed, "fpga", tmp_path / "mlp", input_shapes=[[1, 6]], samples=200)
+    assert art.tolerance.exact and art.manifest["verification"]["ok"]
+    x = np.random.default_rng(1).standard_normal([1000, 6]).astype(np.float32) * 3  # past the tables' range too
+    with torch.no_grad():
+        want = fixed(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(art.run(x)[0], want)
+    assert len(np.unique(want)) > 20
+
+
 def test_float_targets_refuse_a_fixed_point_model(cli, tmp_path):
     model = fixed_model("gru", 1, "last", "ap_fixed<16,6>")
     for target in ("cpu", "gpu"):
@@ -132,8 +145,8 @@ def test_what_is_not_emulated_is_refused():
         prepare_fixed(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten()))
     with pytest.raises(ValueError, match="AvgPool1d"):
         prepare_fixed(nn.Sequential(nn.Conv1d(2, 2, 3), nn.AvgPool1d(2)))
-    with pytest.raises(ValueError, match="Sigmoid"):
-        prepare_fixed(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()))
+    with pytest.raises(ValueError, match="Softmax"):
+        prepare_fixed(nn.Sequential(nn.Linear(4, 4), nn.Softmax(dim=-1)))
     with pytest.raises(ValueError, match="forward layers"):
         prepare_fixed(nn.GRU(4, 4, bidirectional=True))
 

@@ -10,9 +10,9 @@ quantized weights.
 The types: inputs, weights, biases, Dense results and GRU states at `precision`; products and
 sums at the accumulator (twice the fractional bits, 6 more integer bits: no product rounded);
 LSTM states at the accumulator; sigmoid/tanh through hls4ml's tables (`table_size` entries of
-`table`). Layers: nn.Linear, nn.Conv1d/2d (zero padding), nn.GRU, nn.LSTM (forward, batch
-first or not, any number of layers, zero initial state), and what only moves values on the grid
-(ReLU, max pooling, flattening).
+`table`). Layers: nn.Linear, nn.Conv1d/2d (zero padding), nn.Sigmoid, nn.Tanh, nn.GRU, nn.LSTM
+(forward, batch first or not, any number of layers, zero initial state), and what only moves
+values on the grid (ReLU, max pooling, flattening).
 Values between layers are float64 tensors holding the exact fixed-point values.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .fixed import FixedType, RecurrentTypes, dense, gru_sequence, lstm_sequence, on_coarser_grid
+from .fixed import FixedType, RecurrentTypes, dense, gru_sequence, lookup, lstm_sequence, on_coarser_grid, tables
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,36 @@ class FixedConv2d(FixedConv, nn.Conv2d):
     pass
 
 
+class FixedActivation(nn.Module):
+    """nn.Sigmoid / nn.Tanh as hls4ml's sigmoid/tanh activation layers: the input (at the precision)
+    indexes hls4ml's table, the entry is cast to the precision."""
+    span = 16  # nnet::sigmoid's table covers [-8, 8); nnet::tanh's [-4, 4) (span 8)
+
+    def __init__(self, config: FixedConfig | None = None):
+        super().__init__()
+        self.config = config or FixedConfig()
+
+    def forward(self, x):
+        if exporting():
+            return self.torch_function(x)
+        c, p, acc = self.config, self.config.value, self.config.accum
+        table = FixedType.parse(c.table)
+        entries = tables(table, c.table_size)[0 if self.span == 16 else 1]
+        xi = integers(x, acc, f"a fixed-point {type(self).__name__}")  # the index depends on the value alone
+        exact = p.to_float(p.cast(lookup(xi, acc.frac, entries, self.span), table.frac))
+        return with_value(self.torch_function(x.to(torch.float64)), exact)
+
+
+class FixedSigmoid(FixedActivation):
+    span = 16
+    torch_function = staticmethod(torch.sigmoid)
+
+
+class FixedTanh(FixedActivation):
+    span = 8
+    torch_function = staticmethod(torch.tanh)
+
+
 # PyTorch's GRU gates r, z, n; hls4ml's (ONNX's, Keras') z, r, h
 GRU_ORDER = (1, 0, 2)
 
@@ -296,6 +326,7 @@ class FixedModel(nn.Module):
 MOVES_ON_GRID = (nn.ReLU, nn.Identity, nn.Dropout, nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.Sequential,
                  nn.ModuleList, nn.ModuleDict)
 CONVS = {nn.Conv1d: FixedConv1d, nn.Conv2d: FixedConv2d}
+ACTIVATIONS = {nn.Sigmoid: FixedSigmoid, nn.Tanh: FixedTanh}
 
 
 def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedModel:
@@ -307,8 +338,10 @@ def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedM
     model = copy.deepcopy(model)
 
     def swap(module: nn.Module, name: str) -> nn.Module:
-        if isinstance(module, (FixedLinear, FixedGRU, FixedLSTM, FixedConv)):
+        if isinstance(module, (FixedLinear, FixedGRU, FixedLSTM, FixedConv, FixedActivation)):
             return module
+        if type(module) in ACTIVATIONS:
+            return ACTIVATIONS[type(module)](config)
         if type(module) in CONVS and module.padding_mode == "zeros":
             new = CONVS[type(module)](module.in_channels, module.out_channels, module.kernel_size, module.stride,
                                       module.padding, module.dilation, module.groups, module.bias is not None,
@@ -327,7 +360,7 @@ def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedM
             if list(module.parameters(recurse=False)) or (not list(module.children()) and
                                                           not isinstance(module, MOVES_ON_GRID) and name):
                 raise ValueError(f"fixed-point training: module '{name}' ({type(module).__name__}) is not emulated "
-                                 f"(Linear, Conv1d/2d, GRU, LSTM, ReLU and max pooling are)")
+                                 f"(Linear, Conv1d/2d, GRU, LSTM, Sigmoid, Tanh, ReLU and max pooling are)")
             return module
         new.load_state_dict(module.state_dict())
         new.train(module.training)
