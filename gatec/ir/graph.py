@@ -68,3 +68,11 @@ def with_input_shapes(model: onnx.ModelProto, shapes) -> onnx.ModelProto:
     for v in fixed.graph.output:
         v.type.tensor_type.ClearField("shape")
     return fixed
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """elem_type of every value the graph names (inputs, initializers, value_info, outputs)."""
+    g = model.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
+    types.update({t.name: t.data_type for t in g.initializer})
+    return types

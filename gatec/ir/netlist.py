@@ -55,7 +55,7 @@ class Netlist:
         values = np.zeros((self.n_inputs + self.n_gates, bits.shape[0]), dtype=bool)
         values[: self.n_inputs] = bits.T.astype(bool)
         table = TRUTH.astype(bool)  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-        for gates in by_level(self.n_inputs, self.a, self.b):
+        for gates in by_level(self.n_inputs, self.a, self.b, self.op):
             index = 2 * values[self.a[gates]] + values[self.b[gates]]  # (gates, N) in 0..3
             values[self.n_inputs + gates] = np.take_along_axis(table[self.op[gates]], index, axis=1)
         return values[self.outputs].T.astype(np.uint8)
@@ -88,13 +88,22 @@ def fold(net: Netlist) -> Folded:
     return Folded(a, b, outputs, live[n_in:] & computed)
 
 
-def by_level(n_inputs: int, a, b) -> list[np.ndarray]:
-    """The gates grouped by level (1 + the deepest level they read; inputs are level 0), in
-    order: a level reads only earlier ones, so each is one vectorized step."""
-    level = [0] * (n_inputs + len(a))
-    for g, (x, y) in enumerate(zip(np.asarray(a).tolist(), np.asarray(b).tolist())):
-        level[n_inputs + g] = 1 + max(level[x], level[y])
-    gate_level = np.asarray(level[n_inputs:], dtype=np.int64)
+def gate_levels(n_inputs: int, a, b, op, live=None) -> np.ndarray:
+    """Per node (inputs, then gates): 0 for the inputs and for the gates not `live` (all are, when
+    None), else 1 + the deepest level of the nodes its op reads (an operand the truth table ignores
+    does not count)."""
+    level = [0] * (n_inputs + len(op))
+    a, b = np.asarray(a).tolist(), np.asarray(b).tolist()
+    reads_a, reads_b = READS_A[op].tolist(), READS_B[op].tolist()
+    for g in range(len(op)) if live is None else np.flatnonzero(live).tolist():
+        level[n_inputs + g] = 1 + max(level[a[g]] if reads_a[g] else 0, level[b[g]] if reads_b[g] else 0)
+    return np.asarray(level, dtype=np.int64)
+
+
+def by_level(n_inputs: int, a, b, op, live=None) -> list[np.ndarray]:
+    """The (live) gates grouped by level (gate_levels), in order: a level reads only earlier ones,
+    so each is one vectorized step."""
+    gate_level = gate_levels(n_inputs, a, b, op, live)[n_inputs:]
     order = np.argsort(gate_level, kind="stable")
     bounds = np.searchsorted(gate_level[order], np.arange(1, int(gate_level.max(initial=0)) + 2))
     return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
@@ -108,7 +117,7 @@ def live_nodes(n_inputs: int, a, b, op, outputs, computed=None) -> np.ndarray:
     live = np.zeros(n_inputs + len(op), bool)
     live[outputs] = True
     reads_a, reads_b = READS_A.astype(bool), READS_B.astype(bool)
-    for gates in reversed(by_level(n_inputs, a, b)):
+    for gates in reversed(by_level(n_inputs, a, b, op)):
         on = gates[live[n_inputs + gates] & (True if computed is None else computed[gates])]
         live[a[on[reads_a[op[on]]]]] = True
         live[b[on[reads_b[op[on]]]]] = True
@@ -162,9 +171,7 @@ def plan(net: Netlist) -> Program:
     a, b, outputs = source[folded.a], source[folded.b], source[folded.outputs]
     reads_a, reads_b = READS_A[net.op], READS_B[net.op]
 
-    level = np.zeros(n_nodes, np.int64)
-    for g in np.flatnonzero(live):
-        level[n_in + g] = 1 + max(level[a[g]] if reads_a[g] else 0, level[b[g]] if reads_b[g] else 0)
+    level = gate_levels(n_in, a, b, net.op, live)
 
     # Class-counted gates: one output each, read by no gate, not constant; they run last, one
     # level after all others.

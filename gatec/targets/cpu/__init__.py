@@ -61,19 +61,31 @@ def lower(ir: IR, options: dict | None = None) -> onnx.ModelProto:
     return ir.model
 
 
+class Encoder:
+    """The bits a logic artifact's netlist reads: its input encoder (encoder.onnx, run by ONNX
+    Runtime) where it has one, else the input itself, flattened (nn.Flatten())."""
+
+    def __init__(self, folder: Path, threads: int = 0):
+        from ..logic_input import ENCODER_FILE
+        path = Path(folder) / ENCODER_FILE
+        self.runner = Runner(path, threads) if path.exists() else None
+
+    def bits(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return self.runner.run(arrays)[0] if self.runner else arrays[0].reshape(len(arrays[0]), -1)
+
+
 class EngineRunner:
-    """gatec's logic engine (gatec/engine.py) on the artifact's netlist, after the input encoder
-    (run by ONNX Runtime) where there is one."""
+    """gatec's logic engine (gatec/engine.py) on the artifact's netlist, after its input encoder."""
 
     def __init__(self, folder: Path, threads: int = 0):
         from ...engine import Engine
         from ...ir.netlist import plan
-        from ..logic_input import ENCODER_FILE, read_netlist
+        from ..logic_input import read_netlist
         self.engine = Engine(plan(read_netlist(folder)), threads)  # 0: every core this process may use
-        self.prefix = Runner(folder / ENCODER_FILE, threads) if (folder / ENCODER_FILE).exists() else None
+        self.encoder = Encoder(folder, threads)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        x = self.prefix.run(arrays)[0] if self.prefix else arrays[0].reshape(len(arrays[0]), -1)  # nn.Flatten()
+        x = self.encoder.bits(arrays)
         return [self.engine.run(x if x.dtype in (np.uint8, np.bool_) else x.astype(np.uint8))]
 
 

@@ -21,7 +21,7 @@ from .. import Option, Plan, Target, Tolerance, integer_at_least
 
 ENGINE_GRAPH = "engine.onnx"
 README = "README.md"
-PRECISIONS = ("fp32", "fp16", "int8")  # typed.PRECISIONS, without importing onnx to list the options
+PRECISIONS = ("fp32", "fp16", "int8")
 SEQUENCE_GROWTH = 4  # the profile's largest non-batch dynamic axis, in example lengths
 
 
@@ -89,8 +89,7 @@ class GpuTarget(Target):
                 raise GatecError("the gpu target runs logic networks with Triton, which is not installed "
                                  "(pip install 'gatec[gpu]')")
             from ..logic_input import split_logic
-            from .logic import level_plan
-            level_plan(split_logic(ir)[1])  # refuses what the kernels cannot run, before anything is written
+            split_logic(ir)  # refuses a network that is not a logic chain, before anything is written
             notes = [] if m["nvidia_gpu"] else ["no GPU on this machine: the logic kernels run under Triton's "
                                                 "interpreter (the GPU's result bit for bit, not its speed)"]
             return Plan(ir, options, None, {"runner": "triton" if m["nvidia_gpu"] else "triton-interpreter"}, notes)
@@ -159,19 +158,18 @@ class EmulatedRunner:
 
 
 class LogicRunner:
-    """The input encoder (ONNX Runtime, where there is one), then the Triton kernels."""
+    """The input encoder (the cpu target's), then the Triton kernels."""
 
     def __init__(self, folder: Path):
-        from ..cpu import Runner
-        from ..logic_input import ENCODER_FILE, read_netlist
+        from ..cpu import Encoder
+        from ..logic_input import read_netlist
         from .logic import TritonLogicRunner, level_plan
         self.kernels = TritonLogicRunner(level_plan(read_netlist(folder)))
         self.label = self.kernels.label
-        self.prefix = Runner(folder / ENCODER_FILE) if (folder / ENCODER_FILE).exists() else None
+        self.encoder = Encoder(folder)
 
     def run(self, arrays):
-        x = self.prefix.run(arrays)[0] if self.prefix else arrays[0].reshape(len(arrays[0]), -1)  # nn.Flatten()
-        return [self.kernels.scores(x)]
+        return [self.kernels.scores(self.encoder.bits(arrays))]
 
 
 TARGET = GpuTarget()

@@ -18,8 +18,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import GatecError
-from ...ir.graph import attributes
-from .typed import MATRIX_OPS, tensor_types
+from ...ir.graph import attributes, tensor_types
+from .typed import MATRIX_OPS
 
 # ops whose fp16 result needs no rounding: they move, select or compare fp16 values
 EXACT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Gather", "GatherElements",

@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ...ir.graph import tensor_types
+
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 HALF_TYPE = "tensor(float16)"
 
@@ -43,12 +45,11 @@ def convert(model: onnx.ModelProto, keep_fp32) -> onnx.ModelProto:
     """`keep_fp32(node) -> bool`: the nodes that compute in fp32."""
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     g = inferred.graph
-    elem = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
+    elem = tensor_types(inferred)
     inits = {t.name: t for t in g.initializer}
-    elem.update({name: t.data_type for name, t in inits.items()})
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
 
-    current = {name: t for name, t in elem.items()}  # each tensor's type in the rewritten graph
+    current = dict(elem)  # each tensor's type in the rewritten graph
     casts: dict[tuple[str, int], str] = {}
     new_inits, nodes = [], []
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir.netlist import Netlist, fold
+from ...ir.netlist import Netlist, by_level, fold
 from ...ir.logic import READS_A, READS_B
 
 
@@ -49,25 +49,14 @@ class LevelPlan:
     k: int
     tau: float
 
-    @property
-    def gates(self) -> int:
-        return sum(len(op) for _, op, _, _ in self.levels)
-
 
 def level_plan(net: Netlist) -> LevelPlan:
     folded = fold(net)
     n_in = net.n_inputs
-    node_level = np.zeros(n_in + net.n_gates, np.int64)
-    for g in np.flatnonzero(folded.live):
-        la = node_level[folded.a[g]] if READS_A[net.op[g]] else 0
-        lb = node_level[folded.b[g]] if READS_B[net.op[g]] else 0
-        node_level[n_in + g] = 1 + max(la, lb)
     row = np.full(n_in + net.n_gates, -1, np.int64)
     row[:n_in] = np.arange(n_in)
-    live = np.flatnonzero(folded.live)
     levels, next_row = [], n_in
-    for lvl in range(1, int(node_level.max(initial=0)) + 1):
-        gates = live[node_level[n_in + live] == lvl]
+    for gates in by_level(n_in, folded.a, folded.b, net.op, folded.live):
         row[n_in + gates] = np.arange(next_row, next_row + len(gates))
         ops = net.op[gates].astype(np.int64)
         # an operand the op does not read may be a dead node without a row: read row 0 instead

@@ -16,9 +16,9 @@ from onnx import TensorProto, numpy_helper
 
 from ...errors import GatecError
 from ...ir.fixed_point import int_range
+from ...ir.graph import producers, tensor_types
 from ..cpu.quant import Lowering, attributes, channel_axis, describe
 
-PRECISIONS = ("fp32", "fp16", "int8")
 FP16_MAX = 65504.0
 
 # Kept fp32 in an fp16 engine: accumulations over a whole axis (softmax, normalization, reductions),
@@ -52,10 +52,10 @@ def named(model: onnx.ModelProto) -> onnx.ModelProto:
 def decision_feeders(graph: onnx.GraphProto) -> set[str]:
     """Names of the nodes that compute a decision op's inputs: back through elementwise ops, up to
     and including the first matrix product on each path."""
-    producers = {o: n for n in graph.node for o in n.output}
+    made_by = producers(graph)
     found, todo = set(), [i for n in graph.node if n.op_type in DECISION_OPS for i in n.input]
     while todo:
-        node = producers.get(todo.pop())
+        node = made_by.get(todo.pop())
         if node is None or node.name in found:
             continue
         if node.op_type in MATRIX_OPS:
@@ -137,9 +137,8 @@ def int8_graph(model: onnx.ModelProto, is_qonnx: bool) -> onnx.ModelProto:
 
 
 def typed(model: onnx.ModelProto, precision: str, is_qonnx: bool) -> onnx.ModelProto:
-    """The engine graph at `precision`, with every tensor's type in value_info."""
-    if precision not in PRECISIONS:
-        raise GatecError(f"--precision {precision}: the gpu target takes {', '.join(PRECISIONS)}")
+    """The engine graph at `precision` (one of gpu.PRECISIONS: the target checks it), with every
+    tensor's type in value_info."""
     quantizers = set()
     if is_qonnx and precision != "int8":
         from ..cpu.quant import lower_qonnx
@@ -164,14 +163,6 @@ def typed(model: onnx.ModelProto, precision: str, is_qonnx: bool) -> onnx.ModelP
         raise GatecError(f"the {precision} engine graph leaves {len(untyped)} tensor(s) without a type, e.g. "
                          f"'{untyped[0]}'")
     return out
-
-
-def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
-    """elem_type of every value the graph names (inputs, initializers, value_info, outputs)."""
-    g = model.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
-    types.update({t.name: t.data_type for t in g.initializer})
-    return types
 
 
 def untyped_tensors(model: onnx.ModelProto) -> list[str]:
