@@ -59,15 +59,23 @@ def weight_scale(w: np.ndarray, bits: int, axis: int | None = None, pow2: bool =
     return best
 
 
+# an hls4ml precision: ap_fixed<W,I[,modes]>, ap_ufixed<...>, ap_int<W>, ap_uint<W>
+PRECISION_RE = re.compile(r"^ap_u?fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(,[A-Z_0-9,\s]+)?>$|^ap_u?int<\s*(\d+)\s*>$")
+
+
+def width_and_integer(precision: str) -> tuple[int, int]:
+    m = PRECISION_RE.match(precision.replace(" ", ""))
+    if not m:
+        raise ValueError(f"'{precision}' is not an ap_fixed or ap_int type")
+    return (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(4)), int(m.group(4)))
+
+
 def accumulator(precision: str) -> str:
     """The type gatec gives sums of values of type `precision` (hls4ml's accum_t): twice the width
     and 6 more integer bits (up to 64x the values' range). With the accumulator at the values' own
     type, every product is truncated to the value LSB: a GRU(16->32) at ap_fixed<16,6> was off by
-    0.026 instead of 0.008. The fpga target and gatec.qat's fixed-point layers both use it."""
-    m = re.match(r"^ap_u?fixed<\s*(\d+)\s*,\s*(-?\d+)|^ap_u?int<\s*(\d+)\s*>", precision.replace(" ", ""))
-    if not m:
-        raise ValueError(f"'{precision}' is not an ap_fixed or ap_int type")
-    w, i = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)), int(m.group(3)))
+    0.026 instead of 0.008."""
+    w, i = width_and_integer(precision)
     return f"ap_fixed<{2 * w},{i + 6}>"
 
 

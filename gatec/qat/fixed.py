@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FIXED_RE = re.compile(r"^ap_(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(AP_\w+)\s*)?(?:,\s*(AP_\w+)\s*)?>$")
+from ..ir.fixed_point import PRECISION_RE
+
 ROUNDINGS = ("AP_TRN", "AP_RND")
 OVERFLOWS = ("AP_WRAP", "AP_SAT")
 
@@ -47,14 +47,17 @@ class FixedType:
     def parse(cls, text: "str | FixedType") -> "FixedType":
         if isinstance(text, FixedType):
             return text
-        m = FIXED_RE.match(str(text).replace(" ", ""))
-        if not m:
+        text = str(text).replace(" ", "")
+        m = PRECISION_RE.match(text)
+        if not m or not m.group(1):
             raise ValueError(f"'{text}' is not an ap_fixed type like ap_fixed<16,6>")
-        rounding, overflow = m.group(4) or "AP_TRN", m.group(5) or "AP_WRAP"
-        if rounding not in ROUNDINGS or overflow not in OVERFLOWS:
+        modes = [x for x in (m.group(3) or "").split(",") if x]
+        rounding = modes[0] if modes else "AP_TRN"
+        overflow = modes[1] if len(modes) > 1 else "AP_WRAP"
+        if rounding not in ROUNDINGS or overflow not in OVERFLOWS or len(modes) > 2:
             raise ValueError(f"'{text}': rounding {', '.join(ROUNDINGS)} and overflow {', '.join(OVERFLOWS)} are "
                              f"emulated")
-        t = cls(int(m.group(2)), int(m.group(3)), not m.group(1), rounding, overflow)
+        t = cls(int(m.group(1)), int(m.group(2)), not text.startswith("ap_ufixed"), rounding, overflow)
         if not 1 <= t.width <= 48:
             raise ValueError(f"'{text}': widths 1 to 48 are emulated")
         return t

@@ -29,7 +29,7 @@ import numpy as np
 from ... import progress
 from ...errors import GatecError
 from ...ir import IR
-from ...ir.fixed_point import accumulator, declared_types
+from ...ir.fixed_point import PRECISION_RE, accumulator, declared_types, width_and_integer
 from .. import Tolerance
 from .act import RECURRENT
 from .convert import Converted, convert
@@ -47,7 +47,6 @@ PROJECT = "hls4ml_prj"
 PROJECT_NAME = "gatec_model"
 IR_FILE = "model.onnx"
 CONFIG_FILE = "hls_config.json"
-PRECISION_RE = re.compile(r"^ap_u?fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(,[A-Z_0-9,\s]+)?>$|^ap_u?int<\s*(\d+)\s*>$")
 
 
 def settings(options: dict) -> dict:
@@ -74,11 +73,6 @@ def settings(options: dict) -> dict:
             raise GatecError(f"--precision {precision}: give a type like ap_fixed<16,6>")
     return {"backend": BACKENDS[backend], "io_type": io_type, "strategy": strategy.capitalize(),
             "reuse_factor": reuse, "precision": precision, "part": options.get("part")}
-
-
-def width_and_integer(precision: str) -> tuple[int, int]:
-    m = PRECISION_RE.match(precision.replace(" ", ""))
-    return (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(4)), int(m.group(4)))
 
 
 def on_grid_of(values, precision: str) -> bool:
@@ -166,10 +160,11 @@ def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) ->
     s = settings(options)
     declared = declared_types(ir.model)
     if declared:  # a gatec.qat fixed-point model: its types, and the firmware is the model bit for bit
-        s["precision"] = s["precision"] or declared["precision"].replace(" ", "")
+        own = declared["precision"].replace(" ", "")
+        s["precision"] = s["precision"] or own
+        exact = s["precision"] == own
         s.update(declared=True, table=declared["table"], table_size=int(declared["table_size"]),
-                 accum=declared.get("accum") if s["precision"] == declared["precision"].replace(" ", "") else None,
-                 exact=s["precision"] == declared["precision"].replace(" ", ""))
+                 accum=declared.get("accum") if exact else None, exact=exact)
     conv = convert(ir, sample_shapes)
     if conv.logic and s["backend"] not in logic.BACKENDS:
         raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "

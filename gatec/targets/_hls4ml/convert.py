@@ -29,11 +29,11 @@ from ...errors import GatecError
 from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from ...ir.graph import consumers, producers
 from .act import RECURRENT, Act  # noqa: F401  (the converter's tensors; handlers import it from here too)
+from .layers import HANDLERS, quantizers, supported
 
 # ops hls4ml has a layer for, but not one its Vivado/Vitis C++ implements: refused with the reason
 NOT_IN_HLS4ML = {"RNN": "hls4ml 1.3 implements SimpleRNN for its Quartus backend only, not for Vivado/Vitis "
                         "(use GRU or LSTM)"}
-from .layers import HANDLERS, quantizers, supported
 
 
 @dataclass
