@@ -126,53 +126,51 @@ class FixedInput(nn.Module):
         return x if exporting() else on_grid(x, self.config.value)
 
 
-class FixedLinear(nn.Linear):
-    """nn.Linear as hls4ml's Dense: products and sum at the accumulator, the result at the precision."""
-
-    def __init__(self, in_features, out_features, bias=True, config: FixedConfig | None = None):
-        super().__init__(in_features, out_features, bias)
-        self.config = config or FixedConfig()
-
-    def forward(self, x):
-        c = self.config
-        p, acc = c.value, c.accum
-        if exporting():  # the grid values, folded into constants by the exporter
-            return F.linear(x, grid_value(self.weight, p), None if self.bias is None else grid_value(self.bias, p))
-        w, b = on_grid(self.weight, p), None if self.bias is None else on_grid(self.bias, p)
-        xi = integers(x, acc, "a fixed-point Linear")
-        y = dense(xi, acc.frac, p.from_float(self.weight.detach()).T, p.frac,
-                  None if self.bias is None else p.from_float(self.bias.detach()), p.frac, acc)
-        exact = p.to_float(p.cast(y, acc.frac))
-        return with_value(F.linear(x.to(torch.float64), w, b), exact)
-
-
-class FixedConv(nn.Module):
-    """What FixedConv1d and FixedConv2d share: hls4ml's Conv1D/Conv2D (latency: each product at the
-    accumulator, summed from the bias, the result at the precision), any padding, stride, dilation
-    and groups gatec's conversion takes."""
+class FixedWeighted(nn.Module):
+    """What FixedLinear and the FixedConvs share: the exported form (the grid weights), the float
+    path the gradient comes from, and the exact sum at the accumulator cast to the precision."""
 
     def __init__(self, *args, config: FixedConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)  # the torch layer's own arguments
         self.config = config or FixedConfig()
 
     def forward(self, x):
-        c = self.config
-        p, acc = c.value, c.accum
+        p, acc = self.config.value, self.config.accum
         if exporting():  # the grid values, folded into constants by the exporter
-            return self.conv(x, grid_value(self.weight, p), None if self.bias is None else grid_value(self.bias, p))
+            return self.apply_weights(x, grid_value(self.weight, p),
+                                      None if self.bias is None else grid_value(self.bias, p))
         w, b = on_grid(self.weight, p), None if self.bias is None else on_grid(self.bias, p)
-        xi = integers(x, acc, f"a fixed-point {type(self).__name__}")
+        y = self.accumulate(integers(x, acc, f"a fixed-point {type(self).__name__}"), p, acc)
+        return with_value(self.apply_weights(x.to(torch.float64), w, b), p.to_float(p.cast(y, acc.frac)))
+
+
+class FixedLinear(FixedWeighted, nn.Linear):
+    """nn.Linear as hls4ml's Dense: products and sum at the accumulator, the result at the precision."""
+
+    def apply_weights(self, x, w, b):
+        return F.linear(x, w, b)
+
+    def accumulate(self, xi, p, acc):
+        return dense(xi, acc.frac, p.from_float(self.weight).T, p.frac,
+                     None if self.bias is None else p.from_float(self.bias), p.frac, acc)
+
+
+class FixedConv(FixedWeighted):
+    """What FixedConv1d and FixedConv2d share: hls4ml's Conv1D/Conv2D (latency: each product at the
+    accumulator, summed from the bias, the result at the precision), any padding, stride, dilation
+    and groups gatec's conversion takes."""
+
+    def apply_weights(self, x, w, b):
+        return self._conv_forward(x, w, b)
+
+    def accumulate(self, xi, p, acc):
         if not on_coarser_grid(xi, acc.frac, acc.frac - p.frac):
             raise ValueError(f"a fixed-point {type(self).__name__}: its input is finer than the precision")
         # integers in float64: every product and partial sum is exact, as in the accumulator
-        y = self.conv(xi * 2.0 ** -p.frac, p.from_float(self.weight), None)  # units of 2^-acc.frac
+        y = self.apply_weights(xi * 2.0 ** -p.frac, p.from_float(self.weight), None)  # units of 2^-acc.frac
         if self.bias is not None:
             y = y + acc.cast(p.from_float(self.bias), p.frac).reshape(1, -1, *[1] * (y.ndim - 2))
-        exact = p.to_float(p.cast(acc.cast(y, acc.frac), acc.frac))
-        return with_value(self.conv(x.to(torch.float64), w, b), exact)
-
-    def conv(self, x, w, b):
-        return self._conv_forward(x, w, b)
+        return acc.cast(y, acc.frac)
 
 
 class FixedConv1d(FixedConv, nn.Conv1d):
@@ -338,7 +336,7 @@ def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedM
     model = copy.deepcopy(model)
 
     def swap(module: nn.Module, name: str) -> nn.Module:
-        if isinstance(module, (FixedLinear, FixedGRU, FixedLSTM, FixedConv, FixedActivation)):
+        if isinstance(module, (FixedWeighted, FixedGRU, FixedLSTM, FixedActivation)):
             return module
         if type(module) in ACTIVATIONS:
             return ACTIVATIONS[type(module)](config)
@@ -349,7 +347,7 @@ def prepare_fixed(model: nn.Module, config: FixedConfig | None = None) -> FixedM
             new.load_state_dict(module.state_dict())
             return new
         if type(module) is nn.Linear:
-            new = FixedLinear(module.in_features, module.out_features, module.bias is not None, config)
+            new = FixedLinear(module.in_features, module.out_features, module.bias is not None, config=config)
         elif type(module) in (nn.GRU, nn.LSTM):
             cls = FixedGRU if type(module) is nn.GRU else FixedLSTM
             new = cls(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
