@@ -47,6 +47,10 @@ class FixedConfig:
         return FixedType.parse(self.precision)
 
     @property
+    def table_type(self) -> FixedType:
+        return FixedType.parse(self.table)
+
+    @property
     def accum(self) -> FixedType:
         """Sums hold every product exactly (twice the fractional bits) and 6 more integer bits, as
         gatec's accumulator rule (gatec.ir.fixed_point.accumulator) has it where the integer bits
@@ -59,8 +63,7 @@ class FixedConfig:
         rounding inside a sum); an LSTM's at the accumulator (hls4ml's LSTM takes one type for its
         input, state and sums)."""
         state = self.value if kind == "GRU" else self.accum
-        return RecurrentTypes(first_input, self.value, self.value, self.accum, state, FixedType.parse(self.table),
-                              self.table_size)
+        return RecurrentTypes(first_input, self.value, self.value, self.accum, state, self.table_type, self.table_size)
 
     def metadata(self) -> dict:
         return {**asdict(self), "accum": str(self.accum)}
@@ -184,7 +187,8 @@ class FixedConv2d(FixedConv, nn.Conv2d):
 class FixedActivation(nn.Module):
     """nn.Sigmoid / nn.Tanh as hls4ml's sigmoid/tanh activation layers: the input (at the precision)
     indexes hls4ml's table, the entry is cast to the precision."""
-    span = 16  # nnet::sigmoid's table covers [-8, 8); nnet::tanh's [-4, 4) (span 8)
+    span: int  # the width of the table's input range: nnet::sigmoid's [-8, 8), nnet::tanh's [-4, 4)
+    table_of: int  # which of tables()' two
 
     def __init__(self, config: FixedConfig | None = None):
         super().__init__()
@@ -194,20 +198,19 @@ class FixedActivation(nn.Module):
         if exporting():
             return self.torch_function(x)
         c, p, acc = self.config, self.config.value, self.config.accum
-        table = FixedType.parse(c.table)
-        entries = tables(table, c.table_size)[0 if self.span == 16 else 1]
+        entries = tables(c.table_type, c.table_size)[self.table_of]
         xi = integers(x, acc, f"a fixed-point {type(self).__name__}")  # the index depends on the value alone
-        exact = p.to_float(p.cast(lookup(xi, acc.frac, entries, self.span), table.frac))
+        exact = p.to_float(p.cast(lookup(xi, acc.frac, entries, self.span), c.table_type.frac))
         return with_value(self.torch_function(x.to(torch.float64)), exact)
 
 
 class FixedSigmoid(FixedActivation):
-    span = 16
+    span, table_of = 16, 0
     torch_function = staticmethod(torch.sigmoid)
 
 
 class FixedTanh(FixedActivation):
-    span = 8
+    span, table_of = 8, 1
     torch_function = staticmethod(torch.tanh)
 
 
