@@ -7,7 +7,7 @@ import onnx
 
 from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
-from ..ir.graph import consumers, runtime_inputs
+from ..ir.graph import consumers, prune_initializers, runtime_inputs
 from ..ir.reference import lazy, onnx_reference
 from .source import BY_CONTENT, BY_NAME, ModelFile, Source
 from .trace import first_line, fix_axes_the_graph_baked
@@ -55,12 +55,8 @@ def qcdq_as_quant(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         out = ModelWrapper(model).transform(QCDQToQuant()).model
     except Exception:  # what qonnx cannot read as QCDQ stays standard ONNX (the targets name what they refuse)
         return model, []
-    # exporters that list weights as graph inputs: the ones qonnx folded away are no inputs either
-    weights = {t.name for t in model.graph.initializer}
-    used = {i for n in out.graph.node for i in n.input} | {t.name for t in out.graph.initializer}
-    kept = [v for v in out.graph.input if v.name not in weights or v.name in used]
-    del out.graph.input[:]
-    out.graph.input.extend(kept)
+    # the weights qonnx folded into the Quant nodes (and listed as graph inputs by some exporters)
+    prune_initializers(out.graph, {t.name for t in model.graph.initializer} - {t.name for t in out.graph.initializer})
     left = sum(n.op_type == "DequantizeLinear" for n in out.graph.node)
     return (out, [f"{pairs - left} QuantizeLinear/DequantizeLinear chain(s) as QONNX Quant"]) if left < pairs \
         else (model, [])
@@ -112,8 +108,7 @@ def channels_last_as_standard(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
     del out.graph.node[:]
     out.graph.node.extend(rewritten)
     del out.graph.value_info[:]
-    used = {d for n in out.graph.node for d in (n.domain,)}
-    keep = [o for o in out.opset_import if o.domain != CHANNELS_LAST or CHANNELS_LAST in used]
+    keep = [o for o in out.opset_import if o.domain != CHANNELS_LAST]  # no node of that domain is left
     del out.opset_import[:]
     out.opset_import.extend(keep)
     return out, [f"{len(nodes)} channels-last node(s) as standard ops between Transposes"]

@@ -76,3 +76,17 @@ def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
     types.update({t.name: t.data_type for t in g.initializer})
     return types
+
+
+def prune_initializers(graph: onnx.GraphProto, gone=frozenset()) -> None:
+    """Drop the initializers no node or graph output reads, and the graph inputs that name them or
+    one in `gone` (initializers a rewrite already removed) that nothing reads: exporters that list
+    weights as graph inputs would otherwise leave inputs that feed nothing."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    dropped = {t.name for t in graph.initializer if t.name not in used} | (set(gone) - used)
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [v for v in graph.input if v.name not in dropped]
+    del graph.input[:]
+    graph.input.extend(inputs)

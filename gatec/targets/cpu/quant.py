@@ -33,6 +33,7 @@ from onnx import helper, numpy_helper
 from ...errors import GatecError
 from ...ir.fixed_point import int_range
 from ...ir import QONNX_DOMAINS, attributes
+from ...ir.graph import prune_initializers
 
 ROUNDING_OPS = {"ROUND": "Round", "HALF_EVEN": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
 SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Gather", "Slice", "Concat",
@@ -146,14 +147,7 @@ class Lowering:
                 raise GatecError(f"{describe(node)}: QONNX op {node.op_type} is not supported by the cpu target")
         del self.graph.node[:]
         self.graph.node.extend(self.nodes)
-        used = {i for n in self.graph.node for i in n.input} | {o.name for o in self.graph.output}
-        kept = [t for t in self.graph.initializer if t.name in used]
-        dropped = {t.name for t in self.graph.initializer} - used
-        del self.graph.initializer[:]
-        self.graph.initializer.extend(kept)
-        inputs = [v for v in self.graph.input if v.name not in dropped]  # exporters that list weights as inputs
-        del self.graph.input[:]
-        self.graph.input.extend(inputs)
+        prune_initializers(self.graph)
         opsets = [o for o in self.model.opset_import if o.domain not in QONNX_DOMAINS]
         del self.model.opset_import[:]
         self.model.opset_import.extend(opsets)

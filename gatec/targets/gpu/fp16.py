@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ...ir.graph import tensor_types
+from ...ir.graph import prune_initializers, tensor_types
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 HALF_TYPE = "tensor(float16)"
@@ -110,12 +110,6 @@ def convert(model: onnx.ModelProto, keep_fp32) -> onnx.ModelProto:
     result.CopyFrom(model)
     del result.graph.node[:], result.graph.value_info[:]
     result.graph.node.extend(nodes + final)
-    used = {i for n in result.graph.node for i in n.input}
-    dropped = {t.name for t in result.graph.initializer if t.name not in used}
-    kept = [t for t in result.graph.initializer if t.name in used]
-    del result.graph.initializer[:]
-    result.graph.initializer.extend(kept + [t for t in new_inits if t.name in used])
-    inputs = [v for v in result.graph.input if v.name not in dropped]  # exporters that list weights as inputs
-    del result.graph.input[:]
-    result.graph.input.extend(inputs)
+    result.graph.initializer.extend(new_inits)
+    prune_initializers(result.graph)  # the fp32 weights converted away
     return result
