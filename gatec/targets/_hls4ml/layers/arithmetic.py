@@ -143,9 +143,6 @@ def extremum_or_mean(conv, node):
     for p in parts[1:]:
         out = merge(conv, node, op, out, p)
     if node.op_type == "Mean":
-        name = conv.add({"name": conv.new_name("affine"), "class_name": "ApplyAlpha", "inputs": [out.layer],
-                         "n_in": int(np.prod(out.phys)), "n_filt": -1,
-                         "scale_data": np.full(int(np.prod(out.phys)), 1.0 / len(parts)),
-                         "bias_data": np.zeros(int(np.prod(out.phys))), "_macs": int(np.prod(out.phys))})
-        out = conv.same_layout(out, out.shape, layer=name)
-    conv.values[node.output[0]] = out
+        affine(conv, node, out, 1.0 / len(parts), 0.0)  # the sum's ApplyAlpha (a Merge folds nothing)
+    else:
+        conv.values[node.output[0]] = out
