@@ -303,7 +303,9 @@ class Runner:
             out_shapes, order = other.converted.output_shapes, variable_order(built)
         # this copy's own folder, and a fresh stamp naming its library, set in the config and the
         # build script alike (so that two runners never share a library name)
-        stamp = uuid.uuid4().hex[:8]
+        # a letter first: hls4ml reads the stamp back with yaml.safe_load, which turns a stamp such as
+        # 01434132 into an int (octal), so the library it then loads is not the one build_lib.sh wrote
+        stamp = "s" + uuid.uuid4().hex[:7]
         cfg, script = where / "hls4ml_config.yml", where / "build_lib.sh"
         text = re.sub(r"^Stamp: .*$", f"Stamp: {stamp}", cfg.read_text(), flags=re.M)
         cfg.write_text(re.sub(r"^OutputDir: .*$", f"OutputDir: {where}", text, flags=re.M))
