@@ -314,6 +314,26 @@ def test_same_input_writes_the_same_bytes(tmp_path):
     assert str(tmp_path) not in (tmp_path / "a" / "hls4ml_prj" / "hls4ml_config.yml").read_text()
 
 
+@pytest.mark.parametrize("hls4ml_stamp", ["01434132", "98765432"])
+def test_a_stamp_yaml_reads_as_a_number_is_still_replaced_everywhere(tmp_path, monkeypatch, hls4ml_stamp):
+    """hls4ml's random stamp can be digits alone (YAML then writes it quoted):
+    the written project is the same as with any other stamp, and its stamp reads back as a string."""
+    import hls4ml.model.graph as graph
+    import yaml
+    model, shapes = gated_model("glu_chunk")
+    ir = frontend.load(model, shapes).ir
+    hls.build(hls.plan(ir, {}), tmp_path / "a")
+    monkeypatch.setattr(graph.uuid, "uuid4", lambda: "0000-" + hls4ml_stamp)
+    hls.build(hls.plan(ir, {}), tmp_path / "b")
+    for name in ("hls4ml_config.yml", "build_lib.sh"):
+        a, b = (tmp_path / d / "hls4ml_prj" / name for d in "ab")
+        assert a.read_bytes() == b.read_bytes(), name
+        assert hls4ml_stamp not in b.read_text()
+    config = yaml.safe_load((tmp_path / "b" / "hls4ml_prj" / "hls4ml_config.yml").read_text())
+    assert isinstance(config["Stamp"], str)
+    assert f"LIB_STAMP={config['Stamp']}\n" in (tmp_path / "b" / "hls4ml_prj" / "build_lib.sh").read_text()
+
+
 def test_cli_options_reach_the_project(tmp_path, cli):
     model, _ = gated_model("glu_two_linear")
     torch.save(model, tmp_path / "glu.pt")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ... import progress
 from ...errors import GatecError
@@ -218,17 +219,22 @@ def output_specs(ir: IR, conv: Converted) -> list[dict]:
 
 
 def normalise(folder: Path, stamp: str) -> None:
-    """hls4ml writes the absolute output folder into its config and a random stamp (uuid4, naming
-    the compiled library) into the config and build_lib.sh: the folder becomes '.', the stamp one
-    derived from the content, so that the same input writes the same bytes."""
-    old = re.search(r"^Stamp: (\S+)$", (folder / "hls4ml_config.yml").read_text(), re.M).group(1)
-    replace = [(str(folder).encode(), b"."), (old.encode(), stamp.encode())]
+    """hls4ml writes the absolute output folder into its config and scripts, and a random stamp
+    (uuid4, naming the compiled library) into the config's Stamp line and build_lib.sh's LIB_STAMP
+    line: the folder becomes '.', the stamp one derived from the content, so that the same input
+    writes the same bytes. Only those two lines are rewritten: a stamp of digits alone could also be
+    a piece of a weight, and YAML writes it quoted."""
+    if not isinstance(yaml.safe_load(stamp), str):
+        stamp = "s" + stamp[1:]  # YAML would read it back as a number, naming another library
+    lines = {"hls4ml_config.yml": (r"^Stamp: .*$", f"Stamp: {stamp}"),
+             "build_lib.sh": (r"^LIB_STAMP=.*$", f"LIB_STAMP={stamp}")}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in (".yml", ".tcl", ".cpp", ".h", ".sh"):
             data = path.read_bytes()
-            new = data
-            for a, b in replace:
-                new = new.replace(a, b)
+            new = data.replace(str(folder).encode(), b".")
+            if path.name in lines and path.parent == folder:
+                pattern, line = lines[path.name]
+                new = re.sub(pattern.encode(), line.encode(), new, count=1, flags=re.M)
             if new != data:
                 path.write_bytes(new)
 
