@@ -104,6 +104,7 @@ def trusted_globals(imports: Sequence[str]) -> list:
     import torch
     import gatec.nn.gated  # noqa: F401  (gatec's own modules are trusted: import them first)
     import gatec.nn.logic  # noqa: F401
+    import gatec.nn.torchlogix
     import gatec.qat  # noqa: F401  (quantization-aware models pickle gatec.qat's layers)
     allowed = []
     roots = [m for name, m in sys.modules.items()
@@ -116,6 +117,7 @@ def trusted_globals(imports: Sequence[str]) -> list:
                 allowed.append((obj, f"__main__.{obj.__name__}"))
                 allowed.append((obj, f"{mod.__name__}.{obj.__name__}"))
     allowed += [torch.nn.parameter.Parameter, set, getattr, torch.Size]
+    allowed += gatec.nn.torchlogix.unpickling_names()  # torchlogix's classes: stand-ins (it needs Python 3.12)
     return allowed
 
 

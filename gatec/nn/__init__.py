@@ -9,13 +9,13 @@ __all__ = ["GLU", "SwiGLU", "GatedConv1d", "GatedConv2d", "GatedMultimodalUnit",
 
 
 def adopt(module: torch.nn.Module) -> torch.nn.Module:
-    """Swap modules gatec knows under another library's layout (difflogic's logic layers) for
-    gatec's own, so that they trace into the IR. Returns the module."""
+    """Swap modules gatec knows under another library's layout (difflogic's and torchlogix's logic
+    layers) for gatec's own, so that they trace into the IR. Returns the module."""
     try:
-        from . import logic
+        from . import logic, torchlogix
     except ImportError:
         return module
-    return logic.adopt(module)
+    return logic.adopt(torchlogix.adopt(module))
 
 
 def input_range(module: torch.nn.Module):

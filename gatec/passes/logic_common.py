@@ -50,6 +50,10 @@ def logic_chain(ir: IR) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None]:
     nodes = [n for n in ir.model.graph.node if n.domain == LOGIC_DOMAIN]
     layers = [n for n in nodes if n.op_type == "LogicLayer"]
     group_sum = next((n for n in nodes if n.op_type == "GroupSum"), None)
+    if not layers:  # a GroupSum after gate layers gatec did not recognise (traced as arithmetic ops)
+        name = (group_sum if group_sum is not None else nodes[0]).name
+        raise GatecError(f"logic node '{name}': no LogicLayer feeds it; the layers before it were traced as "
+                         f"arithmetic, not recognised as logic gates")
     readers: dict[str, int] = {}
     for n in ir.model.graph.node:
         for i in n.input:
