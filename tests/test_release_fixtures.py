@@ -3,6 +3,7 @@ was re-laid out): its pickled models still load, its artifact folders still open
 the same inputs still give byte-identical artifacts."""
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,9 @@ SHAPES = {"gated.pt": [[1, 12]], "qat.pt": [[1, 12]], "logic.pt": [[1, 16]]}
 # Arithmetic artifacts record the float error measured on this host (it follows the CPU's float
 # kernels); every other byte must match.
 HOST_DEPENDENT = {"verification.png"}
+# 0.1.0 gave every layer of a float model ap_fixed<16,6> on fpga; the default is now --precision
+# auto, so those builds name the type the release used (and the manifest records that option)
+RELEASE_DEFAULTS = {("gated.pt", "fpga"): {"precision": "ap_fixed<16,6>"}}
 
 
 def digest(folder: Path) -> dict:
@@ -28,7 +32,19 @@ def digest(folder: Path) -> dict:
 def manifest_without_verification(path: Path) -> dict:
     manifest = json.loads(path.read_text())
     manifest.pop("verification")
+    manifest.pop("options")
     return manifest
+
+
+def without_options(path: Path):
+    """An hls4ml artifact's file less what records the options given: the settings' precision
+    (hls_config.json) and the library stamp derived from the settings (config and build script)."""
+    if path.name == "hls_config.json":
+        config = json.loads(path.read_text())
+        config["settings"].pop("precision")
+        return config
+    assert path.name in ("hls4ml_config.yml", "build_lib.sh"), path.name
+    return re.sub(r"^(Stamp: |LIB_STAMP=)\S+$", r"\1", path.read_text(), flags=re.M)
 
 
 def manifest_with_exact_edges(path: Path) -> dict:
@@ -70,8 +86,9 @@ def test_artifact_folders_of_the_release_open_and_run(fixture, tmp_path):
 @pytest.mark.parametrize("fixture", sorted(BUILDS))
 def test_same_inputs_give_the_bytes_the_release_wrote(fixture, tmp_path):
     entry = BUILDS[fixture]
+    options = {**entry["options"], **RELEASE_DEFAULTS.get((entry["model"], entry["target"]), {})}
     art = gatec.compile(FIXTURES / entry["model"], entry["target"], tmp_path / fixture,
-                        input_shapes=SHAPES[entry["model"]], options=entry["options"], samples=64)
+                        input_shapes=SHAPES[entry["model"]], options=options, samples=64)
     now, then = digest(art.path), entry["files"]
     assert sorted(now) == sorted(then)
     if art.manifest["kind"] == "logic":
@@ -84,5 +101,9 @@ def test_same_inputs_give_the_bytes_the_release_wrote(fixture, tmp_path):
         if name == "manifest.json":
             assert manifest_without_verification(art.path / name) == \
                 manifest_without_verification(FIXTURES / "artifacts" / fixture / name)
+            assert art.manifest["options"] == options
+        elif name not in HOST_DEPENDENT and now[name] != then[name] and options != entry["options"]:
+            # the named type is recorded in the settings, and hls4ml's stamp is derived from them
+            assert without_options(art.path / name) == without_options(FIXTURES / "artifacts" / fixture / name), name
         elif name not in HOST_DEPENDENT:
             assert now[name] == then[name], name

@@ -26,7 +26,7 @@ ECHO = textwrap.dedent('''
         def describe(self):
             return "the IR as ONNX, run by ONNX Runtime (a target written by a test)"
 
-        def plan(self, ir, options):
+        def plan(self, ir, options, data=None):
             return Plan(ir, options, ir.model)
 
         def build(self, plan, folder):

@@ -94,7 +94,9 @@ class Target:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def plan(self, ir: IR, options: dict) -> Plan:
+    def plan(self, ir: IR, options: dict, data: list | None = None) -> Plan:
+        """`data`: the calibration inputs (the user's --data) or None; a target that fits itself to
+        the values a model takes (fpga's --precision auto) reads them, others ignore them."""
         raise NotImplementedError
 
     def build(self, plan: Plan, folder) -> list[str]:

@@ -32,6 +32,7 @@ from ...errors import GatecError
 from ...ir import IR
 from ...ir.fixed_point import PRECISION_RE, accumulator, declared_types, width_and_integer
 from .. import Tolerance
+from . import auto_precision
 from .act import RECURRENT
 from .convert import Converted, convert
 from .layers import logic, lookup
@@ -68,12 +69,14 @@ def settings(options: dict) -> dict:
     if reuse < 1:
         raise GatecError(f"--reuse-factor {options.get('reuse_factor')}: give a whole number >= 1")
     precision = options.get("precision")
-    if precision is not None:
+    auto = auto_precision.parse(precision)
+    if precision is not None and auto is None:
         precision = str(precision).replace(" ", "")
         if not PRECISION_RE.match(precision):
-            raise GatecError(f"--precision {precision}: give a type like ap_fixed<16,6>")
+            raise GatecError(f"--precision {precision}: give auto, auto<W> or a type like ap_fixed<16,6>")
     return {"backend": BACKENDS[backend], "io_type": io_type, "strategy": strategy.capitalize(),
-            "reuse_factor": reuse, "precision": precision, "part": options.get("part")}
+            "reuse_factor": reuse, "precision": None if auto else precision, "part": options.get("part"),
+            **({"auto": auto} if auto else {})}
 
 
 def on_grid_of(values, precision: str) -> bool:
@@ -115,7 +118,7 @@ def hls_config(conv: Converted, s: dict) -> dict:
     accum = s.get("accum") or accumulator(default)  # a fixed-point model's own, else gatec's rule
     config = {"Model": {"Precision": {"default": default, "accum": accum},
                         "ReuseFactor": s["reuse_factor"], "Strategy": s["strategy"]}}
-    layers = {}
+    layers = {name: {"Precision": dict(types)} for name, types in sorted(s.get("layer_types", {}).items())}
     for name, types in sorted(conv.precisions.items()):
         if s["precision"] and "result" not in types:
             continue  # --precision overrides what the quantizers only suggest (weights)
@@ -154,10 +157,12 @@ class Hls4mlPlan:
     converted: Converted
 
 
-def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) -> Hls4mlPlan:
+def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None, data=None,
+         layer_types: dict | None = None) -> Hls4mlPlan:
     """The options checked and the IR converted (at other per-sample input shapes than its own
     where `sample_shapes` is given: the runner's); raises GatecError naming the first node it
-    cannot build."""
+    cannot build. A float model at --precision auto (the default) gets per-layer types profiled on
+    `data` (else the emulator's inputs), or `layer_types` where the runner gives those it built with."""
     s = settings(options)
     declared = declared_types(ir.model)
     if declared:  # a gatec.qat fixed-point model: its types, and the firmware is the model bit for bit
@@ -167,6 +172,15 @@ def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None) ->
         s.update(declared=True, table=declared["table"], table_size=int(declared["table_size"]),
                  accum=declared.get("accum") if exact else None, exact=exact)
     conv = convert(ir, sample_shapes)
+    if conv.quantized or declared or conv.logic:
+        s.pop("auto", None)  # the quantizers' (or the fixed-point model's) own types; logic is bits
+    elif s["precision"] is None:
+        s["auto"] = s.get("auto") or auto_precision.WIDTH
+        if layer_types is None:
+            ranges = auto_precision.observed(ir, conv.graph, conv.tensors, data)
+            layer_types = auto_precision.choose(conv.layers, ranges, s["auto"])
+            s["observed"] = {k: float(f"{v:.6g}") for k, v in sorted(ranges.items())}
+        s["layer_types"] = layer_types
     if conv.logic and s["backend"] not in logic.BACKENDS:
         raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
                          f"backends, not {s['backend']}")
@@ -304,7 +318,8 @@ class Runner:
             out_shapes = [(o["shape"], o["batch_axis"]) for o in self.config["outputs"]]
             order = self.config["variables"]
         else:
-            other = plan(IR.load(self.folder / IR_FILE), self.options_used(), [list(s) for s in sample_shapes])
+            other = plan(IR.load(self.folder / IR_FILE), self.options_used(), [list(s) for s in sample_shapes],
+                         layer_types=self.config["settings"].get("layer_types", {}))
             built, _ = write_project(other, where)
             out_shapes, order = other.converted.output_shapes, variable_order(built)
         # this copy's own folder, and a fresh stamp naming its library, set in the config and the
@@ -328,7 +343,8 @@ class Runner:
     def options_used(self) -> dict:
         s = self.config["settings"]
         return {"backend": s["backend"].lower(), "io_type": s["io_type"], "strategy": s["strategy"],
-                "reuse_factor": s["reuse_factor"], "precision": s["precision"], "part": s["part"]}
+                "reuse_factor": s["reuse_factor"], "part": s["part"],
+                "precision": s["precision"] or (f"auto<{s['auto']}>" if s.get("auto") else None)}
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         ins = self.config["inputs"]
@@ -366,6 +382,9 @@ def tolerance(p: Hls4mlPlan) -> Tolerance:
     if p.settings.get("exact"):
         return Tolerance(exact=True)
     precision = p.settings["precision"]
+    if p.settings.get("layer_types"):
+        return Tolerance(atol=error_bound(p.converted, auto_precision.fewest_fraction_bits(p.converted.layers,
+                                                                                          p.settings["layer_types"])))
     if precision is None:
         return Tolerance(atol=error_bound(p.converted))
     width, integer = width_and_integer(precision)

@@ -48,6 +48,8 @@ class Converted:
     wide: list = field(default_factory=list)  # layers whose result type is the accumulator's
     logic: bool = False
     custom: bool = False  # holds gatec's arithmetic extension layers (layers/lookup.py)
+    tensors: dict = field(default_factory=dict)  # layer -> the graph values it holds (--precision auto)
+    graph: object = None  # the graph converted (the IR's, quantizers' gathers moved)
 
 
 def var_name(text: str) -> str:
@@ -197,9 +199,14 @@ class Converter:
         for layer in layers:
             layer.pop("_seq_used", None)
             layer.pop("_last_used", None)
-        return Converted(layers, self.inputs, outputs, {k: v for k, v in self.precisions.items()
-                                                         if any(l["name"] == k for l in layers)},
-                         self.quantized, macs, output_shapes, sorted(self.wide), self.logic, self.custom)
+        live = {l["name"] for l in layers}
+        tensors = {}
+        for name, v in self.values.items():
+            if isinstance(v, Act) and v.layer in live:
+                tensors.setdefault(v.layer, []).append(name)
+        return Converted(layers, self.inputs, outputs, {k: v for k, v in self.precisions.items() if k in live},
+                         self.quantized, macs, output_shapes, sorted(self.wide), self.logic, self.custom,
+                         tensors, self.graph)
 
     def live(self, outputs: list[str]) -> list[dict]:
         """Layers the outputs depend on (a Dense split for a Split leaves the original unused)."""

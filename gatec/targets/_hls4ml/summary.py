@@ -44,10 +44,12 @@ def layer_estimate(layer, macs: int, reuse: int) -> dict:
 def summary(model, conv, s: dict) -> dict:
     reuse = s["reuse_factor"]
     layers = []
+    observed = s.get("observed", {})  # --precision auto: the largest |value| each layer took
     for layer in model.get_layers():
         out = layer.get_output_variable()
+        extra = {"observed_max_abs": observed[layer.name]} if layer.name in observed else {}
         layers.append({"name": layer.name, "class": layer.class_name, "output_shape": [int(d) for d in out.shape],
-                       "result": str(out.type.precision),
+                       **extra, "result": str(out.type.precision),
                        "weights": {k: {"type": str(v.type.precision), "count": int(np.prod(v.shape))}
                                    for k, v in sorted(layer.weights.items())},
                        "estimate": layer_estimate(layer, conv.macs.get(layer.name, 0), reuse)})
@@ -58,6 +60,7 @@ def summary(model, conv, s: dict) -> dict:
                        "strategy": s["strategy"], "reuse_factor": reuse,
                        "clock_period_ns": model.config.get_config_value("ClockPeriod"),
                        "default_precision": model.config.config["HLSConfig"]["Model"]["Precision"],
+                       **({"precision": f"auto<{s['auto']}>"} if s.get("auto") else {}),
                        "quantized": conv.quantized},
         "layers": layers,
         "estimate": {"macs_per_sample": sum(l["estimate"]["macs"] for l in layers),

@@ -14,7 +14,7 @@ class AsicTarget(Target):
     def describe(self) -> str:
         return "Verilog for ASICs from a logic network: simulated with Icarus Verilog, NAND2 cells counted by yosys"
 
-    def plan(self, ir: IR, options: dict) -> Plan:
+    def plan(self, ir: IR, options: dict, data=None) -> Plan:
         return Plan(ir, options, _verilog.plan(ir, options, self.name))
 
     def build(self, plan: Plan, folder: Path) -> list[str]:

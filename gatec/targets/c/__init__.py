@@ -401,7 +401,7 @@ class CTarget(Target):
     def describe(self) -> str:
         return "portable bit-packed C99 firmware for logic networks (gatec_logic.c + model tables)"
 
-    def plan(self, ir: IR, options: dict) -> Plan:
+    def plan(self, ir: IR, options: dict, data=None) -> Plan:
         net, encoder = network_and_encoder(ir)
         form = options.get("c_form", "table")
         if form not in C_FORMS:

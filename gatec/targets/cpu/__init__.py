@@ -125,7 +125,7 @@ class CpuTarget(Target):
     def describe(self) -> str:
         return f"ONNX Runtime {ort.__version__} on the CPU (logic networks bit-packed, 64 samples per word)"
 
-    def plan(self, ir: IR, options: dict) -> Plan:
+    def plan(self, ir: IR, options: dict, data=None) -> Plan:
         refuse_fixed_point(ir.model, self.name)
         check(ir)
         return Plan(ir, options, lower(ir, options))

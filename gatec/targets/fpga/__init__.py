@@ -20,8 +20,9 @@ class FpgaTarget(Target):
         Option("strategy", "fpga, hls4ml: (default latency)", choices=("latency", "resource"), default="latency"),
         Option("reuse_factor", "fpga, hls4ml: multipliers shared N ways (default 1)", type=int, default=1,
                metavar="N"),
-        Option("precision", "fpga, hls4ml: the default type, e.g. ap_fixed<16,6> (default; quantizers set their "
-                            "own)", metavar="TYPE"),
+        Option("precision", "fpga, hls4ml: auto (default: each layer's types from the values it takes on --data "
+                            "or the emulator's inputs, 16 bits; auto<W> for W bits), or one type for every layer, "
+                            "e.g. ap_fixed<16,6> (quantizers set their own)", metavar="TYPE"),
         Option("part", "fpga, hls4ml: the FPGA part (default: the backend's)"),
     )
 
@@ -29,17 +30,17 @@ class FpgaTarget(Target):
         return ("Verilog for FPGAs from a logic network (simulated with Icarus Verilog, LUT6 counted by yosys); "
                 "an hls4ml project from an arithmetic network (verified by hls4ml's C simulation)")
 
-    def plan(self, ir: IR, options: dict) -> Plan:
+    def plan(self, ir: IR, options: dict, data=None) -> Plan:
         """Verilog for logic networks; hls4ml for arithmetic ones and for logic layers mixed with
         arithmetic layers that the Verilog flow does not take (hls4ml runs the logic layers as
         extension layers)."""
         if ir.kind != "logic":
-            return Plan(ir, options, _hls4ml.plan(ir, options))
+            return Plan(ir, options, _hls4ml.plan(ir, options, data=data))
         try:
             return Plan(ir, options, _verilog.plan(ir, options, self.name))
         except _verilog.NetworkRefused as verilog_refused:  # a bad --pipeline is not a reason to try hls4ml
             try:
-                return Plan(ir, options, _hls4ml.plan(ir, options))
+                return Plan(ir, options, _hls4ml.plan(ir, options, data=data))
             except GatecError:
                 raise verilog_refused from None
 

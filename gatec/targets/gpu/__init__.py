@@ -79,7 +79,7 @@ class GpuTarget(Target):
     def describe(self) -> str:
         return f"strongly typed ONNX engines (fp32/fp16/int8) and Triton logic kernels ({what_runs_here(machine())})"
 
-    def plan(self, ir: IR, options: dict) -> Plan:
+    def plan(self, ir: IR, options: dict, data=None) -> Plan:
         from ...ir.fixed_point import refuse_fixed_point
         refuse_fixed_point(ir.model, self.name)
         settings = self.settings(options)

@@ -1,0 +1,126 @@
+"""`--precision auto` (the default for float models): each layer's fixed-point types from the
+values it takes on the emulator's inputs (--data, else drawn ones, and its second, drawn set), as hls4ml's
+per-layer (`granularity='name'`) configuration, but computed.
+
+- result: ap_fixed<W,I,AP_RND,AP_SAT>, I the bits of the largest |value| seen with a factor 2 of
+  headroom and the sign; the rest of the W bits fractional. Rounding, not hls4ml's default
+  truncation: truncation's errors all have one sign, so a sum over a wide layer adds them up (a
+  Conv2d -> Flatten -> Linear(288) was off by 0.048 at ap_fixed<16,6>); rounded ones partly
+  cancel. Saturation: a value past the headroom is clipped, never wrapped around.
+- weights and biases: W bits, the integer bits their own largest |value| needs.
+- a matrix product's accumulator: every product exact (the weight's and the input's fractional
+  bits), the result's integer bits (the sum wraps in two's complement, so only the final sum has
+  to fit).
+
+Layers no graph value maps to (gatec's own helper layers) keep the model default; recurrent
+layers keep their tables and state types (layers/recurrent.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+
+from ...errors import GatecError
+from ...ir import IR
+from ...ir.graph import tensor_types
+from ...ir.sampling import input_sets
+from .act import RECURRENT
+
+WIDTH = 16
+SAMPLES = 256  # the emulator's default sample count
+MAX_ACCUM = 64
+# layers that move or pick values: the type of their input
+MOVES = ("Reshape", "Transpose", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D",
+         "UpSampling2D", "Concatenate", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D")
+
+
+def parse(text: str | None) -> int | None:
+    """The total width of `auto` / `auto<W>`, or None when `text` names no automatic precision."""
+    if text is None:
+        return None
+    text = str(text).replace(" ", "")
+    if text == "auto":
+        return WIDTH
+    if text.startswith("auto<") and text.endswith(">") and text[5:-1].isdigit() and 4 <= int(text[5:-1]) <= 64:
+        return int(text[5:-1])
+    if text.startswith("auto"):
+        raise GatecError(f"--precision {text}: give auto, or auto<W> with a total width W from 4 to 64")
+    return None
+
+
+def integer_bits(largest: float, headroom: float = 1.0) -> int:
+    """Bits left of the point (sign included) for values up to `largest` * `headroom`."""
+    if not largest > 0 or not np.isfinite(largest):
+        return 1
+    return max(1, math.floor(math.log2(largest * headroom)) + 2)
+
+
+def fixed(width: int, integer: int, modes: str = "") -> str:
+    width = max(width, integer + 4)  # values this large still get 4 fractional bits
+    return f"ap_fixed<{width},{integer}{modes}>"
+
+
+def observed(ir: IR, graph: onnx.GraphProto, tensors: dict[str, list[str]], data) -> dict[str, float]:
+    """Per layer, the largest |value| of the graph values it holds, over the calibration sets."""
+    model = onnx.ModelProto()
+    model.CopyFrom(ir.model)
+    model.graph.CopyFrom(graph)
+    types = tensor_types(onnx.shape_inference.infer_shapes(model))
+    known = {o.name for o in model.graph.output}
+    values = {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
+    tensors = {layer: [t for t in ts if t in values] for layer, ts in tensors.items()}
+    tensors = {layer: ts for layer, ts in tensors.items() if ts}
+    names = sorted({t for ts in tensors.values() for t in ts})
+    for name in names:
+        if name not in known:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or 1, None))
+    from ...ir.runtime import ort_session, run_session
+    failure = "fpga (hls4ml): --precision auto: ONNX Runtime cannot run the model to profile it"
+    session = ort_session(model, failure=failure, optimize=False)
+    feeds = [i.name for i in session.get_inputs()]
+    largest = dict.fromkeys(names, 0.0)
+    for arrays in input_sets(ir, SAMPLES, data):  # what the emulator runs: the data (or drawn inputs), and a second set
+        values = run_session(session, dict(zip(feeds, arrays)), failure, names)
+        for name, v in zip(names, values):
+            v = np.abs(np.asarray(v, dtype=np.float64))
+            largest[name] = max(largest[name], float(v.max(initial=0.0)))
+    return {layer: max(largest[t] for t in ts) for layer, ts in tensors.items()}
+
+
+def choose(layers: list[dict], ranges: dict[str, float], width: int) -> dict[str, dict]:
+    """hls4ml's per-layer Precision entries for `layers` (in graph order) from the observed ranges."""
+    types: dict[str, dict] = {}
+    fraction: dict[str, int] = {}  # per layer, its result's fractional bits
+    for layer in layers:
+        name, kind = layer["name"], layer["class_name"]
+        if kind in RECURRENT:
+            continue
+        inputs = [i for i in layer.get("inputs", []) if i in fraction]
+        if name in ranges:
+            integer = integer_bits(ranges[name], 2.0)
+        elif kind in MOVES and inputs:  # holds its input's values
+            integer = max(width - fraction[i] for i in inputs)
+        else:
+            continue
+        entry = {"result": fixed(width, integer, ",AP_RND,AP_SAT")}
+        fraction[name] = max(width, integer + 4) - integer
+        for key in sorted(k for k in layer if k.endswith("_data") and isinstance(layer[k], np.ndarray)):
+            entry[key[:-5]] = fixed(width, integer_bits(float(np.abs(layer[key]).max(initial=0.0))))
+        if "weight_data" in layer and inputs:
+            w_integer = integer_bits(float(np.abs(layer["weight_data"]).max(initial=0.0)))
+            frac = max(width, w_integer + 4) - w_integer + fraction[inputs[0]]
+            frac = min(frac, MAX_ACCUM - integer)
+            entry["accum"] = f"ap_fixed<{integer + frac},{integer}>"
+        types[name] = entry
+    return types
+
+
+def fewest_fraction_bits(layers: list[dict], types: dict[str, dict], default: int = 10) -> int:
+    """The fewest fractional bits of any layer's result (the error bound's LSB): a chosen type's,
+    or the model default's (`default`) for a computing layer that got none."""
+    from ...ir.fixed_point import width_and_integer
+    bits = [w - i for w, i in (width_and_integer(t["result"]) for t in types.values())]
+    if any(l["name"] not in types and l["class_name"] not in MOVES + ("InputLayer",) for l in layers):
+        bits.append(default)
+    return min(bits, default=default)
