@@ -163,7 +163,7 @@ def cases(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm", "glu_chunk", *CONV_MODELS])
-def test_gated_models_match_pytorch_at_ap_fixed_16_6(cases, name):
+def test_gated_models_match_pytorch_at_the_default_precision(cases, name):
     c = cases[name]
     print(f"{name}: max abs err {c.err():.4f}, argmax agreement {100 * c.agree():.1f}%, "
           f"build+compile+csim {c.seconds:.1f} s")

@@ -31,7 +31,7 @@ from ... import progress
 from ...errors import GatecError
 from ...ir import IR
 from ...ir.fixed_point import PRECISION_RE, accumulator, declared_types, width_and_integer
-from .. import Tolerance
+from .. import Option, Tolerance
 from . import auto_precision
 from .act import RECURRENT
 from .convert import Converted, convert
@@ -49,6 +49,16 @@ PROJECT = "hls4ml_prj"
 PROJECT_NAME = "gatec_model"
 IR_FILE = "model.onnx"
 CONFIG_FILE = "hls_config.json"
+
+
+OPTIONS = (  # the hls4ml options every target using this flow takes (fpga adds the backend and part)
+    Option("io_type", "hls4ml: (default io_parallel)", choices=IO_TYPES, default="io_parallel"),
+    Option("strategy", "hls4ml: (default latency)", choices=STRATEGIES, default="latency"),
+    Option("reuse_factor", "hls4ml: multipliers shared N ways (default 1)", type=int, default=1, metavar="N"),
+    Option("precision", "hls4ml: auto (default: each layer's types from the values it takes on --data or the "
+                        "emulator's inputs, 16 bits; auto<W> for W bits), or one type for every layer, e.g. "
+                        "ap_fixed<16,6> (quantizers set their own)", metavar="TYPE"),
+)
 
 
 def settings(options: dict) -> dict:
@@ -76,7 +86,10 @@ def settings(options: dict) -> dict:
             raise GatecError(f"--precision {precision}: give auto, auto<W> or a type like ap_fixed<16,6>")
     return {"backend": BACKENDS[backend], "io_type": io_type, "strategy": strategy.capitalize(),
             "reuse_factor": reuse, "precision": None if auto else precision, "part": options.get("part"),
-            **({"auto": auto} if auto else {})}
+            **({"auto": auto} if auto else {}),
+            # an ASIC (Catapult): its library instead of a part
+            **({"technology": "asic", "asic_library": options.get("asic_library") or "nangate-45nm"}
+               if options.get("technology") == "asic" else {})}
 
 
 def on_grid_of(values, precision: str) -> bool:
@@ -181,6 +194,10 @@ def plan(ir: IR, options: dict, sample_shapes: list[list[int]] | None = None, da
             layer_types = auto_precision.choose(conv.layers, ranges, s["auto"])
             s["observed"] = {k: float(f"{v:.6g}") for k, v in sorted(ranges.items())}
         s["layer_types"] = layer_types
+    recurrent = next((l for l in conv.layers if l["class_name"] in RECURRENT), None)
+    if recurrent and s["backend"] == "Catapult":
+        raise GatecError(f"fpga (hls4ml): layer '{recurrent['name']}' ({recurrent['class_name']}): hls4ml 1.3's "
+                         f"Catapult backend cannot build recurrent layers (its templates fail: 'out_0')")
     if conv.logic and s["backend"] not in logic.BACKENDS:
         raise GatecError(f"fpga (hls4ml): logic layers are written for the {' and '.join(logic.BACKENDS)} "
                          f"backends, not {s['backend']}")
@@ -208,7 +225,9 @@ def make_model(p: Hls4mlPlan, folder: Path):
     if conv.custom:
         lookup.register()
     kwargs = {"io_type": s["io_type"]}
-    if s["part"]:
+    if s.get("technology") == "asic":
+        kwargs.update(tech="asic", asiclibs=s["asic_library"])
+    elif s["part"]:
         kwargs["part"] = s["part"]
     config = create_config(output_dir=str(folder), project_name=PROJECT_NAME, backend=s["backend"], **kwargs)
     config["HLSConfig"] = hls_config(conv, s)
@@ -222,6 +241,12 @@ def make_model(p: Hls4mlPlan, folder: Path):
         raise
     except Exception as e:
         raise GatecError(f"fpga (hls4ml): hls4ml cannot build the model: {str(e).splitlines()[0][:300]}") from None
+    for layer in model.get_layers():
+        if layer.class_name not in ("Input", "InputLayer", "Reshape") and not layer.get_attr("function_cpp"):
+            # the backend writes no call for a layer it has no template of: the firmware would skip it
+            # (hls4ml 1.3's Catapult backend has no cropping, and says nothing)
+            raise GatecError(f"fpga (hls4ml): layer '{layer.name}' ({layer.class_name}): hls4ml's {s['backend']} "
+                             f"backend has no implementation of it")
     return model, {**s, "resolved_part": model.config.get_config_value("Part")}
 
 
@@ -259,9 +284,13 @@ HLS4ML_LOCK = threading.Lock()  # hls4ml's model building and writing share stat
 def write_project(p: Hls4mlPlan, project: Path):
     """(hls4ml model, settings with the resolved part): the project written into `project`, normalised."""
     project = Path(project).resolve()
+    tar = project.with_name(project.name + ".tar.gz")
+    existed = tar.exists()
     with HLS4ML_LOCK:
         model, s = make_model(p, project)
         model.write()
+    if not existed:  # the Catapult writer archives the project beside it, always (not an artifact's file)
+        tar.unlink(missing_ok=True)
     normalise(project, hashlib.sha256(p.ir.to_bytes() + json.dumps(s, sort_keys=True).encode()).hexdigest()[:8])
     return model, s
 
@@ -343,7 +372,8 @@ class Runner:
     def options_used(self) -> dict:
         s = self.config["settings"]
         return {"backend": s["backend"].lower(), "io_type": s["io_type"], "strategy": s["strategy"],
-                "reuse_factor": s["reuse_factor"], "part": s["part"],
+                "reuse_factor": s["reuse_factor"], "part": s["part"], "technology": s.get("technology"),
+                "asic_library": s.get("asic_library"),
                 "precision": s["precision"] or (f"auto<{s['auto']}>" if s.get("auto") else None)}
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

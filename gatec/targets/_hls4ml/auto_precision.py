@@ -92,6 +92,9 @@ def choose(layers: list[dict], ranges: dict[str, float], width: int) -> dict[str
     """hls4ml's per-layer Precision entries for `layers` (in graph order) from the observed ranges."""
     types: dict[str, dict] = {}
     fraction: dict[str, int] = {}  # per layer, its result's fractional bits
+    # an average pooling's input keeps the default (truncating, wrapping) modes: hls4ml's Catapult
+    # average is written for those alone, and otherwise sums in the input's own saturating type
+    averaged = {i for l in layers if "AveragePooling" in l["class_name"] for i in l.get("inputs", [])}
     for layer in layers:
         name, kind = layer["name"], layer["class_name"]
         if kind in RECURRENT:
@@ -103,7 +106,7 @@ def choose(layers: list[dict], ranges: dict[str, float], width: int) -> dict[str
             integer = max(width - fraction[i] for i in inputs)
         else:
             continue
-        entry = {"result": fixed(width, integer, ",AP_RND,AP_SAT")}
+        entry = {"result": fixed(width, integer, "" if name in averaged else ",AP_RND,AP_SAT")}
         fraction[name] = max(width, integer + 4) - integer
         for key in sorted(k for k in layer if k.endswith("_data") and isinstance(layer[k], np.ndarray)):
             entry[key[:-5]] = fixed(width, integer_bits(float(np.abs(layer[key]).max(initial=0.0))))

@@ -1,30 +1,24 @@
-"""Target `asic`: a logic network as one Verilog module (gatec/targets/_verilog has the code)."""
+"""Target `asic`: a logic network as one Verilog module, an arithmetic network as an hls4ml
+Catapult project for an ASIC library (gatec/targets/_hardware.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from ...ir import IR
-from .. import Plan, Target, Tolerance, _verilog
+from .. import Option, _hls4ml, _verilog
+from .._hardware import HardwareTarget
 
 
-class AsicTarget(Target):
+class AsicTarget(HardwareTarget):
     name = "asic"
-    options = _verilog.OPTIONS
+    options = (
+        *_verilog.OPTIONS,
+        *_hls4ml.OPTIONS,
+        Option("asic_library", "asic, hls4ml Catapult: the ASIC library (default nangate-45nm)",
+               default="nangate-45nm"),
+    )
+    hls4ml_fixed = {"backend": "catapult", "technology": "asic"}
 
     def describe(self) -> str:
-        return "Verilog for ASICs from a logic network: simulated with Icarus Verilog, NAND2 cells counted by yosys"
-
-    def plan(self, ir: IR, options: dict, data=None) -> Plan:
-        return Plan(ir, options, _verilog.plan(ir, options, self.name))
-
-    def build(self, plan: Plan, folder: Path) -> list[str]:
-        return _verilog.build(plan.parts, folder)
-
-    def load(self, folder: Path, options: dict):
-        return _verilog.load(folder, options)
-
-    def tolerance(self, plan: Plan) -> Tolerance:
-        return _verilog.tolerance(plan.parts)
+        return ("Verilog for ASICs from a logic network (simulated with Icarus Verilog, NAND2 cells counted by "
+                "yosys); an hls4ml Catapult project from an arithmetic network (verified by its C simulation)")
 
 
 TARGET = AsicTarget()
