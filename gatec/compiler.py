@@ -128,7 +128,7 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
     data = None if data is None else emulator.check_data(data, source.ir)  # bad data: named, not blamed on the artifact
     names = default_passes(target, source.ir, opt_level) if passes_to_run is None else passes_to_run
     ir = passes.apply(source.ir, names, calibration_data(source.ir, data))
-    plan = tgt.plan(ir, options, calibration_data(source.ir, data))
+    plan = tgt.plan(ir, options, data)
     for line in plan.notes if log else ():
         log(f"{target}: {line}")
     result = {}

@@ -10,7 +10,7 @@ rows, run through the reference and each target a fixed batch at a time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import GatecError
 from .ir import IR
-from .ir.sampling import input_sets
+from .ir.sampling import checked_sets, fixed_batch, in_batches  # noqa: F401  (fixed_batch: the compiler's)
 from .targets import Tolerance
 
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -112,27 +112,6 @@ def data_problem(a: np.ndarray, cast: np.ndarray | None, s) -> str | None:
     return None
 
 
-def fixed_batch(ir: IR) -> int | None:
-    """The batch size of a model whose inputs' batch axis is fixed, else None."""
-    sizes = {s.shape[s.batch_axis] if s.batch_axis < len(s.shape) and s.batch_axis not in s.dynamic else None
-             for s in ir.inputs}
-    return sizes.pop() if len(sizes) == 1 else None
-
-
-def in_batches(run: Run, ir: IR, size: int) -> Run:
-    """`run` fed `size` rows at a time along the batch axes; the last batch is padded with copies of
-    its last row, whose outputs are dropped."""
-    def batched(inputs: list[np.ndarray]) -> list[np.ndarray]:
-        n = inputs[0].shape[ir.inputs[0].batch_axis]
-        parts = []
-        for start in range(0, n, size):
-            rows = np.minimum(np.arange(start, start + size), n - 1)
-            parts.append(run([np.take(a, rows, axis=s.batch_axis) for a, s in zip(inputs, ir.inputs)]))
-        return [np.take(np.concatenate([np.asarray(p[i]) for p in parts], axis=o.batch_axis), np.arange(n),
-                        axis=o.batch_axis) for i, o in enumerate(ir.outputs)]
-    return batched
-
-
 def compare(check: Check, ref: np.ndarray, out: np.ndarray) -> None:
     if ref.shape != out.shape:
         check.error = f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"
@@ -162,12 +141,8 @@ def verify(ir: IR, reference: Run, targets: dict[str, tuple[Run, Tolerance]], sa
     data = None if data is None else check_data(data, ir)
     # a runner's own word on how it runs here (an artifact's, or a target runner's `label`)
     labels = {name: getattr(getattr(run, "__self__", None), "label", "") for name, (run, _) in targets.items()}
-    size = fixed_batch(ir)
-    if size is None:
-        sets = input_sets(ir, samples, data)
-    else:  # drawn as if the batch were dynamic, then run a fixed batch at a time
-        free = replace(ir, inputs=[replace(s, dynamic=sorted({*s.dynamic, s.batch_axis})) for s in ir.inputs])
-        sets = input_sets(free, samples, data)
+    sets, size = checked_sets(ir, samples, data)
+    if size is not None:  # a fixed batch: run that many rows at a time
         reference = in_batches(reference, ir, size)
         targets = {name: (in_batches(run, ir, size), tol) for name, (run, tol) in targets.items()}
     refs = [reference(inputs) for inputs in sets]

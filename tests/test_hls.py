@@ -193,12 +193,13 @@ def test_gated_convolutions_run_channels_last(cases):
 
 def test_chunked_convolution_is_cut_and_flattened_in_onnx_order(cases):
     # torch.chunk of one convolution's channels: two convolutions of 8 filters each; the Flatten
-    # reads channels first, the hls4ml tensor is channels last: a Transpose before the Linear,
-    # which hls4ml folds into the Linear's weights (rows permuted)
+    # reads channels first, the hls4ml tensor is channels last: the Transpose before the Linear is
+    # folded into the Linear's weights (rows permuted; layers/dense.py), only the input's is left
     from gatec.targets._hls4ml.convert import convert
     c = cases["gated_conv1d_chunk_flatten"]
-    converted = [l["class_name"] for l in convert(c.source.ir).layers]
-    assert converted.count("Transpose") == 2 and converted.index("Transpose", 2) == converted.index("Reshape") - 1
+    layers = convert(c.source.ir).layers
+    converted = [l["class_name"] for l in layers]
+    assert converted.count("Transpose") == 1 and converted.index("Transpose") < converted.index("Conv1D")
     classes = layer_classes(c.folder)
     assert classes.count("Conv1D") == 2 and classes.count("Transpose") == 1
     weights = [l["weights"]["weight"]["count"] for l in json.loads((c.folder / "hls_summary.json").read_text())["layers"]

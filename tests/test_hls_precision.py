@@ -109,3 +109,13 @@ def test_quantized_models_keep_their_quantizers_types(tmp_path):
     quantized = apply(source.ir, ["quantize"], None)
     p = hls.plan(quantized, {})
     assert p.converted.quantized and "auto" not in p.settings and "layer_types" not in p.settings
+
+
+def test_a_fixed_batch_model_is_profiled_on_every_row_the_emulator_checks(tmp_path):
+    """A tf2onnx file with a fixed batch of 1: the emulator checks 256 + 129 drawn rows, one at a
+    time; the profile sees them all, not one row per set (which saturated the layers: off by 0.96)."""
+    import corpus
+    import onnx
+    onnx.save(corpus.tf2onnx_mlp_fixed_batch(), str(tmp_path / "tf.onnx"))
+    observed = hls.plan(frontend.load(str(tmp_path / "tf.onnx")).ir, {}).settings["observed"]
+    assert observed["in0_x"] > 2.5  # the largest |x| of 385 standard normal draws of 10 values

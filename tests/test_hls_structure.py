@@ -156,8 +156,22 @@ class TimeMix(nn.Module):
         return self.lin(torch.relu(self.mix @ x)).flatten(1)  # (N, 4, 3)
 
 
+class FlipThenDense(nn.Module):
+    """A feature map flipped on its width, flattened channels-first into a Linear:
+    the flatten reads a permuted memory order (hls4ml's own Transpose -> Flatten -> Dense rewrite
+    assumed the channels-last one: off by 1.7)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 2, 3), nn.Linear(2 * 6 * 6, 4)
+
+    def forward(self, x):  # (N, 3, 8, 8)
+        return self.head(torch.flip(self.conv(x), dims=[3]).flatten(1))
+
+
 # name -> (model builder, input shape, in the fast part)
 MODELS = {
+    "flip_then_dense": (seeded(FlipThenDense), [1, 3, 8, 8], True),
     "cat_channels_max_min_residual": (seeded(Branches), [1, 3, 12], True),
     "linear_over_sequence_and_permuted_conv": (seeded(SequenceLinear), [1, 6, 5], True),
     "crop_flip_stride_1d": (seeded(CropFlip1d), [1, 2, 14], True),

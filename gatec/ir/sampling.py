@@ -2,6 +2,9 @@
 none, and the other sizes a dynamic axis is checked at."""
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Callable
+
 import numpy as np
 
 from ..errors import GatecError
@@ -56,3 +59,34 @@ def input_sets(ir: IR, samples: int, data: list[np.ndarray] | None = None, seed:
         sets.append([example_array(s, variant_shape(s, samples, 0), seed + i) for i, s in enumerate(ir.inputs)])
     sets.append([example_array(s, variant_shape(s, second_batch, 1), seed + 100 + i) for i, s in enumerate(ir.inputs)])
     return sets
+
+
+def fixed_batch(ir: IR) -> int | None:
+    """The batch size of a model whose inputs' batch axis is fixed, else None."""
+    sizes = {s.shape[s.batch_axis] if s.batch_axis < len(s.shape) and s.batch_axis not in s.dynamic else None
+             for s in ir.inputs}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def checked_sets(ir: IR, samples: int, data: list[np.ndarray] | None = None) -> tuple[list, int | None]:
+    """(the input sets the emulator checks, the model's fixed batch or None): for a fixed batch,
+    drawn as if the batch were dynamic, to be run that many rows at a time (`in_batches`)."""
+    size = fixed_batch(ir)
+    if size is None:
+        return input_sets(ir, samples, data), None
+    free = replace(ir, inputs=[replace(s, dynamic=sorted({*s.dynamic, s.batch_axis})) for s in ir.inputs])
+    return input_sets(free, samples, data), size
+
+
+def in_batches(run: Callable, ir: IR, size: int) -> Callable:
+    """`run` fed `size` rows at a time along the batch axes; the last batch is padded with copies of
+    its last row, whose outputs are dropped."""
+    def batched(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        n = inputs[0].shape[ir.inputs[0].batch_axis]
+        parts = []
+        for start in range(0, n, size):
+            rows = np.minimum(np.arange(start, start + size), n - 1)
+            parts.append(run([np.take(a, rows, axis=s.batch_axis) for a, s in zip(inputs, ir.inputs)]))
+        return [np.take(np.concatenate([np.asarray(p[i]) for p in parts], axis=o.batch_axis), np.arange(n),
+                        axis=o.batch_axis) for i, o in enumerate(ir.outputs)]
+    return batched

@@ -122,9 +122,10 @@ def softmax_difference_type(name: str):
 def hls_config(conv: Converted, s: dict) -> dict:
     """hls4ml's HLSConfig: the model default and, per layer, the precisions quantizers fixed."""
     default = s["precision"] or (QUANTIZED_DEFAULT if conv.quantized else DEFAULT_PRECISION)
-    if conv.quantized and not s["precision"] and any(
-            "bias_data" in layer and not on_grid_of(layer["bias_data"], default) for layer in conv.layers):
-        # a float bias (Brevitas leaves them unquantized): the values after it keep the float32 bits, so
+    if conv.quantized and not s["precision"] and (conv.float_scales or any(
+            "bias_data" in layer and not on_grid_of(layer["bias_data"], default) for layer in conv.layers)):
+        # a float bias (Brevitas leaves them unquantized), or a quantizer with a float scale or a zero point
+        # (weights folded off any grid, values scaled by 1/s): the values after it keep the float32 bits, so
         # that the next quantizer rounds what the reference rounds (at ap_fixed<32,16> the bias and sums
         # were truncated to 2**-16 first, moving a value across a rounding step once in ~400)
         default = QUANTIZED_INPUT

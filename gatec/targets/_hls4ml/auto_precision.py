@@ -24,7 +24,7 @@ import onnx
 from ...errors import GatecError
 from ...ir import IR
 from ...ir.graph import tensor_types
-from ...ir.sampling import input_sets
+from ...ir.sampling import checked_sets
 from .act import RECURRENT
 
 WIDTH = 16
@@ -80,11 +80,14 @@ def observed(ir: IR, graph: onnx.GraphProto, tensors: dict[str, list[str]], data
     session = ort_session(model, failure=failure, optimize=False)
     feeds = [i.name for i in session.get_inputs()]
     largest = dict.fromkeys(names, 0.0)
-    for arrays in input_sets(ir, SAMPLES, data):  # what the emulator runs: the data (or drawn inputs), and a second set
-        values = run_session(session, dict(zip(feeds, arrays)), failure, names)
-        for name, v in zip(names, values):
-            v = np.abs(np.asarray(v, dtype=np.float64))
-            largest[name] = max(largest[name], float(v.max(initial=0.0)))
+    sets, size = checked_sets(ir, SAMPLES, data)  # what the emulator runs: the data (or drawn inputs), a second set
+    for arrays in sets:
+        n = arrays[0].shape[ir.inputs[0].batch_axis]
+        for start in range(0, n, size or n):  # a fixed batch: that many rows at a time
+            rows = np.minimum(np.arange(start, start + (size or n)), n - 1)
+            chunk = [np.take(a, rows, axis=s.batch_axis) for a, s in zip(arrays, ir.inputs)]
+            for name, v in zip(names, run_session(session, dict(zip(feeds, chunk)), failure, names)):
+                largest[name] = max(largest[name], float(np.abs(np.asarray(v, dtype=np.float64)).max(initial=0.0)))
     return {layer: max(largest[t] for t in ts) for layer, ts in tensors.items()}
 
 

@@ -30,6 +30,7 @@ from ...ir import IR, LOGIC_DOMAIN, QONNX_DOMAINS
 from ...ir.graph import consumers, producers
 from .act import RECURRENT, Act  # noqa: F401  (the converter's tensors; handlers import it from here too)
 from .layers import HANDLERS, quantizers, supported
+from .layers.dense import fold_transpose_into_dense
 
 # ops hls4ml has a layer for, but not one its Vivado/Vitis C++ implements: refused with the reason
 NOT_IN_HLS4ML = {"RNN": "hls4ml 1.3 implements SimpleRNN for its Quartus backend only, not for Vivado/Vitis "
@@ -50,6 +51,9 @@ class Converted:
     custom: bool = False  # holds gatec's arithmetic extension layers (layers/lookup.py)
     tensors: dict = field(default_factory=dict)  # layer -> the graph values it holds (--precision auto)
     graph: object = None  # the graph converted (the IR's, quantizers' gathers moved)
+    # quantizers with a float (not one power-of-two) scale or a zero point: an activation's, its unscaling
+    # ApplyAlpha -> (its scaling ApplyAlpha, its largest step); a weight's, 'weight <name>' -> None
+    float_scales: dict = field(default_factory=dict)
 
 
 def var_name(text: str) -> str:
@@ -71,6 +75,7 @@ class Converter:
         self.wide: set[str] = set()  # layers whose result type is the accumulator's
         self.logic = False  # holds gatec logic layers (hls4ml extension layers)
         self.custom = False  # holds gatec's lookup or clip layers (extension layers too)
+        self.float_scales: dict[str, tuple | None] = {}  # Converted.float_scales
         self.transposed: dict[tuple, str] = {}  # (layer, axes in memory, axes wanted) -> its hls4ml Transpose
         self.producers = producers(self.graph)
         self.uses = {name: len(readers) for name, readers in consumers(self.graph).items()}  # nodes and outputs
@@ -153,7 +158,7 @@ class Converter:
                 return Act(self.transposed[key], a.shape, a.batch, tuple(order), tuple(a.shape[x] for x in want))
             src = self.shaped(a, tuple(a.shape[x] for x in now))
             name = self.add({"name": self.new_name("transpose"), "class_name": "Transpose", "inputs": [src],
-                             "perm": [now.index(x) for x in want]})
+                             "perm": [now.index(x) for x in want], "_in_shape": [a.shape[x] for x in now]})
             self.transposed[key] = name
             return Act(name, a.shape, a.batch, tuple(order), tuple(a.shape[x] for x in want))
         return Act(a.layer, a.shape, a.batch, tuple(order), a.phys, a.rnn, a.time)
@@ -194,11 +199,12 @@ class Converter:
                     raise GatecError(f"fpga (hls4ml): both the sequence and the last state of recurrent layer "
                                      f"'{layer['name']}' are used; hls4ml gives one of them")
                 layer["return_sequences"] = not layer.get("_last_used", False)
-        layers = self.live(outputs)
+        layers = fold_transpose_into_dense(self.live(outputs), outputs)
         macs = {layer["name"]: layer.pop("_macs", 0) for layer in layers}
         for layer in layers:
             layer.pop("_seq_used", None)
             layer.pop("_last_used", None)
+            layer.pop("_in_shape", None)
         live = {l["name"] for l in layers}
         tensors = {}
         for name, v in self.values.items():
@@ -206,7 +212,7 @@ class Converter:
                 tensors.setdefault(v.layer, []).append(name)
         return Converted(layers, self.inputs, outputs, {k: v for k, v in self.precisions.items() if k in live},
                          self.quantized, macs, output_shapes, sorted(self.wide), self.logic, self.custom,
-                         tensors, self.graph)
+                         tensors, self.graph, self.float_scales)
 
     def live(self, outputs: list[str]) -> list[dict]:
         """Layers the outputs depend on (a Dense split for a Split leaves the original unused)."""

@@ -99,3 +99,34 @@ def per_position(conv, node, a: Act, weight: np.ndarray, bias, weight_precision,
     shape = list(a.shape)
     shape[last] = n_out
     conv.values[node.output[0]] = Act(name, tuple(shape), a.batch, a.order, (positions, n_out))
+
+
+def fold_transpose_into_dense(layers: list[dict], outputs: list[str]) -> list[dict]:
+    """Transpose -> flatten (Reshape to 1-D) -> Dense, each read once, becomes flatten -> Dense
+    with the weight rows permuted (exact). hls4ml does this rewrite itself (its
+    remove_transpose_before_flatten), but assumes the channels-last-to-first permutation whatever
+    the Transpose's own: after a flip or any other permutation its Dense read the wrong inputs."""
+    readers: dict[str, int] = {name: 1 for name in outputs}
+    for layer in layers:
+        for name in layer.get("inputs", []):
+            readers[name] = readers.get(name, 0) + 1
+    by_name = {layer["name"]: layer for layer in layers}
+    gone = set()
+    for dense in layers:
+        flat = by_name.get(dense.get("inputs", [None])[0]) if dense["class_name"] == "Dense" else None
+        if flat is None or flat["class_name"] != "Reshape" or len(flat["target_shape"]) != 1 \
+                or readers.get(flat["name"]) != 1:
+            continue
+        transpose = by_name.get(flat["inputs"][0])
+        if transpose is None or transpose["class_name"] != "Transpose" or readers.get(transpose["name"]) != 1 \
+                or "_in_shape" not in transpose:
+            continue
+        # output position k of the Transpose holds input element source[k]: the Dense's row k moves there
+        source = np.arange(int(np.prod(transpose["_in_shape"]))).reshape(transpose["_in_shape"])
+        source = source.transpose(transpose["perm"]).reshape(-1)
+        weight = np.empty_like(dense["weight_data"])
+        weight[source] = dense["weight_data"]
+        dense["weight_data"] = weight
+        flat["inputs"] = list(transpose["inputs"])
+        gone.add(transpose["name"])
+    return [layer for layer in layers if layer["name"] not in gone]
