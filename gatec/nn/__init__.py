@@ -1,11 +1,13 @@
-"""gatec's PyTorch modules: gated blocks (`gated.py`) and logic-gate layers (`logic.py`)."""
+"""gatec's PyTorch modules: gated blocks (`gated.py`), logic-gate layers (`logic.py`) and k-input
+LUT layers (`lut.py`)."""
 import torch
 
 from .gated import (GLU, GatedConv1d, GatedConv2d, GatedMultimodalUnit, GatedResidual, MixtureOfExperts,
                     RecurrentClassifier, SwiGLU)
+from .lut import LUTLayer
 
 __all__ = ["GLU", "SwiGLU", "GatedConv1d", "GatedConv2d", "GatedMultimodalUnit", "MixtureOfExperts",
-           "GatedResidual", "RecurrentClassifier", "adopt", "reads_bits", "input_range"]
+           "GatedResidual", "RecurrentClassifier", "LUTLayer", "adopt", "reads_bits", "input_range"]
 
 
 def adopt(module: torch.nn.Module) -> torch.nn.Module:

@@ -85,7 +85,12 @@ def connections(in_dim: int, out_dim: int, kind: str) -> tuple[torch.Tensor, tor
     raise GatecError(f"unknown connections '{kind}' (use 'random' or 'unique')")
 
 
-class LogicLayer(nn.Module):
+class BitLayer(nn.Module):
+    """A layer computing on bits that exports as gate lists (`gate_lists()`): LogicLayer,
+    LogicConv2d, lut.LUTLayer."""
+
+
+class LogicLayer(BitLayer):
     """`out_dim` two-input gates reading `in_dim` inputs.
 
     gumbel: Gumbel noise and a straight-through hard op in training ("Mind the Gap"); a number
@@ -178,7 +183,7 @@ class GroupSum(nn.Module):
         return f"k={self.k}, tau={self.tau}"
 
 
-class LogicConv2d(nn.Module):
+class LogicConv2d(BitLayer):
     """Convolutional logic layer: per output channel, a binary tree of gates (`depth` levels,
     2**(depth-1) leaves reading random pairs of its receptive field), shared over positions,
     then 2x2 OR pooling. It is stored as gate levels with structured indices over the flattened
@@ -347,7 +352,7 @@ SHAPE_ONLY = (nn.Flatten, nn.Identity, nn.Dropout, nn.Unflatten)
 def reads_bits(module: nn.Module) -> bool:
     """True when the first computing layer is a logic layer: the model's input is bits."""
     for m in module.modules():
-        if isinstance(m, (LogicLayer, LogicConv2d)) or adopted_kind(m):
+        if isinstance(m, BitLayer) or adopted_kind(m):
             return True
         if isinstance(m, SHAPE_ONLY) or (len(m._modules) and not isinstance(m, (GroupSum,))):
             continue  # containers and shape-only modules compute nothing themselves
@@ -374,10 +379,10 @@ def adopted_kind(m) -> bool:
 
 
 def network_of_module(module) -> Network:
-    """A discretized gatec model's logic part as gate lists (LogicLayer, LogicConv2d, GroupSum, in order)."""
+    """A discretized gatec model's logic part as gate lists (LogicLayer, LogicConv2d, LUTLayer, GroupSum, in order)."""
     layers, gs, in_dim = [], None, None
     for m in logic_units(module):
-        if isinstance(m, (LogicLayer, LogicConv2d)):
+        if isinstance(m, BitLayer):
             for layer in m.gate_lists():
                 if in_dim is None:
                     in_dim = m.in_dim
