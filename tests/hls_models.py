@@ -133,3 +133,41 @@ def conv_batchnorm(seed=4) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "conv_batchnorm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def keras_conv1d_flatten_axis0(seed=5) -> onnx.ModelProto:
+    """As keras2onnx writes a Conv1D model with a fixed batch of 1: x (1, 10, 4) channels last ->
+    Transpose -> Conv -> Relu -> Transpose back -> Flatten(axis=0) (the batch of one folded in) ->
+    Gemm -> Softmax, opset 9."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+             helper.make_node("Conv", ["xt", "w", "b"], ["c"], kernel_shape=[3]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1]),
+             helper.make_node("Flatten", ["rt"], ["f"], axis=0),
+             helper.make_node("Gemm", ["f", "w2", "b2"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["y"], axis=1)]
+    inits = [const("w", rng.normal(0, 0.5, (3, 4, 3))), const("b", rng.normal(0, 0.1, 3)),
+             const("w2", rng.normal(0, 0.3, (24, 5))), const("b2", rng.normal(0, 0.1, 5))]
+    graph = helper.make_graph(nodes, "keras_conv1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], producer_name="keras2onnx")
+
+
+def channels_last_upsample(seed=6) -> onnx.ModelProto:
+    """A channels-last feature map (N, H, W, C) upsampled 2x by a Resize on its axes 1 and 2 (as in
+    hls4ml's example-models *_ch_last.onnx), then read channels first by a convolution."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["u"], mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("Transpose", ["u"], ["ut"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["ut", "w", "b"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Flatten", ["c"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "w2", "b2"], ["y"])]
+    inits = [const("scales", [1.0, 2.0, 2.0, 1.0]), const("w", rng.normal(0, 0.5, (2, 3, 3, 3))),
+             const("b", rng.normal(0, 0.1, 2)), const("w2", rng.normal(0, 0.3, (2 * 6 * 6, 4))),
+             const("b2", rng.normal(0, 0.1, 4))]
+    graph = helper.make_graph(nodes, "ch_last_upsample",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

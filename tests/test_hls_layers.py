@@ -177,8 +177,6 @@ REFUSED = {
                                                        nn.Flatten(), nn.Linear(32, 3))), [1, 2, 2, 2], "Resize",
                           "linear resizing is not supported"),
     "elman_rnn": (seeded(ElmanRNN), [1, 6, 4], "RNN", "SimpleRNN for its Quartus backend only"),
-    "softsign": (seeded(lambda: nn.Sequential(nn.Linear(4, 4), nn.Softsign())), [1, 4], "Abs",
-                 "not supported by the hls4ml conversion"),
     "avgpool_ceil_overhang": (seeded(lambda: nn.Sequential(nn.AvgPool1d(2, 2, ceil_mode=True), nn.Flatten(),
                                                            nn.Linear(8, 3))), [1, 2, 7], "AveragePool",
                               "ceil_mode average pooling"),

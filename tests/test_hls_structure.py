@@ -16,6 +16,7 @@ from torch import nn
 
 import gatec
 from gatec.errors import GatecError
+import hls_models
 from test_hls_layers import seeded
 
 SAMPLES = 200
@@ -393,3 +394,11 @@ def test_structure_ops_without_an_exact_form_are_refused_by_name(name):
     message = str(refused.value)
     assert "\n" not in message and f"({op}): " in message and why in message, message
     assert message.startswith("fpga (hls4ml): node '")
+
+
+@pytest.mark.parametrize("build", [hls_models.keras_conv1d_flatten_axis0, hls_models.channels_last_upsample])
+def test_exporters_layouts_keras_flatten_from_axis_0_and_a_channels_last_resize(build, tmp_path):
+    onnx.save(build(), str(tmp_path / "m.onnx"))
+    art = gatec.compile(str(tmp_path / "m.onnx"), "fpga", tmp_path / "fpga", samples=SAMPLES)
+    v = art.manifest["verification"]
+    assert v["ok"] and v["max_abs_err"] <= art.tolerance.atol

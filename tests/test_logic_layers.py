@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+import gatec
+
 from gatec.errors import GatecError
 from gatec.ir.logic import COEFFS, TRUTH, eval_bits, run
 from gatec.nn.logic import (network_of_module, GroupSum, LogicConv2d, LogicLayer, ThermometerEncoder, ThresholdEncoder, adopt,
@@ -180,3 +182,18 @@ def test_adopt_difflogic_layout_nested():
     top = adopt(DGroupSum(2, 1.0))
     assert isinstance(top, GroupSum) and top.k == 2
     assert not reads_bits(torch.nn.Sequential(ThermometerEncoder(3, 2), LogicLayer(6, 4)))
+
+
+@pytest.mark.parametrize("target", ["cpu", "c", "fpga", "gpu"])
+def test_a_network_without_group_sum_outputs_its_bits_on_every_target(target, tmp_path):
+    """Logic layers alone (a learned encoder, a feature extractor): each output bit is a class of
+    one, so the artifact gives the bits themselves (it summed them into one count before)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(LogicLayer(16, 32), LogicLayer(32, 8)).eval()
+    art = gatec.compile(model, target, tmp_path / target, input_shapes=[[1, 16]])
+    x = (np.random.default_rng(1).random((40, 16)) > 0.5).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    got = art.run([x])[0]
+    assert got.shape == (40, 8) and set(np.unique(want)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(got, want)

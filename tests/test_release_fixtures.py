@@ -94,8 +94,11 @@ def test_same_inputs_give_the_bytes_the_release_wrote(fixture, tmp_path):
     if art.manifest["kind"] == "logic":
         assert {k: v for k, v in now.items() if k != "manifest.json"} == \
             {k: v for k, v in then.items() if k != "manifest.json"}
-        assert manifest_with_exact_edges(art.path / "manifest.json") == \
-            manifest_with_exact_edges(FIXTURES / "artifacts" / fixture / "manifest.json")
+        now_manifest, then_manifest = (manifest_with_exact_edges(p / "manifest.json")
+                                       for p in (art.path, FIXTURES / "artifacts" / fixture))
+        # a target's description may grow (asic gained arithmetic networks); what the release said stays first
+        assert now_manifest.pop("target_description").startswith(then_manifest.pop("target_description"))
+        assert now_manifest == then_manifest
         return
     for name in now:
         if name == "manifest.json":

@@ -97,6 +97,11 @@ class Network:
     def gates(self) -> int:
         return sum(len(layer) for layer in self.layers)
 
+    def classes(self) -> tuple[int, float]:
+        """(k, tau) of the GroupSum; without one, each output bit is a class of its own (its count
+        is the bit), so that every target outputs the bits the model does."""
+        return self.group_sum or (len(self.layers[-1]) if self.layers else self.in_dim, 1.0)
+
 
 def eval_bits(layers: list[Layer], bits: np.ndarray) -> np.ndarray:
     """Evaluate gate lists on bits (N, in) with any integer/bool dtype; returns uint8 (N, out)."""

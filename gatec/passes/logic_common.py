@@ -69,7 +69,8 @@ def logic_chain(ir: IR) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None]:
 
 
 def netlist_of_ir(ir: IR) -> Netlist:
-    """The logic chain as a Netlist; without GroupSum, outputs are the last layer's bits (k=1)."""
+    """The logic chain as a Netlist; without GroupSum, outputs are the last layer's bits, each its
+    own class of one (the count of a class is its bit)."""
     from ..ir.logic import group_sum_of
     layers, gs = logic_chain(ir)
     gate_lists = [layer_of(n) for n in layers]
@@ -78,7 +79,7 @@ def netlist_of_ir(ir: IR) -> Netlist:
     width = max(int(gate_lists[0].in_a.max(initial=-1)), int(gate_lists[0].in_b.max(initial=-1))) + 1
     if first in specs:  # the graph input's own width, so the netlist matches what targets see
         width = max(width, specs[first].shape[-1])
-    k, tau = group_sum_of(gs) if gs is not None else (1, 1.0)
+    k, tau = group_sum_of(gs) if gs is not None else (len(gate_lists[-1]), 1.0)  # as Network.classes
     return Netlist.from_layers(width, [(l.in_a, l.in_b, l.ops) for l in gate_lists], k, tau)
 
 

@@ -29,7 +29,7 @@ def split_logic(ir: IR) -> tuple[onnx.ModelProto | None, Netlist]:
                          f"needs the logic layers (and a final GroupSum) last")
     bits_name = nodes[first].input[0]
     net = network_of_model(ir.model)
-    k, tau = net.group_sum or (1, 1.0)
+    k, tau = net.classes()
     if len(graph.output) != 1:
         raise GatecError("this target needs one output (the class scores)")
     spec = next((s for s in ir.inputs if s.name == bits_name), None)

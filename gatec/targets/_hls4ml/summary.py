@@ -110,7 +110,20 @@ def plot(info: dict, path: Path) -> None:
 # layers that only move values (padding and upsampling keep their input's type, and add zeros)
 MOVES = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "Cropping2D", "Concatenate", "ZeroPadding1D",
          "ZeroPadding2D", "UpSampling1D", "UpSampling2D")
-TABLES = ("sigmoid", "tanh", "softmax", "elu", "selu")  # activations read from a table (<= 2**-8 each)
+TABLES = ("sigmoid", "tanh", "softmax", "elu", "selu", "softsign")  # activations read from a table (<= 2**-8 each)
+
+
+def table_and_jump_terms(conv: Converted) -> float:
+    """error_bound's terms for what reads a table with its own error or jumps: each LayerNormalization
+    reads 1/sqrt(var + eps) from a table at the truncated index (2**15 entries over var / 4 in [0, 1)),
+    off by max|gamma| * sqrt(dim - 1) * 2**-15 * 4 / (2 var), taken at var = 1/16 (layers/normalization.py;
+    0.0038 for dim 16, gamma 1); a ThresholdedReLU jumps by theta at theta, where an input within an
+    LSB of it may fall on the other side than the reference's: theta. (Softsign is a table among
+    TABLES: hls4ml's, 4096 entries over [-8, 8), slope <= 1, at the truncated index: 2**-8 there;
+    beyond +-8 it clamps, up to 1/9 off, which the verification on the model's inputs would show.)"""
+    return float(sum(layer.get("_table_error", 0.0) for layer in conv.layers
+                     if layer["class_name"] == "LayerNormalization")
+                 + sum(abs(layer["activ_param"]) for layer in conv.layers if layer["class_name"] == "ThresholdedReLU"))
 
 
 def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
@@ -128,7 +141,16 @@ def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
     over [-8, 0]: step 2**-9, slope <= 1.76) and gatec's lookups (erf, softplus: layers/lookup.py).
     Plus 8 LSB for the input quantization and the output cast. Quantized models (QONNX quantizers with power-of-two
     scales) compute the same integers as the reference: only float32 rounding of the reference
-    is left, so 1e-4 there, unless they keep sigmoid/tanh/softmax tables. GRU(16->32)+Linear: 0.023 allowed (0.05 required), 0.006 measured."""
+    is left, so 1e-4 there, unless they keep sigmoid/tanh/softmax tables. GRU(16->32)+Linear: 0.023 allowed (0.05 required), 0.006 measured.
+
+    Quantizers with a float scale (or one per channel, or a zero point) are not exact: each can round
+    a value lying within float32 error of a rounding boundary the other way than the reference, one
+    step s, and the layers after it carry that step to the outputs: plus
+    layers.quantizers.float_scale_error (one step of each such quantizer times the largest gain from
+    it to the output, e.g. s * max_j sum_i |W_ij| through a Dense; 0 for every other model)."""
+    from .layers.quantizers import float_scale_error
+    steps = float_scale_error(conv)
+    steps += table_and_jump_terms(conv)
     lsb = 2.0 ** -(10 if fraction_bits is None else fraction_bits)
     layers = tables = 0
     for layer in conv.layers:
@@ -139,7 +161,7 @@ def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
         if kind in (*RECURRENT, "GatecLookup") or layer.get("activation") in TABLES:
             tables += 1
     if conv.quantized and tables == 0 and fraction_bits is None:
-        return 1e-4
+        return 1e-4 + steps
     # a quantized model with sigmoid/tanh/softmax left in float: their tables are the error, and it
     # is amplified by the layers after them as at the default types: the same bound
-    return float(lsb * (8 + 4 * layers) + tables * 2.0 ** -8)
+    return float(lsb * (8 + 4 * layers) + tables * 2.0 ** -8 + steps)

@@ -17,8 +17,8 @@ class AsicTarget(HardwareTarget):
     hls4ml_fixed = {"backend": "catapult", "technology": "asic"}
 
     def describe(self) -> str:
-        return ("Verilog for ASICs from a logic network (simulated with Icarus Verilog, NAND2 cells counted by "
-                "yosys); an hls4ml Catapult project from an arithmetic network (verified by its C simulation)")
+        return ("Verilog for ASICs from a logic network: simulated with Icarus Verilog, NAND2 cells counted by "
+                "yosys; an hls4ml Catapult project from an arithmetic network, verified by its C simulation")
 
 
 TARGET = AsicTarget()

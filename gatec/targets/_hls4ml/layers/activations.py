@@ -96,3 +96,121 @@ def softmax(conv, node):
                      "inputs": [src], "axis": -1, "n_in": n_in, "implementation": "stable",
                      **({"n_outer": n_in // n} if n_in != n else {})})
     conv.values[node.output[0]] = Act(name, a.shape, a.batch, a.order, (n_in,))
+
+
+# ---------------------------------------------------------------- Softsign and ThresholdedReLU
+# hls4ml's softsign reads a table over [-8, 8) at the truncated index (step 16 / table size, slope
+# <= 1: 2**-8 with 4096 entries, 16 fractional bits) and clamps outside it, where softsign is up to
+# 1/9 from the table's last entry: summary.error_bound counts it as a table (2**-8), which holds for
+# inputs inside [-8, 8). ThresholdedReLU compares exactly, but jumps by theta at theta: an input
+# within an LSB of theta may fall on the other side than the reference's (the bound adds theta).
+SOFTSIGN_TABLE = 4096
+
+
+def table_type():
+    from hls4ml.model.types import FixedPrecisionType
+    return FixedPrecisionType(18, 2)  # 16 fractional bits: entries in (-1, 1)
+
+
+@handles("Softsign")
+def softsign(conv, node):
+    activation(conv, node, "softsign", table_size=SOFTSIGN_TABLE, table_t=table_type())
+
+
+def thresholded_relu_layer(conv, node, theta: float, x: str | None = None) -> None:
+    """y = x if x > theta else 0 (hls4ml compares strictly, as ONNX's ThresholdedRelu); `x`: the input
+    (default node.input[0]), node.output[0] the output."""
+    a = conv.act(node, x or node.input[0])
+    name = conv.add({"name": conv.new_name("thresholdedrelu"), "class_name": "ThresholdedReLU",
+                     "activation": "thresholdedrelu", "inputs": [a.layer], "activ_param": float(theta)})
+    conv.values[node.output[0]] = conv.same_layout(a, a.shape, layer=name, rnn=None if a.rnn == "seq" else a.rnn)
+
+
+@handles("ThresholdedRelu")
+def thresholded_relu(conv, node):
+    thresholded_relu_layer(conv, node, float(attributes(node).get("alpha", 1.0)))
+
+
+def constant_value(conv, name: str):
+    """A constant input, also one a later Constant node writes (patterns look ahead of the walk)."""
+    value = conv.const(name)
+    if value is not None:
+        return value
+    node = conv.producers.get(name)
+    if node is not None and node.op_type == "Constant" and node.attribute:
+        from onnx import helper, numpy_helper
+        attr = node.attribute[0]
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+            return np.asarray(helper.get_attribute_value(attr))
+    return None
+
+
+def readers(conv, name: str) -> list:
+    return [n for n in conv.graph.node if name in n.input]
+
+
+def claimed(conv) -> set:
+    """Outputs a pattern has already computed: the handlers of their nodes do nothing."""
+    return conv.__dict__.setdefault("_claimed", set())
+
+
+def scalar(value) -> float | None:
+    return float(np.asarray(value).reshape(-1)[0]) if value is not None and np.asarray(value).size == 1 else None
+
+
+@handles("Abs")
+def absolute(conv, node):
+    """Softsign as PyTorch exports nn.Softsign: x / (1 + |x|), an Abs, an Add of 1 and a Div of x."""
+    x = node.input[0]
+    conv.act(node, x)
+    add = readers(conv, node.output[0])
+    why = "Abs is supported only in softsign, x / (1 + |x|), as PyTorch exports nn.Softsign"
+    if len(add) != 1 or add[0].op_type != "Add" or not conv.single_use(node.output[0]):
+        raise conv.fail(node, why)
+    one = [i for i in add[0].input if i != node.output[0]]
+    div = readers(conv, add[0].output[0])
+    if len(one) != 1 or scalar(constant_value(conv, one[0])) != 1.0 or len(div) != 1 or div[0].op_type != "Div" \
+            or list(div[0].input) != [x, add[0].output[0]] or not conv.single_use(add[0].output[0]):
+        raise conv.fail(node, why)
+    activation(conv, div[0], "softsign", table_size=SOFTSIGN_TABLE, table_t=table_type())
+    conv.values[node.output[0]] = conv.values[x]  # read by the Add only, which (claimed) does nothing
+    claimed(conv).update([add[0].output[0], div[0].output[0]])
+
+
+@handles("Greater")
+def greater(conv, node):
+    """ThresholdedReLU as people write it: torch.where(x > theta, x, 0) (Greater, Where)."""
+    x, cond = node.input[0], node.output[0]
+    conv.act(node, x)
+    theta = scalar(conv.const(node.input[1]))
+    where = readers(conv, cond)
+    zero = scalar(constant_value(conv, where[0].input[2])) if len(where) == 1 and len(where[0].input) == 3 else None
+    if theta is None or len(where) != 1 or where[0].op_type != "Where" or where[0].input[1] != x or zero != 0.0 \
+            or not conv.single_use(cond):
+        raise conv.fail(node, "a comparison is supported only in ThresholdedReLU, Where(x > theta, x, 0), "
+                              "with a constant theta")
+    thresholded_relu_layer(conv, where[0], theta, x)
+    claimed(conv).add(where[0].output[0])
+
+
+@handles("Where")
+def where(conv, node):
+    if node.output[0] not in claimed(conv):
+        raise conv.fail(node, "Where is supported only as ThresholdedReLU, Where(x > theta, x, 0)")
+
+
+def skip_claimed(*op_types: str) -> None:
+    """Wraps the handlers of `op_types` (layers/__init__.py, once every family has registered) so that
+    a node whose output a pattern computed does nothing."""
+    from .registry import HANDLERS
+    for op in op_types:
+        inner = HANDLERS[op]
+
+        def handler(conv, node, inner=inner):
+            if node.output and node.output[0] in claimed(conv):
+                return
+            inner(conv, node)
+        handler.__name__ = inner.__name__
+        HANDLERS[op] = handler

@@ -1,4 +1,4 @@
-"""Padding and resizing of (N, C, L) / (N, C, H, W) tensors on the channels-last tensor: a constant
+"""Padding and resizing of (N, C, L) / (N, C, H, W) tensors (resizing: channels-last ones too) on the channels-last tensor: a constant
 zero Pad on the spatial axes (hls4ml's ZeroPadding1D/2D) and a nearest-neighbour Resize by whole
 factors (hls4ml's UpSampling1D/2D). Both move values only: exact."""
 from __future__ import annotations
@@ -10,19 +10,24 @@ from ..act import Act
 from .registry import handles
 
 
-def channels_last(conv, node, a: Act) -> tuple[str, int, list[int]]:
-    """(hls4ml layer holding `a` channels last, its channels, its spatial sizes)."""
-    dims = len(a.shape) - 2
-    if a.batch != 0 or dims not in (1, 2):
-        raise conv.fail(node, "only (N, C, L) and (N, C, H, W) tensors are supported")
-    src = conv.laid_out(a, tuple(range(2, dims + 2)) + (1,))
-    return conv.shaped(src, tuple(a.shape[2:]) + (a.shape[1],)), int(a.shape[1]), [int(n) for n in a.shape[2:]]
+def channels_last(conv, node, a: Act, channel: int = 1) -> tuple[str, int, list[int]]:
+    """(hls4ml layer holding `a` channels last, its channels, its spatial sizes): the channels are
+    ONNX axis `channel` (1: (N, C, L) / (N, C, H, W); the last axis for a channels-last tensor)."""
+    spatial = [x for x in range(len(a.shape)) if x not in (a.batch, channel)]
+    if a.batch != 0 or len(spatial) not in (1, 2):
+        raise conv.fail(node, "only (N, C, L) and (N, C, H, W) tensors (or channels last) are supported")
+    src = conv.laid_out(a, tuple(spatial) + (channel,))
+    sizes = [int(a.shape[x]) for x in spatial]
+    return conv.shaped(src, (*sizes, a.shape[channel])), int(a.shape[channel]), sizes
 
 
-def spatial_output(conv, out: str, name: str, a: Act, n_chan: int, sizes: list[int]) -> None:
-    dims = len(sizes)
-    conv.values[out] = Act(name, (a.shape[0], n_chan, *sizes), 0, tuple(range(2, dims + 2)) + (1,),
-                           (*sizes, n_chan))
+def spatial_output(conv, out: str, name: str, a: Act, n_chan: int, sizes: list[int], channel: int = 1) -> None:
+    spatial = [x for x in range(len(a.shape)) if x not in (a.batch, channel)]
+    shape = list(a.shape)
+    shape[channel] = n_chan
+    for x, n in zip(spatial, sizes):
+        shape[x] = n
+    conv.values[out] = Act(name, tuple(shape), 0, (*spatial, channel), (*sizes, n_chan))
 
 
 @handles("Pad")
@@ -80,7 +85,10 @@ def resize(conv, node):
         raise conv.fail(node, "the scales or sizes must be constants")
     scales = [float(s) for s in scales.reshape(-1)]
     factors = [int(round(s)) for s in scales]
-    if len(scales) != len(a.shape) or factors[:2] != [1, 1] or any(f < 1 or f != s for f, s in zip(factors, scales)):
+    # the channels: axis 1, or the last axis of a channels-last tensor (a QONNX channels-last network's)
+    channel = 1 if len(factors) < 2 or factors[1] == 1 or factors[-1] != 1 else len(factors) - 1
+    if len(scales) != len(a.shape) or factors[0] != 1 or factors[channel] != 1 or \
+            any(f < 1 or f != s for f, s in zip(factors, scales)):
         raise conv.fail(node, f"only upsampling the spatial axes by whole factors is supported, not scales {scales}")
     # hls4ml's output i reads input floor(i / factor): ONNX's asymmetric transform with floor (what
     # PyTorch writes), or round_prefer_floor for factors of 2 (i / 2 rounds down)
@@ -90,10 +98,10 @@ def resize(conv, node):
     if not (transform == "asymmetric" and floors):
         raise conv.fail(node, f"coordinate_transformation_mode {transform} with nearest_mode {nearest} is not "
                               "hls4ml's nearest upsampling")
-    src, n_chan, shape = channels_last(conv, node, a)
-    outs = [n * f for n, f in zip(shape, factors[2:])]
+    src, n_chan, shape = channels_last(conv, node, a, channel)
+    outs = [n * f for n, f in zip(shape, (f for x, f in enumerate(factors) if x not in (0, channel)))]
     layer = {"name": conv.new_name("upsample"), "class_name": f"UpSampling{len(shape)}D", "inputs": [src],
              "data_format": "channels_last", "algorithm": "nearest", "n_chan": n_chan,
              "in_height": shape[0] if len(shape) == 2 else 1, "out_height": outs[0] if len(shape) == 2 else 1,
              "in_width": shape[-1], "out_width": outs[-1]}
-    spatial_output(conv, node.output[0], conv.add(layer), a, n_chan, outs)
+    spatial_output(conv, node.output[0], conv.add(layer), a, n_chan, outs, channel)

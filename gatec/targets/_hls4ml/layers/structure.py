@@ -84,6 +84,9 @@ def unsqueeze(conv, node):
 def flatten(conv, node):
     a = conv.act(node, node.input[0], use=False)
     axis = attributes(node).get("axis", 1) % max(len(a.shape), 1)
+    if axis == 0 and a.batch == 0 and all(s.batch_axis not in s.dynamic and s.shape[s.batch_axis] == 1
+                                          for s in conv.ir.inputs):
+        axis = 1  # a fixed batch of one, which Keras' converters flatten from axis 0: the same values
     if a.batch != 0 or axis != 1:
         raise conv.fail(node, "only Flatten(axis=1) with the batch first is supported")
     conv.values[node.output[0]] = reshaped(conv, node, a, (a.shape[0], int(np.prod(a.shape[1:]))), 0)
