@@ -126,6 +126,13 @@ def table_and_jump_terms(conv: Converted) -> float:
                  + sum(abs(layer["activ_param"]) for layer in conv.layers if layer["class_name"] == "ThresholdedReLU"))
 
 
+def threshold_level_terms(conv: Converted) -> float:
+    """error_bound's term for MultiThreshold levels (layers/threshold.py) that need more than 64 bits
+    to be held exactly: each truncated by less than its result type's LSB (0 for all others)."""
+    return float(sum(layer.get("_round_error", 0.0) for layer in conv.layers
+                     if layer["class_name"] == "GatecMultiThreshold"))
+
+
 def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
     """The largest |C simulation - reference| the fpga (hls4ml) target accepts at the default
     types, ap_fixed<16,6> (F = 10 fractional bits, LSB = 2**-10) with accumulators twice as wide,
@@ -151,6 +158,7 @@ def error_bound(conv: Converted, fraction_bits: int | None = None) -> float:
     from .layers.quantizers import float_scale_error
     steps = float_scale_error(conv)
     steps += table_and_jump_terms(conv)
+    steps += threshold_level_terms(conv)
     lsb = 2.0 ** -(10 if fraction_bits is None else fraction_bits)
     layers = tables = 0
     for layer in conv.layers:

@@ -20,7 +20,7 @@ from ...ir import IR, LOGIC_DOMAIN, LOGIC_OP_TYPES, QONNX_DOMAINS
 from .. import Option, Plan, Target, Tolerance, non_negative_int
 
 MODEL_FILE = "model.onnx"
-QONNX_OPS = {"Quant", "BipolarQuant", "Trunc"}
+QONNX_OPS = {"Quant", "BipolarQuant", "Trunc", "MultiThreshold"}
 
 
 def check(ir: IR) -> None:

@@ -23,6 +23,12 @@
     - two Q/DQ pairs in a row with different parameters are merged into one of a new scale:
       the activation quantizers concerned keep the float form.
 - `Trunc` (Brevitas's accumulator truncation): the float form, after qonnx's trunc.
+- `MultiThreshold` (FINN's streamlined activations: y = out_bias + out_scale * #(thresholds[c] <= x)),
+  exact: Unsqueeze x on a new last axis, GreaterOrEqual against the thresholds placed on the channel
+  axis (multithreshold_axis: qonnx's data_layout rules), Cast to int64, ReduceSum over the threshold
+  axis, then the count reads a table of out_scale * n + out_bias as qonnx computes it in float32
+  (Gather: no Mul/Add that a runtime could fuse or round otherwise). Thresholds of a wider float
+  type than x are rounded up onto x's type (x >= t exactly when x >= that value).
 """
 from __future__ import annotations
 
@@ -143,6 +149,8 @@ class Lowering:
                 self.bipolar(node)
             elif node.op_type == "Trunc":
                 self.trunc(node)
+            elif node.op_type == "MultiThreshold":
+                self.multithreshold(node)
             else:
                 raise GatecError(f"{describe(node)}: QONNX op {node.op_type} is not supported by the cpu target")
         del self.graph.node[:]
@@ -367,20 +375,146 @@ class Lowering:
         self.emit("Mul", [y, self.const("scale", out_scale)], node.output[0])
 
 
+    # ------------------------------------------------------------ MultiThreshold
+
+    def rank(self, name: str) -> int | None:
+        """The rank of tensor `name`, from the graph's value infos, else qonnx's shape inference."""
+        if not hasattr(self, "_ranks"):
+            self._ranks, self._inferred = value_ranks(self.graph), False
+        if name not in self._ranks and not self._inferred:
+            self._inferred = True
+            try:
+                from qonnx.core.modelwrapper import ModelWrapper
+                from qonnx.transformation.infer_shapes import InferShapes
+                inferred = ModelWrapper(copy_model(self.model)).transform(InferShapes()).model
+                self._ranks.update(value_ranks(inferred.graph))
+            except Exception:  # shapes qonnx cannot infer: the rank stays unknown
+                pass
+        return self._ranks.get(name)
+
+    def multithreshold(self, node) -> None:
+        if len(node.input) < 2 or node.input[1] not in self.consts:
+            raise GatecError(f"{describe(node)}: its thresholds are not a constant; gatec needs constant thresholds")
+        thresholds = np.asarray(self.consts[node.input[1]])
+        x = node.input[0]
+        rank = self.consts[x].ndim if x in self.consts else self.rank(x)
+        axis, thresholds, table = multithreshold_spec(node, thresholds, rank)
+        if x in self.consts:  # a constant input: folded
+            value = multithreshold_reference(node, self.consts[x], thresholds, axis)
+            self.consts[node.output[0]] = value
+            self.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+            return
+        c, t = thresholds.shape
+        shape = [1] * rank + [t]
+        if c > 1:
+            shape[axis] = c
+        thr = self.const("thresholds", onto_float32(thresholds).reshape(shape))
+        if self.opset >= 13:
+            xe = self.emit("Unsqueeze", [x, self.const("axes", np.array([rank], np.int64))])
+        else:
+            xe = self.emit("Unsqueeze", [x], axes=[rank])
+        if self.opset >= 12:
+            ge = self.emit("GreaterOrEqual", [xe, thr])
+        else:
+            ge = self.emit("Or", [self.emit("Greater", [xe, thr]), self.emit("Equal", [xe, thr])])
+        count = self.emit("Cast", [ge], to=onnx.TensorProto.INT64)
+        if self.opset >= 13:
+            count = self.emit("ReduceSum", [count, self.const("axes", np.array([rank], np.int64))], keepdims=0)
+        else:
+            count = self.emit("ReduceSum", [count], axes=[rank], keepdims=0)
+        self.emit("Gather", [self.const("levels", table), count], node.output[0], axis=0)
+
+
+def value_ranks(graph: onnx.GraphProto) -> dict[str, int]:
+    ranks = {}
+    for v in list(graph.input) + list(graph.value_info) + list(graph.output):
+        t = v.type.tensor_type
+        if t.HasField("shape"):
+            ranks[v.name] = len(t.shape.dim)
+    return ranks
+
+
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    return m
+
+
+RANK_TO_LAYOUT = {2: "NC", 3: "NWC", 4: "NCHW"}  # qonnx's guess where a MultiThreshold names no data_layout
+
+
+def multithreshold_axis(node, rank: int | None) -> int:
+    """The channel axis of a MultiThreshold's input, by qonnx's rules: the 'C' of its data_layout,
+    else of the layout its rank suggests (NC, NWC, NCHW), else axis 1."""
+    layout = attributes(node).get("data_layout", "")
+    layout = layout.decode() if isinstance(layout, bytes) else str(layout)
+    if not layout and rank is not None:
+        layout = RANK_TO_LAYOUT.get(rank, "")
+    return layout.index("C") if "C" in layout else 1
+
+
+def multithreshold_spec(node, thresholds: np.ndarray, rank: int | None, shape=None):
+    """(channel axis, thresholds (C, T), the T + 1 output levels out_scale * n + out_bias computed as
+    qonnx computes them) of a MultiThreshold on an input of `rank` (and `shape`, where known);
+    GatecError for what qonnx's executor would not run or what gatec does not take."""
+    if rank is None:
+        raise GatecError(f"{describe(node)}: the rank of its input is unknown (give the input shape)")
+    if rank < 2:
+        raise GatecError(f"{describe(node)}: its input has rank {rank}; MultiThreshold needs (N, C, ...)")
+    axis = multithreshold_axis(node, rank)
+    if axis >= rank or axis == 0:
+        raise GatecError(f"{describe(node)}: data_layout puts the channels on axis {axis} of a rank-{rank} input")
+    if thresholds.ndim != 2 or thresholds.shape[1] < 1:
+        raise GatecError(f"{describe(node)}: thresholds of shape {list(thresholds.shape)}; MultiThreshold takes "
+                         f"(C, T) or (1, T), T >= 1")
+    if not np.issubdtype(thresholds.dtype, np.floating) and not np.issubdtype(thresholds.dtype, np.integer):
+        raise GatecError(f"{describe(node)}: thresholds of type {thresholds.dtype}")
+    c = thresholds.shape[0]
+    if shape is not None and c != 1 and isinstance(shape[axis], int) and shape[axis] > 0 and shape[axis] != c:
+        raise GatecError(f"{describe(node)}: {c} rows of thresholds for {shape[axis]} channels (axis {axis})")
+    a = attributes(node)
+    scale, bias = a.get("out_scale", 1.0), a.get("out_bias", 0.0)
+    table = np.asarray(scale * np.arange(thresholds.shape[1] + 1).astype(np.float32) + bias, np.float32)
+    return axis, thresholds, table
+
+
+def onto_float32(thresholds: np.ndarray) -> np.ndarray:
+    """Thresholds as float32 that a float32 x meets (x >= t) exactly when it meets the originals:
+    each rounded up to the next float32."""
+    t = np.asarray(thresholds)
+    t32 = t.astype(np.float32)
+    if t.dtype != np.float32:
+        below = t32.astype(np.float64) < t.astype(np.float64)
+        t32 = np.where(below, np.nextafter(t32, np.float32(np.inf)), t32).astype(np.float32)
+    return t32
+
+
+def multithreshold_reference(node, x: np.ndarray, thresholds: np.ndarray, axis: int) -> np.ndarray:
+    """qonnx's multithreshold, with the channels on `axis`."""
+    from qonnx.custom_op.general.multithreshold import multithreshold
+    a = attributes(node)
+    y = multithreshold(np.asarray(x).swapaxes(axis, 1), thresholds, a.get("out_scale", 1.0), a.get("out_bias", 0.0))
+    return np.asarray(y.swapaxes(axis, 1), dtype=np.asarray(x).dtype)
+
+
 def lower_qonnx(model: onnx.ModelProto, form: str = "float") -> onnx.ModelProto:
     """The model with every QONNX node replaced by standard ONNX that ONNX Runtime runs."""
     return Lowering(model, form).run()
 
 
 def output_lsbs(model: onnx.ModelProto) -> list[float | None]:
-    """Per graph output, the scale (one least significant bit) of the Quant that produces it,
-    through ops that only move values; None where an output is not quantized."""
+    """Per graph output, the scale (one least significant bit) of the Quant that produces it (of a
+    MultiThreshold: |out_scale|, the step between its levels), through ops that only move values;
+    None where an output is not quantized."""
     producers = {o: n for n in model.graph.node for o in n.output}
     consts = constant_values(model.graph)
     found = []
     for out in model.graph.output:
         node, lsb = producers.get(out.name), None
         while node is not None:
+            if node.domain in QONNX_DOMAINS and node.op_type == "MultiThreshold":
+                lsb = abs(float(attributes(node).get("out_scale", 1.0)))  # its levels are out_scale apart
+                break
             if node.domain in QONNX_DOMAINS and node.op_type in ("Quant", "BipolarQuant", "Trunc"):
                 scale_input = node.input[4] if node.op_type == "Trunc" else node.input[1]
                 if scale_input in consts:
@@ -400,8 +534,9 @@ def quantized_tolerance(model: onnx.ModelProto):
     and behind the qdq form ONNX Runtime's integer kernels, compute what QONNX computes (the qdq
     lowering leaves ONNX Runtime nothing to round or saturate: see Lowering.int_weight and
     bias_after), but the float ops between them (sums in another order, ONNX Runtime's sigmoid
-    and tanh in a fused recurrent kernel) may move a value across a rounding boundary. Outputs
-    that no Quant produces get the float tolerance."""
+    and tanh in a fused recurrent kernel) may move a value across a rounding boundary (or a
+    MultiThreshold's input across a threshold: one out_scale step). Outputs that no Quant produces
+    get the float tolerance."""
     from .. import Tolerance
     lsbs = output_lsbs(model)
     if lsbs and all(lsb is not None for lsb in lsbs):

@@ -12,5 +12,6 @@ from .registry import HANDLERS, handles, supported  # noqa: F401
 # importing the families fills HANDLERS
 from . import (activations, arithmetic, conv, dense, logic, lookup, padding, pooling, quantizers,  # noqa: E402,F401
                recurrent, structure, normalization, embedding)
+from . import threshold  # noqa: E402,F401  (QONNX/FINN MultiThreshold: an extension layer)
 
 activations.skip_claimed("Add", "Div")  # the Add and Div of an exported softsign (activations.absolute)
