@@ -12,20 +12,11 @@ import torch
 from torch import nn
 
 import gatec
+from corpus import Net
 from gatec.errors import GatecError
 
 SAMPLES = 200
 
-
-class Net(nn.Module):
-    def __init__(self, forward, **layers):
-        super().__init__()
-        self.fn = forward
-        for key, layer in layers.items():
-            setattr(self, key, layer)
-
-    def forward(self, x):
-        return self.fn(self, x)
 
 
 def built(build):
