@@ -140,6 +140,10 @@ MODELS = {
     "zeropad_upsample_2d": (seeded(lambda: nn.Sequential(
         nn.ZeroPad2d((1, 2, 0, 1)), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(4, 2, 3),
         nn.Flatten(), nn.Linear(2 * 8 * 12, 3))), [1, 3, 6, 6], True),
+    # edge, reflect and non-zero constant padding: 0/1 selections (hls4ml pads with zeros only)
+    "reflect_replicate_constant_padding": (seeded(lambda: nn.Sequential(
+        nn.Conv1d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReplicationPad1d((2, 1)), nn.ConstantPad1d(1, 0.5),
+        nn.Conv1d(4, 2, 3, padding=1, padding_mode="replicate"), nn.Flatten(), nn.Linear(22, 3))), [1, 3, 6], True),
     "pad_interpolate_1d": (seeded(lambda: Functional(pad_interpolate, nn.Conv1d(2, 3, 3))), [1, 2, 7], False),
     # convolution variants
     "depthwise_separable_dilated_2d": (seeded(lambda: nn.Sequential(
@@ -170,9 +174,6 @@ MODELS = {
 
 # name -> (model builder, input shape, the op refused, words of the reason)
 REFUSED = {
-    "reflect_padding": (seeded(lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding=1, padding_mode="reflect"),
-                                                     nn.Flatten(), nn.Linear(24, 3))), [1, 3, 6], "Pad",
-                        "reflect padding is not supported"),
     "bilinear_upsample": (seeded(lambda: nn.Sequential(nn.Conv2d(2, 2, 1), nn.Upsample(scale_factor=2, mode="bilinear"),
                                                        nn.Flatten(), nn.Linear(32, 3))), [1, 2, 2, 2], "Resize",
                           "linear resizing is not supported"),

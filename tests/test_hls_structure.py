@@ -170,8 +170,21 @@ class FlipThenDense(nn.Module):
         return self.head(torch.flip(self.conv(x), dims=[3]).flatten(1))
 
 
+class TokenMean(nn.Module):
+    """Per-token features averaged over the tokens (N, T, F) -> (N, F), features last, as a bag of
+    embeddings or a transformer's mean pooling is written."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = nn.Linear(5, 8), nn.Linear(8, 3)
+
+    def forward(self, x):  # (N, 6, 5)
+        return self.head(torch.relu(self.embed(x)).mean(dim=1))
+
+
 # name -> (model builder, input shape, in the fast part)
 MODELS = {
+    "mean_over_tokens": (seeded(TokenMean), [1, 6, 5], True),
     "flip_then_dense": (seeded(FlipThenDense), [1, 3, 8, 8], True),
     "cat_channels_max_min_residual": (seeded(Branches), [1, 3, 12], True),
     "linear_over_sequence_and_permuted_conv": (seeded(SequenceLinear), [1, 6, 5], True),

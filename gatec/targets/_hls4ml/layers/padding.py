@@ -1,5 +1,6 @@
 """Padding and resizing of (N, C, L) / (N, C, H, W) tensors (resizing: channels-last ones too) on the channels-last tensor: a constant
-zero Pad on the spatial axes (hls4ml's ZeroPadding1D/2D) and a nearest-neighbour Resize by whole
+zero Pad on the spatial axes (hls4ml's ZeroPadding1D/2D; edge, reflect and other constants, and other axes, as exact
+0/1 selections) and a nearest-neighbour Resize by whole
 factors (hls4ml's UpSampling1D/2D). Both move values only: exact."""
 from __future__ import annotations
 
@@ -38,13 +39,13 @@ def pad(conv, node):
     pads = conv.const(node.input[1]) if len(node.input) > 1 else None
     value = conv.const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(())
     axes = conv.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-    if mode != "constant":
-        raise conv.fail(node, f"{mode} padding is not supported by hls4ml (only zero padding: ZeroPadding1D/2D)")
+    if mode not in ("constant", "edge", "reflect"):
+        raise conv.fail(node, f"{mode} padding is not supported")
     if pads is None or value is None or (len(node.input) > 3 and node.input[3] and axes is None):
         raise conv.fail(node, "the pads, value and axes must be constants")
-    if np.any(np.asarray(value) != 0):
-        raise conv.fail(node, f"padding with {float(np.asarray(value).reshape(-1)[0])} is not supported by hls4ml "
-                              "(only zero padding: ZeroPadding1D/2D)")
+    if mode != "constant" or np.any(np.asarray(value) != 0):
+        picked(conv, node, a, mode, pads, float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0, axes)
+        return
     rank = len(a.shape)
     axes = list(range(rank)) if axes is None else [int(x) % rank for x in axes.reshape(-1)]
     pads = [int(p) for p in pads.reshape(-1)]
@@ -53,8 +54,9 @@ def pad(conv, node):
         begin[axis], end[axis] = pads[i], pads[len(axes) + i]
     if any(p < 0 for p in begin + end):
         raise conv.fail(node, "negative pads (cropping) are not supported")
-    if any(begin[:2] + end[:2]):
-        raise conv.fail(node, "only padding the spatial axes of (N, C, L) or (N, C, H, W) is supported")
+    if any(begin[:2] + end[:2]) or len(a.shape) not in (3, 4) or a.batch != 0:
+        picked(conv, node, a, mode, np.asarray(begin + end), 0.0, None)  # other axes: a selection
+        return
     src, n_chan, sizes = channels_last(conv, node, a)
     outs = [n + b + e for n, b, e in zip(sizes, begin[2:], end[2:])]
     layer = {"name": conv.new_name("zeropad"), "class_name": f"ZeroPadding{len(sizes)}D", "inputs": [src],
@@ -63,6 +65,35 @@ def pad(conv, node):
     if len(sizes) == 2:
         layer.update(in_height=sizes[0], out_height=outs[0], pad_top=begin[2], pad_bottom=end[2])
     spatial_output(conv, node.output[0], conv.add(layer), a, n_chan, outs)
+
+
+def picked(conv, node, a: Act, mode: str, pads, value: float, axes) -> None:
+    """Edge, reflect or non-zero constant padding (hls4ml pads with zeros only): each output position
+    reads one input position, or the constant: a 0/1 selection per padded axis (structure.py), exact."""
+    from .structure import gather_in_place
+    rank = len(a.shape)
+    axes = list(range(rank)) if axes is None else [int(x) % rank for x in axes.reshape(-1)]
+    pads = [int(p) for p in pads.reshape(-1)]
+    picks = {}
+    for i, axis in enumerate(axes):
+        begin, end, n = pads[i], pads[len(axes) + i], a.shape[axis]
+        if begin == end == 0:
+            continue
+        if axis == a.batch or begin < 0 or end < 0:
+            raise conv.fail(node, "only padding per-sample axes by whole positions is supported")
+        i_out = np.arange(-begin, n + end)
+        if mode == "edge":
+            picks[axis] = np.clip(i_out, 0, n - 1)
+        elif mode == "reflect":
+            if n < 2 or max(begin, end) >= n:
+                raise conv.fail(node, "reflect padding wider than the axis is not supported")
+            picks[axis] = np.abs(i_out) - np.maximum(0, 2 * (np.abs(i_out) - (n - 1)))
+        else:
+            picks[axis] = np.where((i_out >= 0) & (i_out < n), i_out, -1)
+    if not picks:
+        conv.values[node.output[0]] = a
+        return
+    gather_in_place(conv, node, a, picks, node.output[0], value)
 
 
 def text(attrs, key, default):

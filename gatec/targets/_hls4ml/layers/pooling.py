@@ -14,23 +14,32 @@ KINDS = {"ReduceMean": "Average", "ReduceMax": "Max", "GlobalAveragePool": "Aver
 
 
 def global_pool(conv, node, kind: str, axes: list[int], keepdims: bool) -> None:
-    """A mean or maximum over every spatial axis of an (N, C, L) or (N, C, H, W) tensor."""
+    """A mean or maximum over every axis but the batch and one channel axis of a 3-D or 4-D tensor:
+    the spatial axes of (N, C, L) / (N, C, H, W), or the sequence of (N, T, F) (a mean over tokens,
+    features last)."""
     a = conv.act(node, node.input[0])
-    dims = len(a.shape) - 2
-    if a.batch != 0 or dims not in (1, 2) or sorted(x % len(a.shape) for x in axes) != list(range(2, dims + 2)):
-        raise conv.fail(node, "only a mean or maximum over all spatial axes of (N, C, L) or (N, C, H, W) is supported")
-    a = conv.laid_out(a, tuple(range(2, dims + 2)) + (1,))
-    n_chan = a.shape[1]
-    src = conv.shaped(a, tuple(a.shape[2:]) + (n_chan,))
+    rank = len(a.shape)
+    axes = sorted({x % rank for x in axes})
+    rest = [x for x in range(rank) if x != a.batch and x not in axes]
+    if a.batch != 0 or rank not in (3, 4) or len(rest) != 1:
+        raise conv.fail(node, "only a mean or maximum over every per-sample axis but one (the channels) of a 3-D "
+                              "or 4-D tensor is supported")
+    channel, dims = rest[0], len(axes)
+    a = conv.laid_out(a, tuple(axes) + (channel,))
+    n_chan = a.shape[channel]
+    src = conv.shaped(a, tuple(a.shape[x] for x in axes) + (n_chan,))
     layer = {"name": conv.new_name("pool"), "class_name": f"Global{kind}Pooling{dims}D", "inputs": [src],
              "data_format": "channels_last", "n_filt": n_chan, "_macs": 0}
     if dims == 1:
-        layer["n_in"] = a.shape[2]
+        layer["n_in"] = a.shape[axes[0]]
     else:
-        layer.update(in_height=a.shape[2], in_width=a.shape[3])
+        layer.update(in_height=a.shape[axes[0]], in_width=a.shape[axes[1]])
     name = conv.add(layer)
-    shape = (a.shape[0], n_chan) + ((1,) * dims if keepdims else ())
-    conv.values[node.output[0]] = Act(name, shape, 0, tuple(range(1, len(shape))), (n_chan,))
+    if keepdims:
+        shape = tuple(1 if x in axes else d for x, d in enumerate(a.shape))
+        conv.values[node.output[0]] = Act(name, shape, 0, (*axes, channel), (n_chan,))
+    else:
+        conv.values[node.output[0]] = Act(name, (a.shape[0], n_chan), 0, (1,), (n_chan,))
 
 
 @handles("ReduceMean", "ReduceMax")

@@ -265,25 +265,27 @@ def crop(conv, node, a: Act, spans: dict, out: str) -> None:
     conv.values[out] = a
 
 
-def gather_in_place(conv, node, a: Act, picks: dict, out: str) -> None:
-    """np.take(a, index, axis) for each {axis: index} (1-D constant indices: a flip, a stride), a
-    kept in its own memory order: where one axis of several is picked, that axis last in memory (a
-    Transpose where it is not) and a Conv1D of width 1 whose kernel selects (0/1 weights) at every
-    position before it (n x m weights, not (n x rest) x (m x rest)); else one Dense with 0/1
-    weights over the whole sample. Both exact."""
+def gather_in_place(conv, node, a: Act, picks: dict, out: str, fill: float = 0.0) -> None:
+    """np.take(a, index, axis) for each {axis: index} (1-D constant indices: a flip, a stride, a
+    padding's; index -1 gives the constant `fill`), a kept in its own memory order: where one axis
+    of several is picked, that axis last in memory (a Transpose where it is not) and a Conv1D of
+    width 1 whose kernel selects (0/1 weights, the fill as bias) at every position before it (n x m
+    weights, not (n x rest) x (m x rest)); else one Dense with 0/1 weights over the whole sample.
+    Both exact."""
     if len(picks) == 1 and len([d for d in a.sample_shape if d != 1]) > 1:
         axis, index = next(iter(picks.items()))
+        index = np.asarray(index)
         a = conv.laid_out(a, tuple(x for x in a.order if x != axis) + (axis,))
         n, m = a.shape[axis], len(index)
         positions = int(np.prod(a.sample_shape)) // n
         kernel = np.zeros((1, n, m))
-        kernel[0, index, np.arange(m)] = 1.0
+        kernel[0, index[index >= 0], np.flatnonzero(index >= 0)] = 1.0
         src = conv.shaped(a, (positions, n))
         name = conv.add({"name": conv.new_name("select"), "class_name": "Conv1D", "inputs": [src],
                          "data_format": "channels_last", "n_chan": n, "n_filt": m, "filt_width": 1,
                          "stride_width": 1, "in_width": positions, "out_width": positions, "pad_left": 0,
-                         "pad_right": 0, "weight_data": kernel, "bias_data": np.zeros(m), "use_bias": True,
-                         "_macs": 0})
+                         "pad_right": 0, "weight_data": kernel, "bias_data": np.where(index < 0, fill, 0.0),
+                         "use_bias": True, "_macs": 0})
         shape = list(a.shape)
         shape[axis] = m
         conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (positions, m))
@@ -292,14 +294,17 @@ def gather_in_place(conv, node, a: Act, picks: dict, out: str) -> None:
     positions = np.arange(n_in).reshape([a.shape[x] for x in a.order])
     shape = list(a.shape)
     for axis, index in picks.items():
-        positions = np.take(positions, index, axis=a.order.index(axis))
+        where = a.order.index(axis)
+        filler = np.full_like(np.take(positions, [0], axis=where), -1)  # index -1 reads this slice
+        positions = np.take(np.concatenate([positions, filler], axis=where), index, axis=where)
         shape[axis] = len(index)
+    positions = positions.reshape(-1)
     weights = np.zeros((n_in, positions.size))
-    weights[positions.reshape(-1), np.arange(positions.size)] = 1.0
+    weights[positions[positions >= 0], np.flatnonzero(positions >= 0)] = 1.0
     src = conv.shaped(a, (n_in,))
     name = conv.add({"name": conv.new_name("select"), "class_name": "Dense", "inputs": [src], "n_in": n_in,
-                     "n_out": positions.size, "weight_data": weights, "bias_data": np.zeros(positions.size),
-                     "use_bias": True, "activation": "linear"})
+                     "n_out": positions.size, "weight_data": weights,
+                     "bias_data": np.where(positions < 0, fill, 0.0), "use_bias": True, "activation": "linear"})
     conv.values[out] = Act(name, tuple(shape), a.batch, a.order, (positions.size,))
 
 
