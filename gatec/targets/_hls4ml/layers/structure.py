@@ -378,20 +378,15 @@ def gather(conv, node):
 
 def select(conv, node, a: Act, index: np.ndarray, axis: int) -> None:
     """np.take(a, index, axis) per sample, any constant indices on a non-batch axis (a bidirectional
-    RNN's h_n[-1], a channel picked out): a Dense with 0/1 weights, exact."""
-    src, n_in = conv.flat(node, a)
-    positions = np.arange(n_in).reshape(a.sample_shape)  # the flat variable is in ONNX order
-    sample_axis = axis - (axis > a.batch)
-    picked = np.take(positions, index, axis=sample_axis)
-    weights = np.zeros((n_in, picked.size))
-    weights[picked.reshape(-1), np.arange(picked.size)] = 1.0
-    name = conv.add({"name": conv.new_name("select"), "class_name": "Dense", "inputs": [src], "n_in": n_in,
-                     "n_out": picked.size, "weight_data": weights, "bias_data": np.zeros(picked.size),
-                     "use_bias": True, "activation": "linear"})
-    shape = (*a.shape[:axis], *index.shape, *a.shape[axis + 1:])
-    batch = a.batch if a.batch < axis else a.batch + index.ndim - 1
-    conv.values[node.output[0]] = Act(name, shape, batch, tuple(x for x in range(len(shape)) if x != batch),
-                                      (picked.size,))
+    RNN's h_n[-1], a channel picked out): `gather_in_place`'s selection, then the picked axis takes
+    the index's shape (a scalar drops it), in memory where it was."""
+    out, k = node.output[0], index.ndim
+    gather_in_place(conv, node, a, {axis: index.reshape(-1)}, out)
+    g = conv.values[out]
+    moved = lambda x: [x] if x < axis else (list(range(axis, axis + k)) if x == axis else [x + k - 1])
+    shape = (*g.shape[:axis], *index.shape, *g.shape[axis + 1:])
+    conv.values[out] = Act(g.layer, shape, g.batch if g.batch < axis else g.batch + k - 1,
+                           tuple(y for x in g.order for y in moved(x)), g.phys)
 
 
 def take_time_step(conv, node, a: Act, step: int) -> None:
