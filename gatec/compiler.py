@@ -154,6 +154,9 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
             verification = emulator.per_target(checks)[target]
             emulator.plot_errors(checks, folder / "verification.png")
             files.append("verification.png")
+            failed = next((c.error for c in checks if c.error), None)
+            if failed:  # it did not run (a C simulation that does not compile): say why, not "disagrees"
+                raise GatecError(f"the compiled {target} artifact could not be checked: {failed}; nothing was written")
             if not verification["ok"]:
                 raise GatecError(f"the compiled {target} artifact disagrees with the model (max abs err "
                                  f"{verification['max_abs_err']:.3g}); nothing was written")

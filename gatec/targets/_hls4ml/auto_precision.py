@@ -81,10 +81,14 @@ def observed(ir: IR, graph: onnx.GraphProto, tensors: dict[str, list[str]], data
     feeds = [i.name for i in session.get_inputs()]
     largest = dict.fromkeys(names, 0.0)
     sets, size = checked_sets(ir, SAMPLES, data)  # what the emulator runs: the data (or drawn inputs), a second set
+    per_row = sum(int(np.prod(a.shape)) // max(1, a.shape[s.batch_axis]) for a, s in zip(sets[0], ir.inputs))
     for arrays in sets:
         n = arrays[0].shape[ir.inputs[0].batch_axis]
-        for start in range(0, n, size or n):  # a fixed batch: that many rows at a time
-            rows = np.minimum(np.arange(start, start + (size or n)), n - 1)
+        # a fixed batch: that many rows at a time; else as many as keep every value of a row's
+        # layers (a few times its inputs) within about 2**24 values (a 512 x 512 image: 2 rows)
+        step = size or max(1, min(n, 2 ** 21 // max(1, per_row)))
+        for start in range(0, n, step):
+            rows = np.minimum(np.arange(start, start + step), n - 1)
             chunk = [np.take(a, rows, axis=s.batch_axis) for a, s in zip(arrays, ir.inputs)]
             for name, v in zip(names, run_session(session, dict(zip(feeds, chunk)), failure, names)):
                 largest[name] = max(largest[name], float(np.abs(np.asarray(v, dtype=np.float64)).max(initial=0.0)))
