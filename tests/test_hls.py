@@ -440,3 +440,18 @@ def test_opset_6_exporter_file_compiles_and_verifies(tmp_path):
     art = gatec.compile(None, target="fpga", output=tmp_path / "fpga", source=source, samples=64)
     v = art.manifest["verification"]
     assert v["ok"] and 0 < v["max_abs_err"] < 0.05 and v["argmax_agreement"] >= 0.95
+
+
+def test_the_c_simulation_runs_on_a_stack_for_whole_feature_maps(tmp_path):
+    """hls4ml's io_stream simulation of a 512 x 512 image keeps a 16 MB frame on the stack: past the
+    usual 8 MB the process ends in a segfault, with no message. Here a C function with a 64 MB frame."""
+    import ctypes
+    import subprocess
+    source = tmp_path / "frame.c"
+    source.write_text("int deep(void) { volatile char frame[64 << 20]; frame[0] = 1; frame[sizeof frame - 1] = 2;\n"
+                      "  return frame[0] + frame[sizeof frame - 1]; }\n")
+    subprocess.run(["gcc", "-O0", "-shared", "-fPIC", str(source), "-o", str(tmp_path / "frame.so")], check=True)
+    deep = ctypes.CDLL(str(tmp_path / "frame.so")).deep
+    assert hls.on_a_large_stack(deep) == 3
+    with pytest.raises(ZeroDivisionError):  # a failure in the thread is raised in the caller's
+        hls.on_a_large_stack(lambda: 1 / 0)

@@ -383,6 +383,7 @@ class Runner:
         n = samples[0].shape[0]
         model, out_shapes, where = self.model_for(tuple(tuple(a.shape[1:]) for a in samples))
         flat = [np.ascontiguousarray(a.reshape(n, -1)) for a in samples]
+        predict = lambda: model.predict(flat[0] if len(flat) == 1 else flat)  # noqa: E731
         if self.config["settings"]["backend"] == "Catapult":
             # Catapult's C simulation reads its weights from ./firmware/weights (relative to the
             # working folder) and exits the process when they are missing
@@ -390,11 +391,11 @@ class Runner:
                 here = os.getcwd()
                 os.chdir(where)
                 try:
-                    y = model.predict(flat[0] if len(flat) == 1 else flat)
+                    y = on_a_large_stack(predict)
                 finally:
                     os.chdir(here)
         else:
-            y = model.predict(flat[0] if len(flat) == 1 else flat)
+            y = on_a_large_stack(predict)
         ys = y if isinstance(y, list) else [y]
         outs = []
         for y, (shape, batch) in zip(ys, out_shapes):
@@ -402,6 +403,34 @@ class Runner:
             y = np.asarray(y, dtype=np.float32).reshape(n, *sample)
             outs.append(np.moveaxis(y, 0, batch))
         return outs
+
+
+SIMULATION_STACK = 1 << 30
+STACK_SIZE_LOCK = threading.Lock()  # threading.stack_size is process-wide for new threads
+
+
+def on_a_large_stack(fn):
+    """fn() in a thread with a 1 GiB stack (virtual: only what it touches is memory): hls4ml's C
+    simulation keeps whole feature maps on the stack (a 16 MB frame for a 512 x 512 image at
+    io_stream), past the usual 8 MB, where the process would end in a segfault."""
+    result, failure = [], []
+
+    def call():
+        try:
+            result.append(fn())
+        except BaseException as e:  # raised again in the caller's thread
+            failure.append(e)
+    with STACK_SIZE_LOCK:
+        before = threading.stack_size(SIMULATION_STACK)
+        try:
+            thread = threading.Thread(target=call, name="hls4ml-csim", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(before)
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def load(folder: Path, options: dict) -> Runner:
