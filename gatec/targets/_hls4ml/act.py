@@ -7,6 +7,9 @@ import numpy as np
 
 
 RECURRENT = ("GRU", "LSTM", "Bidirectional")  # hls4ml layers that step through time, keeping a state
+# hls4ml layers that only move values (padding and upsampling keep their input's type, and add zeros)
+MOVES = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "Cropping2D", "Concatenate", "ZeroPadding1D",
+         "ZeroPadding2D", "UpSampling1D", "UpSampling2D")
 
 
 @dataclass

@@ -23,16 +23,16 @@ import onnx
 
 from ...errors import GatecError
 from ...ir import IR
+from ...ir.fixed_point import width_and_integer
 from ...ir.graph import tensor_types
 from ...ir.sampling import checked_sets
-from .act import RECURRENT
+from .act import MOVES, RECURRENT
 
 WIDTH = 16
 SAMPLES = 256  # the emulator's default sample count
 MAX_ACCUM = 64
 # layers that move or pick values: the type of their input
-MOVES = ("Reshape", "Transpose", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D",
-         "UpSampling2D", "Concatenate", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D")
+HOLDS_INPUTS = MOVES + ("MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D")
 
 
 def parse(text: str | None) -> int | None:
@@ -109,7 +109,7 @@ def choose(layers: list[dict], ranges: dict[str, float], width: int) -> dict[str
         inputs = [i for i in layer.get("inputs", []) if i in fraction]
         if name in ranges:
             integer = integer_bits(ranges[name], 2.0)
-        elif kind in MOVES and inputs:  # holds its input's values
+        elif kind in HOLDS_INPUTS and inputs:  # holds its input's values
             integer = max(width - fraction[i] for i in inputs)
         else:
             continue
@@ -129,8 +129,7 @@ def choose(layers: list[dict], ranges: dict[str, float], width: int) -> dict[str
 def fewest_fraction_bits(layers: list[dict], types: dict[str, dict], default: int = 10) -> int:
     """The fewest fractional bits of any layer's result (the error bound's LSB): a chosen type's,
     or the model default's (`default`) for a computing layer that got none."""
-    from ...ir.fixed_point import width_and_integer
     bits = [w - i for w, i in (width_and_integer(t["result"]) for t in types.values())]
-    if any(l["name"] not in types and l["class_name"] not in MOVES + ("InputLayer",) for l in layers):
+    if any(l["name"] not in types and l["class_name"] not in HOLDS_INPUTS for l in layers):
         bits.append(default)
     return min(bits, default=default)

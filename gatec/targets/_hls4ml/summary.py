@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .act import RECURRENT
+from .act import MOVES, RECURRENT
 from .convert import Converted
 
 SUMMARY_FILE = "hls_summary.json"
@@ -107,9 +107,6 @@ def plot(info: dict, path: Path) -> None:
     plt.close(fig)
 
 
-# layers that only move values (padding and upsampling keep their input's type, and add zeros)
-MOVES = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "Cropping2D", "Concatenate", "ZeroPadding1D",
-         "ZeroPadding2D", "UpSampling1D", "UpSampling2D")
 TABLES = ("sigmoid", "tanh", "softmax", "elu", "selu", "softsign")  # activations read from a table (<= 2**-8 each)
 
 

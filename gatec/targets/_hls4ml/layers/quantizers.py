@@ -30,6 +30,7 @@ import onnx
 from ....errors import GatecError
 from ....ir import attributes
 from ....ir.graph import consumers
+from ..act import MOVES
 from .registry import handles
 from .activations import activation
 from .arithmetic import affine
@@ -214,8 +215,7 @@ def gather_before_quant(model: onnx.ModelProto) -> onnx.ModelProto:
 GAINS = {"linear": 1.0, "relu": 1.0, "relu6": 1.0, "sigmoid": 0.25, "tanh": 1.0, "hard_sigmoid": 1.0,
          "hard_tanh": 1.0, "softmax": 1.0, "selu": 1.0507009873554805 * 1.6732632423543772}
 TABLES, TABLE_ERROR = ("sigmoid", "tanh", "softmax", "elu", "selu"), 2.0 ** -8  # as summary.error_bound's
-PASS = ("InputLayer", "Reshape", "Transpose", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D",
-        "UpSampling1D", "UpSampling2D", "Concatenate", "GatecClip")
+PASS = MOVES + ("GatecClip",)  # moves carry a difference unchanged; a clip's slope is at most 1
 
 
 def float_scale_error(conv) -> float:
