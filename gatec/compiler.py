@@ -16,6 +16,7 @@ from . import emulator, passes, progress, targets
 from .version import __version__
 from .errors import GatecError
 from .ir import IR
+from .ir.sampling import fixed_batch
 from .output import write_folder
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def calibration_data(ir: IR, data):
     """What the passes that read data get: they run the model on it at once, so a model with a fixed
     batch gets its first batch of rows (padded with the last), as when passes draw their own inputs;
     the emulator still checks every row."""
-    size = emulator.fixed_batch(ir)
+    size = fixed_batch(ir)
     if data is None or size is None:
         return data
     rows = np.minimum(np.arange(size), data[0].shape[ir.inputs[0].batch_axis] - 1)

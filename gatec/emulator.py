@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import GatecError
 from .ir import IR
-from .ir.sampling import checked_sets, fixed_batch, in_batches  # noqa: F401  (fixed_batch: the compiler's)
+from .ir.sampling import checked_sets, fixed_batch, in_batches
 from .targets import Tolerance
 
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]

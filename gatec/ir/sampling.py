@@ -78,15 +78,20 @@ def checked_sets(ir: IR, samples: int, data: list[np.ndarray] | None = None) -> 
     return input_sets(free, samples, data), size
 
 
+def row_chunks(inputs: list[np.ndarray], ir: IR, size: int):
+    """The inputs `size` rows at a time along their batch axes; the last chunk padded with copies
+    of its last row."""
+    n = inputs[0].shape[ir.inputs[0].batch_axis]
+    for start in range(0, n, size):
+        rows = np.minimum(np.arange(start, start + size), n - 1)
+        yield [np.take(a, rows, axis=s.batch_axis) for a, s in zip(inputs, ir.inputs)]
+
+
 def in_batches(run: Callable, ir: IR, size: int) -> Callable:
-    """`run` fed `size` rows at a time along the batch axes; the last batch is padded with copies of
-    its last row, whose outputs are dropped."""
+    """`run` fed `size` rows at a time (`row_chunks`); the padding rows' outputs are dropped."""
     def batched(inputs: list[np.ndarray]) -> list[np.ndarray]:
         n = inputs[0].shape[ir.inputs[0].batch_axis]
-        parts = []
-        for start in range(0, n, size):
-            rows = np.minimum(np.arange(start, start + size), n - 1)
-            parts.append(run([np.take(a, rows, axis=s.batch_axis) for a, s in zip(inputs, ir.inputs)]))
+        parts = [run(chunk) for chunk in row_chunks(inputs, ir, size)]
         return [np.take(np.concatenate([np.asarray(p[i]) for p in parts], axis=o.batch_axis), np.arange(n),
                         axis=o.batch_axis) for i, o in enumerate(ir.outputs)]
     return batched

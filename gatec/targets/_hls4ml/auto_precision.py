@@ -25,7 +25,7 @@ from ...errors import GatecError
 from ...ir import IR
 from ...ir.fixed_point import width_and_integer
 from ...ir.graph import tensor_types
-from ...ir.sampling import checked_sets
+from ...ir.sampling import checked_sets, row_chunks
 from .act import MOVES, RECURRENT
 
 WIDTH = 16
@@ -87,9 +87,7 @@ def observed(ir: IR, graph: onnx.GraphProto, tensors: dict[str, list[str]], data
         # a fixed batch: that many rows at a time; else as many as keep every value of a row's
         # layers (a few times its inputs) within about 2**24 values (a 512 x 512 image: 2 rows)
         step = size or max(1, min(n, 2 ** 21 // max(1, per_row)))
-        for start in range(0, n, step):
-            rows = np.minimum(np.arange(start, start + step), n - 1)
-            chunk = [np.take(a, rows, axis=s.batch_axis) for a, s in zip(arrays, ir.inputs)]
+        for chunk in row_chunks(arrays, ir, step):
             for name, v in zip(names, run_session(session, dict(zip(feeds, chunk)), failure, names)):
                 largest[name] = max(largest[name], float(np.abs(np.asarray(v, dtype=np.float64)).max(initial=0.0)))
     return {layer: max(largest[t] for t in ts) for layer, ts in tensors.items()}
