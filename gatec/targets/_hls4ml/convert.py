@@ -78,7 +78,8 @@ class Converter:
         self.float_scales: dict[str, tuple | None] = {}  # Converted.float_scales
         self.transposed: dict[tuple, str] = {}  # (layer, axes in memory, axes wanted) -> its hls4ml Transpose
         self.producers = producers(self.graph)
-        self.uses = {name: len(readers) for name, readers in consumers(self.graph).items()}  # nodes and outputs
+        self.readers = consumers(self.graph)
+        self.uses = {name: len(readers) for name, readers in self.readers.items()}  # nodes and outputs
         for o in self.graph.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
         for init in self.graph.initializer:
@@ -170,6 +171,8 @@ class Converter:
 
     def run(self) -> Converted:
         for node in self.graph.node:
+            if node.output and all(o in self.values for o in node.output if o):
+                continue  # a pattern read ahead and computed it (an exported softsign's Add and Div)
             ins = [self.values.get(n) if n else None for n in node.input]
             if all(v is None or isinstance(v, np.ndarray) for v in ins) and node.op_type not in ("Shape",) \
                     and any(n for n in node.input) or node.op_type == "Constant":

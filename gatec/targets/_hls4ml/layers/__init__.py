@@ -13,5 +13,3 @@ from .registry import HANDLERS, handles, supported  # noqa: F401
 from . import (activations, arithmetic, conv, dense, logic, lookup, padding, pooling, quantizers,  # noqa: E402,F401
                recurrent, structure, normalization, embedding)
 from . import threshold  # noqa: E402,F401  (QONNX/FINN MultiThreshold: an extension layer)
-
-activations.skip_claimed("Add", "Div")  # the Add and Div of an exported softsign (activations.absolute)

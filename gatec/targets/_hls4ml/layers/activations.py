@@ -147,15 +147,6 @@ def constant_value(conv, name: str):
     return None
 
 
-def readers(conv, name: str) -> list:
-    return [n for n in conv.graph.node if name in n.input]
-
-
-def claimed(conv) -> set:
-    """Outputs a pattern has already computed: the handlers of their nodes do nothing."""
-    return conv.__dict__.setdefault("_claimed", set())
-
-
 def scalar(value) -> float | None:
     return float(np.asarray(value).reshape(-1)[0]) if value is not None and np.asarray(value).size == 1 else None
 
@@ -165,18 +156,18 @@ def absolute(conv, node):
     """Softsign as PyTorch exports nn.Softsign: x / (1 + |x|), an Abs, an Add of 1 and a Div of x."""
     x = node.input[0]
     conv.act(node, x)
-    add = readers(conv, node.output[0])
+    add = conv.readers.get(node.output[0], [])
     why = "Abs is supported only in softsign, x / (1 + |x|), as PyTorch exports nn.Softsign"
     if len(add) != 1 or add[0].op_type != "Add" or not conv.single_use(node.output[0]):
         raise conv.fail(node, why)
     one = [i for i in add[0].input if i != node.output[0]]
-    div = readers(conv, add[0].output[0])
+    div = conv.readers.get(add[0].output[0], [])
     if len(one) != 1 or scalar(constant_value(conv, one[0])) != 1.0 or len(div) != 1 or div[0].op_type != "Div" \
             or list(div[0].input) != [x, add[0].output[0]] or not conv.single_use(add[0].output[0]):
         raise conv.fail(node, why)
     activation(conv, div[0], "softsign", table_size=SOFTSIGN_TABLE, table_t=table_type())
-    conv.values[node.output[0]] = conv.values[x]  # read by the Add only, which (claimed) does nothing
-    claimed(conv).update([add[0].output[0], div[0].output[0]])
+    # the Add is read by the Div only: with both outputs known the converter skips the two nodes
+    conv.values[add[0].output[0]] = conv.values[x]
 
 
 @handles("Greater")
@@ -185,32 +176,15 @@ def greater(conv, node):
     x, cond = node.input[0], node.output[0]
     conv.act(node, x)
     theta = scalar(conv.const(node.input[1]))
-    where = readers(conv, cond)
+    where = conv.readers.get(cond, [])
     zero = scalar(constant_value(conv, where[0].input[2])) if len(where) == 1 and len(where[0].input) == 3 else None
     if theta is None or len(where) != 1 or where[0].op_type != "Where" or where[0].input[1] != x or zero != 0.0 \
             or not conv.single_use(cond):
         raise conv.fail(node, "a comparison is supported only in ThresholdedReLU, Where(x > theta, x, 0), "
                               "with a constant theta")
-    thresholded_relu_layer(conv, where[0], theta, x)
-    claimed(conv).add(where[0].output[0])
+    thresholded_relu_layer(conv, where[0], theta, x)  # the Where's output: the converter skips it
 
 
 @handles("Where")
-def where(conv, node):
-    if node.output[0] not in claimed(conv):
-        raise conv.fail(node, "Where is supported only as ThresholdedReLU, Where(x > theta, x, 0)")
-
-
-def skip_claimed(*op_types: str) -> None:
-    """Wraps the handlers of `op_types` (layers/__init__.py, once every family has registered) so that
-    a node whose output a pattern computed does nothing."""
-    from .registry import HANDLERS
-    for op in op_types:
-        inner = HANDLERS[op]
-
-        def handler(conv, node, inner=inner):
-            if node.output and node.output[0] in claimed(conv):
-                return
-            inner(conv, node)
-        handler.__name__ = inner.__name__
-        HANDLERS[op] = handler
+def where(conv, node):  # reached only where no ThresholdedReLU pattern (`greater`) computed it
+    raise conv.fail(node, "Where is supported only as ThresholdedReLU, Where(x > theta, x, 0)")
