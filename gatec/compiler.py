@@ -87,15 +87,18 @@ def manifest_for(ir: IR, target, files: list[str], verification: dict | None, op
 
 
 def gate_counts(before: IR | None, after: IR) -> dict:
-    """{"gates": {"before", "after", "pass_through_wires"}} for logic networks, else {}."""
+    """{"gates": {"before", "after", "pass_through_wires", "computed", ...}} for logic networks, else
+    {}: before and after count the layers' gates; "computed" and its parts (gate_kinds) what
+    every target computes after -O, constant outputs being GroupSum's offset."""
     if before is None or after.kind != "logic" or before.kind != "logic":
         return {}
-    from .passes.logic_common import layered_counts
+    from .passes.logic_common import gate_kinds, layered_counts, netlist_of_ir
     try:
         b, a = layered_counts(before), layered_counts(after)
+        kinds = gate_kinds(netlist_of_ir(after))
     except GatecError:
         return {}
-    return {"gates": {"before": b["gates"], "after": a["gates"], "pass_through_wires": a["wires"]}}
+    return {"gates": {"before": b["gates"], "after": a["gates"], "pass_through_wires": a["wires"], **kinds}}
 
 
 def calibration_data(ir: IR, data):
@@ -148,7 +151,7 @@ def compile(model, target: str | None = None, output: str | Path | None = None, 
                 from .ir.reference import onnx_reference
                 reference, tol = onnx_reference(ir.model), tgt.tolerance(plan)
             with progress.stage("verifying it against the model"):
-                checks = emulator.verify(ir, reference, {target: (runner.run, tol)}, samples, data)
+                checks = emulator.verify(plan.ir, reference, {target: (runner.run, tol)}, samples, data)
             result["checks"] = checks
             if log:
                 log(emulator.format_table(checks))

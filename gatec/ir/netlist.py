@@ -76,12 +76,24 @@ class Folded:
 
 
 def fold(net: Netlist) -> Folded:
-    """Wires (ops 3 and 5) become aliases of the node they pass through, and a gate is live when
-    an output depends on it through inputs that ops actually read (constants read none)."""
+    """Wires (ops 3 and 5) become aliases of the node they pass through, a gate identical to an
+    earlier one (the same op on the same nodes) an alias of that one, and a gate is live when an
+    output depends on it through inputs that ops actually read (constants read none).
+
+    Identical gates come from layering: an output GroupSum counts twice is one gate in the
+    netlist, but the last layer holds a gate for each position."""
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
-    source = np.arange(n_nodes)
-    for g in np.flatnonzero((net.op == WIRE_A) | (net.op == WIRE_B)):
-        source[n_in + g] = source[net.a[g] if net.op[g] == WIRE_A else net.b[g]]
+    source = list(range(n_nodes))
+    a_in, b_in, ops = net.a.tolist(), net.b.tolist(), net.op.tolist()
+    reads_a, reads_b = READS_A[net.op].tolist(), READS_B[net.op].tolist()
+    seen: dict[tuple, int] = {}
+    for g, o in enumerate(ops):
+        x, y = (source[a_in[g]] if reads_a[g] else -1), (source[b_in[g]] if reads_b[g] else -1)
+        if o == WIRE_A or o == WIRE_B:
+            source[n_in + g] = x if o == WIRE_A else y
+        else:
+            source[n_in + g] = seen.setdefault((o, x, y), n_in + g)
+    source = np.asarray(source, np.int64)
     a, b, outputs = source[net.a], source[net.b], source[net.outputs]
     computed = source[n_in:] == np.arange(n_in, n_nodes)
     live = live_nodes(n_in, a, b, net.op, outputs, computed)
@@ -156,19 +168,14 @@ class Program:
 def plan(net: Netlist) -> Program:
     """Lower a netlist to a Program.
 
-    Wires (ops 3 and 5) become aliases and gates no output depends on are skipped, so they
-    cost nothing; constant gates of one op share one gate (a layered network keeps a gate per
-    constant output); the rest run level by level, grouped by op so that each group is one tight
-    loop; a slot is reused once the last level that reads it is done, which keeps a tile's
-    working set near the width of two layers."""
+    Wires (ops 3 and 5) and repeated gates become aliases (fold) and gates no output depends on
+    are skipped, so they cost nothing (constant gates of one op share one gate: a layered network
+    keeps a gate per constant output); the rest run level by level, grouped by op so that each
+    group is one tight loop; a slot is reused once the last level that reads it is done, which
+    keeps a tile's working set near the width of two layers."""
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
     folded = fold(net)
-    live, source = folded.live.copy(), np.arange(n_nodes)
-    for op in CONSTANT_OPS:
-        same = np.flatnonzero(live & (net.op == op))
-        source[n_in + same[1:]] = n_in + same[:1]
-        live[same[1:]] = False
-    a, b, outputs = source[folded.a], source[folded.b], source[folded.outputs]
+    live, a, b, outputs = folded.live, folded.a, folded.b, folded.outputs
     reads_a, reads_b = READS_A[net.op], READS_B[net.op]
 
     level = gate_levels(n_in, a, b, net.op, live)

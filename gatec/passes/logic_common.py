@@ -79,6 +79,10 @@ def netlist_of_ir(ir: IR) -> Netlist:
     width = max(int(gate_lists[0].in_a.max(initial=-1)), int(gate_lists[0].in_b.max(initial=-1))) + 1
     if first in specs:  # the graph input's own width, so the netlist matches what targets see
         width = max(width, specs[first].shape[-1])
+    else:  # an encoder's output: its width, which bits the pruned layers no longer read keep
+        from ..ir.summary import shapes_of
+        shape = shapes_of(ir).get(first)
+        width = max(width, shape[-1]) if shape and isinstance(shape[-1], int) else width
     k, tau = group_sum_of(gs) if gs is not None else (len(gate_lists[-1]), 1.0)  # as Network.classes
     return Netlist.from_layers(width, [(l.in_a, l.in_b, l.ops) for l in gate_lists], k, tau)
 
@@ -126,6 +130,22 @@ def layered_counts(ir: IR) -> dict:
 
 
 # ---------------------------------------------------------------- netlist helpers
+
+def gate_kinds(net: Netlist) -> dict:
+    """What the targets compute: live two-input gates and inverters ("computed"); pass-through
+    wires resolve to the value they carry and cost nothing; constant outputs are GroupSum's
+    per-class offset (the engine adds them as a constant, the Verilog as constant terms that
+    synthesis folds), so they are counted apart, as outputs rather than gates."""
+    from ..ir.netlist import fold
+    folded = fold(net)
+    ops = net.op[folded.live]
+    constant = CONSTANT[ops]
+    inverters = np.isin(ops, (OP_ID["NOT_A"], OP_ID["NOT_B"])) & ~constant
+    gate_outputs = folded.outputs[folded.outputs >= net.n_inputs] - net.n_inputs
+    constant_outputs = int(CONSTANT[net.op[gate_outputs]].sum())
+    return {"computed": int((~constant).sum()), "two_input": int((~constant & ~inverters).sum()),
+            "inverters": int(inverters.sum()), "constant_outputs": constant_outputs}
+
 
 def live_gates(net: Netlist) -> np.ndarray:
     """Per gate: does some output depend on it (through the inputs its op really reads)?"""
