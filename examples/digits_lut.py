@@ -5,17 +5,19 @@ and compare them with two-input-gate networks by accuracy and LUT6 count.
     python examples/digits_lut.py --quick    # small networks, a few epochs (tests)
 
 Same split and encoding as examples/digits_logic.py (held-out 20% test split, 3-bit thermometer
-code of each pixel). A LUT network: encoder -> LUTLayer(k=6) x 2 -> GroupSum(10), trained with pixel
-noise and a straight-through end (train_luts). Each is
-compiled to `fpga` (gatec decomposes every LUT into two-input gates, yosys `synth -lut 6` packs
-them back), verified bit-exactly in Icarus Verilog, and reported with its test accuracy, the LUT6
-count yosys gives for the whole design (GroupSum counters included; the thermometer encoder's
-comparators run outside the Verilog, so they count 0) and its LUT depth. Writes
+code of each pixel, its thresholds learned with each network: gatec.nn.LearnedThermometerEncoder;
+`--encoder fixed` keeps them where fit() put them). A LUT network: encoder -> LUTLayer(k=6) x 2 ->
+GroupSum(10), trained with pixel noise and a straight-through end (train_luts). Each is compiled
+to `fpga` with `--input-format u5` (pixels are the integers 0..16, so the Verilog takes them as
+5-bit codes and compares them with its thresholds itself), verified bit-exactly in Icarus Verilog,
+and reported with its test accuracy, the LUT6 count yosys gives for the whole design (encoder
+comparators and GroupSum counters included) and its LUT depth. Writes
 benchmarks/results/digits_lut.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -27,7 +29,7 @@ import torch
 
 import gatec
 from digits_logic import accuracy, data, model as gate_model, train as train_gates
-from gatec.nn import LUTLayer
+from gatec.nn import LearnedThermometerEncoder, LUTLayer
 from gatec.nn.logic import GroupSum, ThermometerEncoder
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -69,7 +71,8 @@ def train_luts(net, train_set, epochs: int, lr: float, noise: float, relaxed_sha
 def compile_fpga(net, test_set, out: Path) -> dict:
     """The fpga artifact, verified on the test images too; its LUT6 count, depth and its own accuracy."""
     x, y = test_set
-    art = gatec.compile(net, "fpga", out, input_shapes=[[1, 64]], data=[x.numpy()], samples=128)
+    art = gatec.compile(net, "fpga", out, input_shapes=[[1, 64]], data=[x.numpy()], samples=128,
+                        options={"input_format": "u5"})  # pixels 0..16: the comparators in the Verilog
     res = json.loads((art.path / "resources.json").read_text())
     s = res["synthesized_by_yosys"]
     scores = art.run(x.numpy())[0]
@@ -95,8 +98,8 @@ def measure(name: str, kind: str, net, train, train_set, test_set, out: Path, **
 def markdown(results: dict) -> str:
     lines = [f"# LUT networks vs two-input-gate networks on digits ({results['cpu']})", "",
              f"Test split: {results['test_samples']} images; {results['encoder']}. LUT6 and depth: yosys "
-             "`synth -lut 6` on gatec's `fpga` Verilog (whole design, GroupSum counters included; the encoder's comparators "
-             "run outside the Verilog); \"GroupSum alone\": the counters synthesized on their own. Every artifact verified "
+             "`synth -lut 6` on gatec's `fpga` Verilog (whole design: the encoder's comparators on 5-bit pixel codes "
+             "and the GroupSum counters included); \"GroupSum alone\": the counters synthesized on their own. Every artifact verified "
              "bit-exactly in Icarus Verilog; one run each (seed 0): between seeds accuracy moves by about a point.", "",
              "| network | kind | nodes | test acc. | LUT6 | GroupSum alone | LUT depth | train s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -125,6 +128,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--noise", type=float, default=2.5, help="std of the Gaussian pixel noise in LUT training")
     ap.add_argument("--relaxed", type=float, default=0.7, help="share of the epochs before straight-through")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--encoder", choices=("learned", "fixed"), default="learned",
+                    help="thermometer thresholds trained with each network, or fixed where fit() puts them")
     ap.add_argument("--out", default="build/digits_lut", help="folder for the fpga artifacts")
     ap.add_argument("--results", default=str(RESULTS / "digits_lut"), help="JSON and markdown written as PATH.{json,md}")
     args = ap.parse_args(argv)
@@ -135,25 +140,27 @@ def main(argv=None) -> dict:
     out = Path(args.out)
 
     train_set, test_set = data(args.seed)
-    encoder = ThermometerEncoder(64, 3, "uniform").fit(train_set[0])
+    kind = LearnedThermometerEncoder if args.encoder == "learned" else ThermometerEncoder
+    encoder = kind(64, 3, "uniform").fit(train_set[0])
     rows = []
     for spec in sizes.split(";"):
         layer_sizes = [int(s) for s in spec.split(",")]
         torch.manual_seed(args.seed)
-        net = lut_model(encoder, layer_sizes, args.tau)
+        net = lut_model(copy.deepcopy(encoder), layer_sizes, args.tau)  # thresholds of its own
         rows.append(measure(f"LUT6 {'-'.join(map(str, layer_sizes))}", "LUT6 nodes (LUTLayer k=6)", net,
                             lambda: train_luts(net, train_set, epochs, args.lr, args.noise, args.relaxed, seed=args.seed), train_set, test_set, out,
                             nodes=sum(layer_sizes), epochs=epochs))
     for spec in gates.split(","):
         width, depth = (int(v) for v in spec.split("x"))
         torch.manual_seed(args.seed)
-        net = gate_model(encoder, width, depth, (width / 10) ** 0.5 * 1.2)  # digits_logic.py's tau
+        net = gate_model(copy.deepcopy(encoder), width, depth, (width / 10) ** 0.5 * 1.2)  # digits_logic.py's tau
         gate_epochs = 3 if args.quick else 60
         rows.append(measure(f"gates {depth}x{width}", "two-input gates (LogicLayer)", net,
                             lambda: train_gates(net, train_set, gate_epochs, 0.02, seed=args.seed), train_set, test_set,
                             out, nodes=width * depth, epochs=gate_epochs))
     results = {"cpu": cpu_name(), "threads": 1, "test_samples": len(test_set[0]),
-               "encoder": "3-bit uniform thermometer code per pixel (192 bits)", "rows": rows,
+               "encoder": f"3-bit thermometer code per pixel (192 bits), thresholds {args.encoder} (uniform at "
+                          f"start); compared in the Verilog on 5-bit pixel codes", "rows": rows,
                "command": "python examples/digits_lut.py" + (" --quick" if args.quick else "")}
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,9 @@ class TensorSpec:
     batch_axis: int = 0
     values: str = "real"  # "binary": the model reads bits (0/1), so the emulator draws bits
     range: list[float] | None = None  # where the model's thresholds lie: the emulator draws inputs across it
+    # (step, low, high): the values a target's input interface holds (multiples of step in [low, high],
+    # fpga's --input-format); the emulator draws its inputs on that grid
+    grid: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -56,7 +59,12 @@ class IR:
                   dict(self.source), copy.deepcopy(self.passes))
 
     def meta(self) -> dict:
-        return {"inputs": [asdict(t) for t in self.inputs], "outputs": [asdict(t) for t in self.outputs],
+        def spec(t):  # a grid only where a target set one, so IR bytes stay what they were without
+            d = asdict(t)
+            if d["grid"] is None:
+                del d["grid"]
+            return d
+        return {"inputs": [spec(t) for t in self.inputs], "outputs": [spec(t) for t in self.outputs],
                 "source": self.source, "passes": self.passes}
 
     def to_bytes(self) -> bytes:

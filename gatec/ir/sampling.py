@@ -29,8 +29,13 @@ def example_array(spec: TensorSpec, shape=None, seed: int = 0) -> np.ndarray:
     if spec.range is not None:
         low, high = spec.range
         margin = 0.1 * (high - low) + 1e-3
-        return rng.uniform(low - margin, high + margin, shape).astype(spec.dtype)
-    return rng.standard_normal(shape).astype(spec.dtype)
+        values = rng.uniform(low - margin, high + margin, shape)
+    else:
+        values = rng.standard_normal(shape)
+    if spec.grid is not None:
+        step, low, high = spec.grid
+        values = np.clip(np.floor(values / step) * step, low, high)
+    return values.astype(spec.dtype)
 
 
 def perturbed(size: int) -> int:

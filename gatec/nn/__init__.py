@@ -4,10 +4,11 @@ import torch
 
 from .gated import (GLU, GatedConv1d, GatedConv2d, GatedMultimodalUnit, GatedResidual, MixtureOfExperts,
                     RecurrentClassifier, SwiGLU)
+from .logic import LearnedThermometerEncoder
 from .lut import LUTLayer
 
 __all__ = ["GLU", "SwiGLU", "GatedConv1d", "GatedConv2d", "GatedMultimodalUnit", "MixtureOfExperts",
-           "GatedResidual", "RecurrentClassifier", "LUTLayer", "adopt", "reads_bits", "input_range"]
+           "GatedResidual", "RecurrentClassifier", "LUTLayer", "LearnedThermometerEncoder", "adopt", "reads_bits", "input_range"]
 
 
 def adopt(module: torch.nn.Module) -> torch.nn.Module:

@@ -309,6 +309,39 @@ class ThermometerEncoder(nn.Module):
         return (x.flatten(1).unsqueeze(-1) > self.thresholds).to(x.dtype).flatten(1)
 
 
+class LearnedThermometerEncoder(ThermometerEncoder):
+    """A thermometer code whose thresholds are trained with the network (DWN's learnable
+    thermometer, torchlogix's learned binarization): the forward pass is always the hard
+    comparison x > threshold, so eval() is the discrete encoder the targets compile; in training
+    the gradient reaches each threshold through a sigmoid of (x - threshold) / (temperature x the
+    feature's fitted threshold spacing) (straight-through). Initialise with fit(), as
+    ThermometerEncoder."""
+
+    def __init__(self, in_features: int, bits: int = 3, method: str = "uniform", temperature: float = 0.5):
+        super().__init__(in_features, bits, method)
+        t = self.thresholds.detach().clone()
+        del self.thresholds
+        self.thresholds = nn.Parameter(t)
+        self.temperature = float(temperature)
+        self.register_buffer("spacing", torch.ones(in_features, 1))
+
+    def fit(self, x) -> "LearnedThermometerEncoder":
+        with torch.no_grad():
+            super().fit(x)
+            x = torch.as_tensor(np.asarray(x), dtype=torch.float32).flatten(1)
+            span = (x.max(0).values - x.min(0).values) / (self.bits + 1)
+            self.spacing.copy_(torch.where(span > 0, span, torch.ones_like(span))[:, None])
+        return self
+
+    def forward(self, x):
+        d = x.flatten(1).unsqueeze(-1) - self.thresholds
+        hard = (d > 0).to(x.dtype)
+        if not self.training:
+            return hard.flatten(1)
+        soft = torch.sigmoid(d / (self.temperature * self.spacing))
+        return (hard + soft - soft.detach()).flatten(1)
+
+
 # ---------------------------------------------------------------- other libraries' layouts
 
 def adopt(module: nn.Module) -> nn.Module:
@@ -366,7 +399,7 @@ def input_range(module: nn.Module) -> tuple[float, float] | None:
     fitted on, say, pixel values 0..16 at zero)."""
     for m in module.modules():
         if isinstance(m, (ThresholdEncoder, ThermometerEncoder)):
-            t = m.thresholds
+            t = m.thresholds.detach()  # a LearnedThermometerEncoder's are parameters
             return float(t.min()), float(t.max())
         if isinstance(m, SHAPE_ONLY) or len(m._modules):
             continue

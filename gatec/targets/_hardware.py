@@ -20,7 +20,8 @@ class HardwareTarget(Target):
         if ir.kind != "logic":
             return Plan(ir, options, self.hls4ml_plan(ir, options, data))
         try:
-            return Plan(ir, options, _verilog.plan(ir, options, self.name))
+            verilog = _verilog.plan(ir, options, self.name, data)
+            return Plan(verilog.ir, options, verilog)  # its ir: the inputs the hardware takes
         except _verilog.NetworkRefused as verilog_refused:  # a bad --pipeline is not a reason to try hls4ml
             try:
                 return Plan(ir, options, self.hls4ml_plan(ir, options, data))

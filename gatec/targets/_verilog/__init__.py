@@ -3,8 +3,9 @@
 The artifact holds `model.v` (the top module `gatec_model`, design.py), `testbench.v` (reads
 vectors with $readmemb, writes the counts; testbench.py), a Yosys script, `resources.json` and
 `resources.png` (yosys.py). The Verilog takes the input bits; an input encoder that compares
-features with thresholds stays outside the Verilog (`encoder.json`, applied by the runner) and
-any other encoder is refused. The float score of class c is count_c / tau, done outside too.
+features with thresholds stays outside the Verilog (`encoder.json`, applied by the runner), or,
+with --input-format, comes inside it as comparators on fixed-point features (encoder.py); any
+other encoder is refused. The float score of class c is count_c / tau, done outside too.
 
 The runner (simulate.py) simulates the Verilog with Icarus Verilog on the emulator's inputs
 (thousands of vectors per vvp run), so verification is by real simulation, bit for bit.
@@ -18,7 +19,7 @@ The runner (simulate.py) simulates the Verilog with Icarus Verilog on the emulat
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from .. import Option, Tolerance
 from ..logic_input import network_and_encoder
 from . import testbench, yosys
 from .design import COMPRESSOR_INPUTS, Design, groupsum_only
+from .encoder import InputFormat, comparators
 from .simulate import Runner
 
 
@@ -37,6 +39,10 @@ from .simulate import Runner
 OPTIONS = (
     Option("pipeline", "fpga/asic: a register stage every N logic levels (default 0: combinational)", type=int,
            default=0, metavar="N"),
+    Option("input_format", "fpga/asic, logic networks with a threshold/thermometer encoder: the features' "
+           "fixed-point format, uW or sW (W-bit unsigned/signed integers), uW.F or sW.F (F fraction bits), so that "
+           "the Verilog takes the features and compares them itself (default: the encoder stays outside, "
+           "encoder.json)", metavar="FORMAT"),
     Option("synthesize", "fpga/asic: run yosys for resources (off while only verifying)", type=bool, default=True,
            cli=False),
 )
@@ -50,6 +56,7 @@ class VerilogPlan:
     net: Netlist
     encoder: tuple[np.ndarray, np.ndarray] | None  # (feature, threshold) per input bit, or None
     pipeline: int  # logic levels per register stage (0: combinational)
+    input_format: InputFormat | None = None  # the encoder inside the Verilog, on features of this format
 
 
 def pipeline_of(options: dict) -> int:
@@ -77,11 +84,23 @@ def network(ir: IR):
         raise NetworkRefused(*e.args) from None
 
 
-def plan(ir: IR, options: dict, kind: str) -> VerilogPlan:
+def plan(ir: IR, options: dict, kind: str, data: list | None = None) -> VerilogPlan:
     """Refuses what the Verilog cannot take (NetworkRefused: the logic layers not last, an encoder
-    that is not a comparison with thresholds), then a bad --pipeline (GatecError)."""
+    that is not a comparison with thresholds), then a bad --pipeline or --input-format, or data
+    the input format does not hold (GatecError)."""
     net, encoder = network(ir)
-    return VerilogPlan(ir, options, kind, net, encoder, pipeline_of(options))
+    pipeline = pipeline_of(options)
+    if not options.get("input_format"):
+        return VerilogPlan(ir, options, kind, net, encoder, pipeline)
+    fmt = InputFormat.parse(options["input_format"])
+    if encoder is None:
+        raise GatecError(f"--input-format {fmt}: this network reads input bits, it has no encoder to compare features")
+    if data is not None:
+        fmt.codes(np.asarray(data[0], np.float32).reshape(len(data[0]), -1))  # refused by name, before building
+    # the features the hardware can be given: the emulator draws them on the format's grid
+    ir = ir.copy()
+    ir.inputs = [replace(ir.inputs[0], grid=(fmt.step, *fmt.value_range))] + ir.inputs[1:]
+    return VerilogPlan(ir, options, kind, net, encoder, pipeline, fmt)
 
 
 def original_gate_count(ir: IR, net: Netlist) -> int:
@@ -96,15 +115,24 @@ def original_gate_count(ir: IR, net: Netlist) -> int:
 def build(plan: VerilogPlan, folder: Path) -> list[str]:
     folder, kind = Path(folder), plan.kind
     fan_in = COMPRESSOR_INPUTS[kind]
-    design = Design(plan.net, fan_in, plan.pipeline, fuse=kind == "fpga")
+    n_features = int(np.prod(plan.ir.inputs[0].shape[1:]))
+    fmt, inside = plan.input_format, None
+    if fmt is not None:
+        inside = (fmt.bits * n_features, comparators(fmt, *plan.encoder),
+                  f"{n_features} x {fmt.bits} bits ({fmt}: feature i is f[{fmt.bits}*i +: {fmt.bits}])")
+    design = Design(plan.net, fan_in, plan.pipeline, fuse=kind == "fpga", encoder=inside)
     verilog = design.verilog(f"a logic network for target {kind}")
     files = {"model.v": verilog, "testbench.v": testbench.testbench(design), "synth.ys": yosys.yosys_script(kind)}
     if plan.encoder is not None:
         features, thresholds = plan.encoder
+        about = (f"the model's input encoder, inside the Verilog: the module takes the features as {fmt} codes "
+                 f"(value * 2^{fmt.frac}) and compares them itself" if fmt else
+                 "the model's input encoder, outside the Verilog: bit j of x = feature[feature_index[j]] > "
+                 "threshold[j] in float32")
         files["encoder.json"] = json.dumps({
-            "about": "the model's input encoder, outside the Verilog: bit j of x = feature[feature_index[j]] > "
-                     "threshold[j] in float32", "features": int(np.prod(plan.ir.inputs[0].shape[1:])),
-            "feature_index": features.tolist(), "threshold": [float(t) for t in thresholds]}, indent=1) + "\n"
+            "about": about, "features": n_features, "feature_index": features.tolist(),
+            "threshold": [float(t) for t in thresholds], **({"input_format": str(fmt)} if fmt else {})},
+            indent=1) + "\n"
     for name, text in files.items():
         (folder / name).write_text(text)
     if not plan.options.get("synthesize", True):  # verification needs only the simulation

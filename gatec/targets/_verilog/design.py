@@ -23,8 +23,13 @@ class Design:
     with each signal's logic level (gates and compressors count one level each) and, when
     pipelined, the register stage it is computed in."""
 
-    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0, fuse: bool = False):
+    def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0, fuse: bool = False,
+                 encoder: tuple | None = None):
         self.net, self.pipeline, self.fuse = net, pipeline, fuse
+        # (port width, comparator lines) when the encoder is inside (encoder.py): the module takes
+        # the features, and x, the logic's input bits, is a wire of comparisons
+        self.encoder = encoder
+        self.port = ("f", encoder[0]) if encoder else ("x", net.n_inputs)
         n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
         folded = fold(net)
         a, b, outputs = folded.a, folded.b, folded.outputs
@@ -191,7 +196,10 @@ class Design:
             clocked.append("always @(posedge clk) begin")
             clocked += [f"    {name} <= {self.ref(sig, stage - 1)};" for (sig, s), name in regs if s == stage]
             clocked.append("end")
-        ports = (["input wire clk"] if self.pipeline else []) + [f"input wire [{n_in - 1}:0] x"]
+        ports = (["input wire clk"] if self.pipeline else []) + [f"input wire [{self.port[1] - 1}:0] {self.port[0]}"]
+        if self.encoder:
+            decls = [f"wire [{n_in - 1}:0] x;"] + decls
+            body = self.encoder[1] + body
         ports += [f"output wire [{self.count_width - 1}:0] count_{c}" for c in range(net.k)]
         latency = (f"pipelined every {self.pipeline} logic levels: {self.stages} register stages, the counts "
                    f"come {self.stages} clock cycles after the input" if self.pipeline else "purely combinational")
@@ -201,7 +209,9 @@ class Design:
                   f"// {net.n_gates} gates in the model; {self.live_gates} after wires, constants and unused gates are",
                   f"// folded away{inside}; GroupSum as {len(self.compressors)} compressors; {self.depth} logic levels;",
                   f"// {latency}.",
-                  f"// x: {n_in} input bits. count_c: the number of ones in class c's group of {len(net.outputs) // net.k};"
+                  (f"// f: the features, {self.encoder[2]}; x: the {n_in} input bits, compared in here. " if self.encoder
+                   else f"// x: {n_in} input bits. ") +
+                  f"count_c: the number of ones in class c's group of {len(net.outputs) // net.k};"
                   f" the class score is count_c / {float(net.tau)!r} (tau).",
                   f"module {MODULE} (", "    " + ",\n    ".join(ports), ");"]
         modules = [counter_module(number, ops) for ops, number in counters.items()]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import GatecError
+from .encoder import InputFormat
 from .testbench import CHUNK
 
 
@@ -30,11 +31,13 @@ class Runner:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         text = (self.folder / "model.v").read_text()
-        self.n_inputs = int(re.search(r"input wire \[(\d+):0\] x", text).group(1)) + 1
+        self.n_inputs = int(re.search(r"input wire \[(\d+):0\] [xf]\b", text).group(1)) + 1  # the port's bits
         self.k = len(re.findall(r"output wire \[\d+:0\] count_\d+", text))
         self.tau = np.float32(float(re.search(r"count_c / (\S+) \(tau\)", text).group(1)))
         enc = self.folder / "encoder.json"
         self.encoder = json.loads(enc.read_text()) if enc.exists() else None
+        fmt = (self.encoder or {}).get("input_format")
+        self.input_format = InputFormat.parse(fmt) if fmt else None  # the features go in: the Verilog compares
         self.tmp = tempfile.TemporaryDirectory(prefix="gatec-sim-")
         self.vvp = Path(self.tmp.name) / "sim.vvp"
         proc = subprocess.run([need("iverilog"), "-g2005", "-s", "tb", "-o", str(self.vvp),
@@ -47,6 +50,8 @@ class Runner:
         if self.encoder is None:
             return np.asarray(x).reshape(len(x), -1).astype(np.uint8)
         x = np.asarray(x, np.float32).reshape(len(x), -1)
+        if self.input_format is not None:
+            return self.input_format.port_bits(self.input_format.codes(x))
         return (x[:, self.encoder["feature_index"]] > np.asarray(self.encoder["threshold"], np.float32)).astype(np.uint8)
 
     def counts(self, bits: np.ndarray) -> np.ndarray:

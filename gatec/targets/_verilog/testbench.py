@@ -7,13 +7,13 @@ CHUNK = 4096  # vectors per simulation run (the testbench's memory depth)
 
 
 def testbench(design: Design) -> str:
-    """Reads up to CHUNK vectors (+in=FILE, one line of input bits each, x[n-1] first), +n=N of
-    them, and writes one line of class counts per vector to +out=FILE."""
-    n_in, k, latency = design.net.n_inputs, design.net.k, design.stages
+    """Reads up to CHUNK vectors (+in=FILE, one line of the input port's bits each, the highest
+    first), +n=N of them, and writes one line of class counts per vector to +out=FILE."""
+    (port, n_in), k, latency = design.port, design.net.k, design.stages
     counts = ", ".join(f"count_{c}" for c in range(k))
     wires = "\n".join(f"wire [{design.count_width - 1}:0] count_{c};" for c in range(k))
     clock = ["reg clk = 0;"] if latency else []
-    connect = (".clk(clk), " if latency else "") + ".x(x), " + ", ".join(f".count_{c}(count_{c})" for c in range(k))
+    connect = (".clk(clk), " if latency else "") + f".{port}(x), " + ", ".join(f".count_{c}(count_{c})" for c in range(k))
     if latency:
         loop = f"""    for (i = 0; i < n + {latency - 1}; i = i + 1) begin
         if (i < n) x = mem[i];
