@@ -112,13 +112,75 @@ static void host_planes_to_scores(const counter *k, uint32_t n_rows, uint32_t n_
     }
 }
 
-/* count_tile (gatec_logic.c) with the counts above. */
+#else
+#define host_pack_tile gatec_pack_tile
+#define host_planes_to_scores planes_to_scores
+#endif
+
+/* Carry-save adders of the counting, one instruction per output with AVX-512 (vpternlogq:
+ * majority and three-way xor); gcc makes four of the two otherwise. */
+#if defined(__AVX512F__) && GATEC_TILE == 8 && GATEC_WORD_BITS == 64
+#include <immintrin.h>
+#define MAJ3(a, b, c) ((slot_t)_mm512_ternarylogic_epi64((__m512i)(a), (__m512i)(b), (__m512i)(c), 0xE8))
+#define XOR3(a, b, c) ((slot_t)_mm512_ternarylogic_epi64((__m512i)(a), (__m512i)(b), (__m512i)(c), 0x96))
+#else
+#define MAJ3(a, b, c) (((a) & (b)) | (((a) ^ (b)) & (c)))
+#define XOR3(a, b, c) ((a) ^ (b) ^ (c))
+#endif
+#define HOST_CSA(high, low, a, b, c)                           \
+    do {                                                       \
+        slot_t a_ = (a), b_ = (b), c_ = (c);                   \
+        high = MAJ3(a_, b_, c_);                               \
+        low = XOR3(a_, b_, c_);                                \
+    } while (0)
+
+/* Fold v[0..n), n a multiple of 16, into the counter: counter_add16 with its state in registers
+ * for the whole run instead of a call per 16 words. */
+static void host_add_words(counter *k, const slot_t *v, uint32_t n) {
+    slot_t ones = k->ones, twos = k->twos, fours = k->fours, eights = k->eights;
+    slot_t twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
+    uint32_t i;
+    for (i = 0; i < n; i += 16, v += 16) {
+        HOST_CSA(twos_a, ones, ones, v[0], v[1]);
+        HOST_CSA(twos_b, ones, ones, v[2], v[3]);
+        HOST_CSA(fours_a, twos, twos, twos_a, twos_b);
+        HOST_CSA(twos_a, ones, ones, v[4], v[5]);
+        HOST_CSA(twos_b, ones, ones, v[6], v[7]);
+        HOST_CSA(fours_b, twos, twos, twos_a, twos_b);
+        HOST_CSA(eights_a, fours, fours, fours_a, fours_b);
+        HOST_CSA(twos_a, ones, ones, v[8], v[9]);
+        HOST_CSA(twos_b, ones, ones, v[10], v[11]);
+        HOST_CSA(fours_a, twos, twos, twos_a, twos_b);
+        HOST_CSA(twos_a, ones, ones, v[12], v[13]);
+        HOST_CSA(twos_b, ones, ones, v[14], v[15]);
+        HOST_CSA(fours_b, twos, twos, twos_a, twos_b);
+        HOST_CSA(eights_b, fours, fours, fours_a, fours_b);
+        HOST_CSA(sixteens, eights, eights, eights_a, eights_b);
+        counter_add(k->planes, k->n_planes, 4, sixteens);
+    }
+    k->ones = ones, k->twos = twos, k->fours = fours, k->eights = eights;
+}
+
+/* Words a class's gates go to before they are counted: 16 KB, in L1. */
+#define HOST_COUNT_BUF 256
+
+#define HOST_COUNT_LOOP(expr)                                               \
+    for (g = 0; g < count; g++) {                                           \
+        PREFETCH_NEXT_ROWS();                                                \
+        slot_t x = load(act + (uint64_t)A[g] * W), y = load(act + (uint64_t)B[g] * W); \
+        v[fill++] = (slot_t)(expr);                                         \
+        (void)x; (void)y;                                                   \
+        if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;  \
+    }                                                                       \
+    break;
+
+/* count_tile (gatec_logic.c), the counted words buffered and folded in runs. */
 static void host_count_tile(const gatec_program *p, const gatec_counting *cp, gatec_word *act, uint32_t first,
                             uint32_t n_rows, int32_t *scores, const uint8_t *ahead, uint32_t ahead_step) {
     const uint32_t *A = p->a_slot, *B = p->b_slot;
     uint32_t gi = first, g, c, r, fill, n_planes = counter_planes(p->n_outputs / p->k);
     counter k;
-    slot_t v[16];
+    slot_t v[HOST_COUNT_BUF];
     for (g = 0; g < first; g++) A += p->group_count[g], B += p->group_count[g];
     for (c = 0; c < p->k; c++) {
         counter_start(&k, act + (uint64_t)p->n_slots * W, n_planes);
@@ -126,22 +188,19 @@ static void host_count_tile(const gatec_program *p, const gatec_counting *cp, ga
         for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) {
             uint32_t count = p->group_count[gi];
             switch (p->group_op[gi]) {
-            EACH_OP(COUNT_LOOP)
+            EACH_OP(HOST_COUNT_LOOP)
             }
             A += count; B += count;
         }
         for (r = cp->rest_start[c]; r < cp->rest_start[c + 1]; r++) {
             v[fill++] = load(act + (uint64_t)cp->rest_slot[r] * W);
-            if (fill == 16) counter_add16(&k, v), fill = 0;
+            if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;
         }
-        counter_finish(&k, v, fill);
+        host_add_words(&k, v, fill & ~15u);
+        counter_finish(&k, v + (fill & ~15u), fill & 15u);
         host_planes_to_scores(&k, n_rows, p->k, c, cp->class_ones[c], scores);
     }
 }
-#else
-#define host_pack_tile gatec_pack_tile
-#define host_count_tile count_tile
-#endif
 
 /* gatec_run_counting with the host's packing and counting. */
 void gatec_host_run(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
