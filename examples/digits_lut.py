@@ -35,10 +35,11 @@ from gatec.nn.logic import GroupSum, ThermometerEncoder
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
-def lut_model(encoder: ThermometerEncoder, sizes: list[int], tau: float, k: int = 6) -> torch.nn.Sequential:
+def lut_model(encoder: ThermometerEncoder, sizes: list[int], tau: float, k: int = 6,
+              connections: str = "unique") -> torch.nn.Sequential:
     layers, dim = [encoder], encoder.out_features
     for size in sizes:
-        layers.append(LUTLayer(dim, size, k=k, connections="unique"))  # unique: no input left unread
+        layers.append(LUTLayer(dim, size, k=k, connections=connections))  # unique: no input left unread
         dim = size
     return torch.nn.Sequential(*layers, GroupSum(10, tau))
 
@@ -128,6 +129,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--noise", type=float, default=2.5, help="std of the Gaussian pixel noise in LUT training")
     ap.add_argument("--relaxed", type=float, default=0.7, help="share of the epochs before straight-through")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--connections", choices=("unique", "learned"), default="unique",
+                    help="LUT inputs drawn once (every input read), or learned among 4 candidates each")
     ap.add_argument("--encoder", choices=("learned", "fixed"), default="learned",
                     help="thermometer thresholds trained with each network, or fixed where fit() puts them")
     ap.add_argument("--out", default="build/digits_lut", help="folder for the fpga artifacts")
@@ -146,8 +149,8 @@ def main(argv=None) -> dict:
     for spec in sizes.split(";"):
         layer_sizes = [int(s) for s in spec.split(",")]
         torch.manual_seed(args.seed)
-        net = lut_model(copy.deepcopy(encoder), layer_sizes, args.tau)  # thresholds of its own
-        rows.append(measure(f"LUT6 {'-'.join(map(str, layer_sizes))}", "LUT6 nodes (LUTLayer k=6)", net,
+        net = lut_model(copy.deepcopy(encoder), layer_sizes, args.tau, connections=args.connections)  # own thresholds
+        rows.append(measure(f"LUT6 {'-'.join(map(str, layer_sizes))}", f"LUT6 nodes (LUTLayer k=6, {args.connections} inputs)", net,
                             lambda: train_luts(net, train_set, epochs, args.lr, args.noise, args.relaxed, seed=args.seed), train_set, test_set, out,
                             nodes=sum(layer_sizes), epochs=epochs))
     for spec in gates.split(","):
@@ -160,7 +163,8 @@ def main(argv=None) -> dict:
                             out, nodes=width * depth, epochs=gate_epochs))
     results = {"cpu": cpu_name(), "threads": 1, "test_samples": len(test_set[0]),
                "encoder": f"3-bit thermometer code per pixel (192 bits), thresholds {args.encoder} (uniform at "
-                          f"start); compared in the Verilog on 5-bit pixel codes", "rows": rows,
+                          f"start); compared in the Verilog on 5-bit pixel codes", "connections": args.connections,
+               "rows": rows,
                "command": "python examples/digits_lut.py" + (" --quick" if args.quick else "")}
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -227,3 +227,36 @@ def test_digits_lut_example_quick(tmp_path):
     assert len(results["rows"]) == 3 and all(r["verified_bit_exact"] for r in results["rows"])
     assert all(r["fpga_accuracy"] == pytest.approx(r["test_accuracy"], abs=1e-6) for r in results["rows"])  # float32 mean in torch
     assert (tmp_path / "res.md").exists() and (tmp_path / "res.json").exists()
+
+
+@pytest.mark.parametrize("k", [2, 4, 6])
+def test_learned_connections_train_choose_and_compile_bit_exactly(k, tmp_path):
+    """connections="learned": the candidates' weights get gradients and training moves the choice;
+    eval() reads each input's heaviest candidate, a fixed input, and compiles bit-exactly."""
+    torch.manual_seed(k)
+    net = torch.nn.Sequential(LUTLayer(24, 30, k=k, connections="learned", candidates=3), GroupSum(3, 2.0))
+    layer = net[0]
+    x = (torch.rand(256, 24) > 0.5).float()
+    y = (x[:, 0] + 2 * x[:, 5]).long() % 3  # a target some candidates explain and others do not
+    before = layer.chosen_inputs().clone()
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    net.train()
+    for step in range(30):
+        layer.straight_through = step >= 20
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        assert layer.connection_logits.grad.abs().sum() > 0
+        opt.step()
+    net.eval()
+    chosen = layer.chosen_inputs()
+    assert not torch.equal(chosen, before) and torch.equal(layer.inputs, chosen)
+    assert bool((layer.candidates == chosen[..., None]).any(-1).all())  # each choice is one of its candidates
+    address = (x[:, chosen] * 2 ** torch.arange(k - 1, -1, -1)).sum(-1).long()
+    with torch.no_grad():
+        np.testing.assert_array_equal(layer(x).numpy(), layer.tables.gather(1, address.T).T.float().numpy())
+    for target in ("cpu", "c", "fpga"):
+        art = gatec.compile(net, target, tmp_path / target, input_shapes=[[1, 24]], data=[x.numpy()])
+        assert art.manifest["verification"]["ok"] and art.manifest["verification"]["max_abs_err"] == 0
+        with torch.no_grad():
+            np.testing.assert_array_equal(art.run(x.numpy())[0], net(x).numpy())

@@ -51,7 +51,7 @@ def lut_connections(in_dim: int, out_dim: int, k: int, kind: str) -> torch.Tenso
         priority[node[keep], dealt[keep]] += 1.0
         idx = priority.topk(k, -1).indices
         return idx[torch.randperm(out_dim)]
-    raise GatecError(f"unknown connections '{kind}' (use 'random' or 'unique')")
+    raise GatecError(f"unknown connections '{kind}' (use 'random', 'unique' or 'learned')")
 
 
 def expected_output(p: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -69,6 +69,11 @@ def expected_output(p: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 class LUTLayer(BitLayer):
     """`out_dim` nodes, each a learned k-input truth table over `in_dim` inputs.
 
+    connections: "random" or "unique" (fixed, lut_connections), or "learned": each of a node's k
+        inputs chooses among `candidates` inputs drawn at random (torchlogix's and DWN's learnable
+        connections): in training the input is the softmax-weighted mixture of its candidates
+        (one-hot with straight_through), in eval the candidate of largest weight, a fixed input.
+
     init: "random" (logits ~ N(0, 1)) or "residual" (each node starts near pass-through of its first
         input, logit margin 3: deep stacks then train from a working signal path).
     straight_through: the forward pass uses the thresholded tables, the backward pass the sigmoid's
@@ -78,7 +83,7 @@ class LUTLayer(BitLayer):
     """
 
     def __init__(self, in_dim: int, out_dim: int, k: int = 6, connections: str = "random", init: str = "random",
-                 straight_through: bool = False):
+                 straight_through: bool = False, candidates: int = 4):
         super().__init__()
         if not 2 <= k <= 6:
             raise GatecError(f"LUTLayer: k must lie in 2..6, got {k}")
@@ -93,28 +98,60 @@ class LUTLayer(BitLayer):
         else:
             raise GatecError(f"LUTLayer: unknown init '{init}' (use 'random' or 'residual')")
         self.logits = nn.Parameter(logits)
-        self.register_buffer("inputs", lut_connections(in_dim, out_dim, k, connections).long())
+        if connections == "learned":
+            if candidates < 1:
+                raise GatecError(f"LUTLayer: candidates must be at least 1, got {candidates}")
+            drawn = lut_connections(in_dim, out_dim * candidates, k, "random").long()  # (G * C, k)
+            self.register_buffer("candidates", drawn.reshape(out_dim, candidates, k).transpose(1, 2).contiguous())
+            self.connection_logits = nn.Parameter(0.01 * torch.randn(out_dim, k, candidates))
+            self.register_buffer("inputs", self.chosen_inputs())
+        else:
+            self.candidates = self.connection_logits = None
+            self.register_buffer("inputs", lut_connections(in_dim, out_dim, k, connections).long())
         self.register_buffer("weights_of_bits", 2 ** torch.arange(k - 1, -1, -1))  # index bit of each input
+
+    def chosen_inputs(self) -> torch.Tensor:
+        """Learned connections: each input's candidate of largest weight (out_dim x k)."""
+        best = self.connection_logits.detach().argmax(-1, keepdim=True)
+        return self.candidates.gather(-1, best).squeeze(-1)
+
+    def train(self, mode: bool = True):
+        if self.candidates is not None:  # eval() fixes the chosen inputs, as a user's saved model holds them
+            self.inputs.copy_(self.chosen_inputs())
+        return super().train(mode)
+
+    def input_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_dim) -> (N, out_dim, k): the value each node input reads in training."""
+        if self.candidates is None:
+            return x[..., self.inputs]
+        w = torch.softmax(self.connection_logits, -1).to(x.dtype)
+        if self.straight_through:
+            w = torch.nn.functional.one_hot(w.argmax(-1), w.shape[-1]).to(x.dtype) - w.detach() + w
+        return (x[..., self.candidates] * w).sum(-1)
 
     @property
     def tables(self) -> torch.Tensor:
         """The discrete truth tables (long 0/1, out_dim x 2**k)."""
         return (self.logits.detach() > 0).long()
 
+    def fixed_inputs(self) -> torch.Tensor:
+        """The input each node reads in eval (out_dim x k)."""
+        return self.inputs if self.candidates is None else self.chosen_inputs()
+
     def gate_lists(self) -> list[Layer]:
-        return decompose(self.inputs.numpy(), self.tables.numpy())
+        return decompose(self.fixed_inputs().numpy(), self.tables.numpy())
 
     def forward(self, x):
         if self.training:
             table = torch.sigmoid(self.logits).to(x.dtype)
             if self.straight_through:
                 table = (table > 0.5).to(x.dtype) - table.detach() + table
-            return expected_output(x[..., self.inputs], table)
+            return expected_output(self.input_probabilities(x), table)
         if exporting():
             for layer in self.gate_lists():
                 x = LogicLayerFn.apply(x, *layer.attrs())
             return x
-        address = ((x[..., self.inputs] != 0).long() * self.weights_of_bits).sum(-1)  # (N, G)
+        address = ((x[..., self.fixed_inputs()] != 0).long() * self.weights_of_bits).sum(-1)  # (N, G)
         tables = self.tables.expand(*address.shape[:-1], -1, -1)
         return tables.gather(-1, address.unsqueeze(-1)).squeeze(-1).to(x.dtype)
 
