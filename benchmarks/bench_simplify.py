@@ -3,7 +3,8 @@
     python benchmarks/bench_simplify.py [--quick]
 
 torchlogix 0.2.2 trains digits networks (3-bit thermometer code of scikit-learn's 8x8 digits,
-LogicDense x depth, raw parametrization, GroupSum) in its own Python 3.12 venv
+LogicDense x depth, raw parametrization, GroupSum; one with a LogicConv2d and OR pooling first)
+in its own Python 3.12 venv
 (benchmarks/torchlogix_train_side.py, the venv set up as for bench_logic.py), saves each with
 torch.save, and counts its Circuit's gates traced and after simplify(). gatec loads the same
 file (by class name, without torchlogix), runs -O1 and -O2 and counts the gates each target
@@ -60,35 +61,43 @@ def digits_bits(bits: int = 3, seed: int = 0):
     return code(xtr), ytr.astype(np.int64), code(xte), yte.astype(np.int64)
 
 
-def compare(python, data, depth: int, width: int, epochs: int, folder: Path) -> dict:
+def compare(python, data, depth: int, width: int, epochs: int, folder: Path, conv: int = 0,
+            targets: tuple = ("cpu",)) -> dict:
     """One network: torchlogix trains it and counts its Circuit; gatec loads the saved file and
-    counts -O0, -O1 and -O2, each checked against torchlogix's eval output on the test split."""
+    counts -O0, -O1 and -O2, each compiled to `targets` and checked against torchlogix's eval
+    output on the test split. `conv`: kernels of a LogicConv2d first, the input bits then laid out
+    as (3 thermometer channels, 8, 8)."""
     xtr, ytr, xte, yte = data
+    if conv:
+        xtr, xte = (v.reshape(len(v), 64, 3).transpose(0, 2, 1).reshape(len(v), 3, 8, 8).copy() for v in (xtr, xte))
     folder.mkdir(parents=True)
     for f, v in (("train_x", xtr), ("train_y", ytr), ("test_x", xte)):
         np.save(folder / f"{f}.npy", v)
     tau = (width / 10) ** 0.5 * 1.2
     (folder / "params.json").write_text(json.dumps({"width": width, "depth": depth, "classes": 10, "tau": tau,
-                                                    "epochs": epochs, "lr": 0.02, "seed": 0}))
+                                                    "epochs": epochs, "lr": 0.02, "seed": 0, "conv": conv}))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("PYTHONPATH", None)
     subprocess.run([str(python), str(SIDE), str(folder)], env=env, check=True, capture_output=True)
     theirs = json.loads((folder / "result.json").read_text())
     expected = np.load(folder / "test_scores.npy")
-    row = {"network": f"{depth}x{width}", "epochs": epochs, "train_s": round(theirs["train_s"], 1),
+    row = {"network": (f"conv{conv}+" if conv else "") + f"{depth}x{width}", "epochs": epochs,
+           "train_s": round(theirs["train_s"], 1),
            "test_accuracy": float((expected.argmax(-1) == yte).mean()),
            "torchlogix_traced": theirs["traced"], "torchlogix_simplified": theirs["simplified"]}
-    source = gatec.load(str(folder / "model.pt"), [[1, xtr.shape[1]]])
+    source = gatec.load(str(folder / "model.pt"), [[1, *xtr.shape[1:]]])
     row["gatec_O0"] = gate_kinds(netlist_of_ir(source.ir))
     for level in (1, 2):
         t0 = time.perf_counter()
         ir = passes.apply(source.ir.copy(), passes.default_passes(source.ir, level))
         seconds = time.perf_counter() - t0
-        art = gatec.compile(None, "cpu", folder / f"O{level}", source=Source(ir, source.reference), opt_level=0,
-                            verify=False)
-        equal = bool(np.array_equal(art.run(xte)[0], expected))
+        equal = True
+        for target in targets:  # each verified against the model by the emulator, then on the test split
+            art = gatec.compile(None, target, folder / f"O{level}_{target}", source=Source(ir, source.reference),
+                                opt_level=0, data=[xte[:256]])
+            equal &= bool(np.array_equal(art.run(xte)[0], expected))
         row[f"gatec_O{level}"] = {**gate_kinds(netlist_of_ir(ir)), "seconds": round(seconds, 2),
-                                  "equals_torchlogix_eval": equal}
+                                  "equals_torchlogix_eval": equal, "targets": list(targets)}
     return row
 
 
@@ -96,16 +105,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one small network, few epochs (a smoke run)")
     args = ap.parse_args()
-    sizes = [(2, 500, 10)] if args.quick else [(3, 2000, 30), (4, 1000, 30), (2, 4000, 30)]
+    sizes = [(2, 500, 10, 0)] if args.quick else [(3, 2000, 30, 0), (4, 1000, 30, 0), (2, 4000, 30, 0), (2, 1000, 20, 16)]
     python, record = bench_logic().torchlogix_venv()
     if python is None:
         raise SystemExit(f"torchlogix not available: {record}")
     data = digits_bits()
     work = Path(tempfile.mkdtemp(prefix="gatec-simplify-"))
     rows = []
-    for depth, width, epochs in sizes:
-        print(f"{depth}x{width}: torchlogix trains {epochs} epochs ...", flush=True)
-        row = compare(python, data, depth, width, epochs, work / f"{depth}x{width}")
+    for depth, width, epochs, conv in sizes:
+        print(f"{'conv + ' if conv else ''}{depth}x{width}: torchlogix trains {epochs} epochs ...", flush=True)
+        row = compare(python, data, depth, width, epochs, work / f"{conv}_{depth}x{width}", conv)
         rows.append(row)
         t, g1, g2 = row["torchlogix_simplified"], row["gatec_O1"], row["gatec_O2"]
         print(f"  accuracy {row['test_accuracy']:.2%}; torchlogix simplify {t['two_input'] + t['inverters']} "

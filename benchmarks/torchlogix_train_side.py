@@ -3,8 +3,9 @@ torch, numpy, torchlogix), not in gatec's environment; it imports nothing from g
 
     python torchlogix_train_side.py FOLDER
 
-FOLDER holds train_x.npy / train_y.npy / test_x.npy (0/1 input bits, float32; labels int64) and
-params.json (width, depth, classes, tau, epochs, lr, seed). The script trains a network of
+FOLDER holds train_x.npy / train_y.npy / test_x.npy (0/1 input bits, float32, (N, bits) or
+(N, channels, 8, 8) with "conv"; labels int64) and params.json (width, depth, classes, tau, epochs,
+lr, seed; "conv": kernels of a LogicConv2d + OrPooling2d first). The script trains a network of
 torchlogix's own layers (LogicDense x depth, raw parametrization, then GroupSum) as its README
 does (Adam, cross-entropy on the soft forward), saves it with torch.save as a user would
 (FOLDER/model.pt), writes its eval output on the test bits (test_scores.npy), and traces it into
@@ -25,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchlogix import Circuit  # noqa: E402
 from torchlogix.circuit import GateOp  # noqa: E402
-from torchlogix.layers import GroupSum, LogicDense  # noqa: E402
+from torchlogix.layers import GroupSum, LogicConv2d, LogicDense, OrPooling2d  # noqa: E402
 
 ONE_INPUT = {GateOp.NOT, GateOp.NOT_A, GateOp.NOT_B}
 
@@ -56,6 +57,11 @@ def main() -> None:
     y = torch.from_numpy(np.load(folder / "train_y.npy"))
     test_x = torch.from_numpy(np.load(folder / "test_x.npy"))
     layers, dim = [], x.shape[1]
+    if params.get("conv"):  # x: (N, channels, 8, 8); a convolution, OR pooling, then the dense layers
+        layers += [LogicConv2d(in_dim=x.shape[-1], channels=x.shape[1], num_kernels=params["conv"], tree_depth=2,
+                               receptive_field_size=3, padding=1),
+                   OrPooling2d(kernel_size=2, stride=2), torch.nn.Flatten()]
+        dim = params["conv"] * (x.shape[-1] // 2) ** 2
     for _ in range(params["depth"]):
         layers.append(LogicDense(dim, params["width"], parametrization="raw"))
         dim = params["width"]
@@ -75,7 +81,7 @@ def main() -> None:
     torch.save(model, folder / "model.pt")
     with torch.no_grad():
         np.save(folder / "test_scores.npy", model(test_x).numpy().astype(np.float32))
-    circuit = Circuit.from_model(model, input_shape=[x.shape[1]])
+    circuit = Circuit.from_model(model, input_shape=list(x.shape[1:]))
     traced = kinds(circuit)
     t0 = time.perf_counter()
     circuit.simplify()

@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small networks and a few epochs (tests)")
     ap.add_argument("--sizes", help="LUT networks: layer sizes, ';' between networks (default 100,50;200,100;300,150;400,200)")
-    ap.add_argument("--gates", help="gate networks: width x depth, ',' between (default 1000x4,4000x4)")
+    ap.add_argument("--gates", help="gate networks: width x depth, ',' between (default 1000x4,4000x4; '' for none)")
     ap.add_argument("--epochs", type=int, help="LUT networks (default 60)")
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--tau", type=float, default=1.5, help="GroupSum tau of the LUT networks")
@@ -136,8 +136,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="build/digits_lut", help="folder for the fpga artifacts")
     ap.add_argument("--results", default=str(RESULTS / "digits_lut"), help="JSON and markdown written as PATH.{json,md}")
     args = ap.parse_args(argv)
-    sizes = args.sizes or ("40,20;80,40" if args.quick else "100,50;200,100;300,150;400,200")
-    gates = args.gates or ("300x2" if args.quick else "1000x4,4000x4")
+    sizes = args.sizes if args.sizes is not None else ("40,20;80,40" if args.quick else "100,50;200,100;300,150;400,200")
+    gates = args.gates if args.gates is not None else ("300x2" if args.quick else "1000x4,4000x4")
     epochs = args.epochs or (3 if args.quick else 60)
     torch.set_num_threads(1)  # one thread: contended OpenMP threads ran 40x slower here (digits_logic.py)
     out = Path(args.out)
@@ -146,14 +146,14 @@ def main(argv=None) -> dict:
     kind = LearnedThermometerEncoder if args.encoder == "learned" else ThermometerEncoder
     encoder = kind(64, 3, "uniform").fit(train_set[0])
     rows = []
-    for spec in sizes.split(";"):
+    for spec in [s for s in sizes.split(";") if s]:
         layer_sizes = [int(s) for s in spec.split(",")]
         torch.manual_seed(args.seed)
         net = lut_model(copy.deepcopy(encoder), layer_sizes, args.tau, connections=args.connections)  # own thresholds
         rows.append(measure(f"LUT6 {'-'.join(map(str, layer_sizes))}", f"LUT6 nodes (LUTLayer k=6, {args.connections} inputs)", net,
                             lambda: train_luts(net, train_set, epochs, args.lr, args.noise, args.relaxed, seed=args.seed), train_set, test_set, out,
                             nodes=sum(layer_sizes), epochs=epochs))
-    for spec in gates.split(","):
+    for spec in [s for s in gates.split(",") if s]:
         width, depth = (int(v) for v in spec.split("x"))
         torch.manual_seed(args.seed)
         net = gate_model(copy.deepcopy(encoder), width, depth, (width / 10) ** 0.5 * 1.2)  # digits_logic.py's tau

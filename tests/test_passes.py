@@ -158,6 +158,39 @@ def test_no_pass_changes_any_output(in_dim, widths, k, use_group_sum, seed, orde
     assert len(out_layer) == len(expected[0])
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 6), st.integers(6, 10), st.lists(st.integers(1, 12), min_size=1, max_size=3),
+       st.integers(0, 2 ** 31), st.floats(0.0, 0.9), st.permutations(["constants", "wires", "merge", "dead-gates",
+                                                                      "simplify"]))
+def test_no_pass_changes_a_lut_network(k, in_dim, widths, seed, degenerate, order):
+    """LUTLayer networks (k = 2..6, decomposed into gates on export) through the passes in any
+    order: every output bit equal to the torch module's eval on every input. `degenerate`: the
+    share of nodes whose table ignores some inputs or is constant, as trained tables often are."""
+    from gatec.nn import LUTLayer
+    from gatec.nn.logic import GroupSum
+    torch.manual_seed(seed % 1000)
+    layers, dim = [], in_dim
+    for w in widths:
+        layer = LUTLayer(dim, w * 2, k=k)
+        with torch.no_grad():
+            rows = torch.rand(w * 2) < degenerate
+            cut = torch.randint(0, k, (1,)).item()  # the table read with input `cut` fixed: it ignores it
+            entries = torch.arange(2 ** k)
+            fixed = entries & ~(1 << (k - 1 - cut))
+            layer.logits[rows] = layer.logits[rows][:, fixed]
+            layer.logits[rows & (torch.rand(w * 2) < 0.3)] = 1.0  # some constant one
+        layers.append(layer)
+        dim = w * 2
+    net = torch.nn.Sequential(*layers, GroupSum(2, 1.0)).eval()
+    bits = all_inputs(in_dim)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(bits.astype(np.float32))).numpy()
+    ir = gatec.load(net, [[1, in_dim]]).ir
+    for name in order:
+        ir = passes.apply(ir, [name])
+    assert np.array_equal(netlist_of_ir(ir).evaluate(bits).astype(np.float32), expected), ir.passes
+
+
 def test_each_pass_alone_on_wires_and_constants_everywhere():
     rng = np.random.default_rng(0)
     ir = logic_ir(8, [40, 40, 40, 20], k=5, seed=1, ops=lambda r, n: rng.choice([0, 3, 5, 10, 12, 15, 6, 1], n))

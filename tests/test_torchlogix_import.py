@@ -82,17 +82,25 @@ def test_gate_counts_against_torchlogix_circuit(saved, tmp_path):
         assert gates["computed"] <= circuits[name]["simplified"] < circuits[name]["traced"]
 
 
-def test_gate_counts_on_a_network_torchlogix_trained(tmp_path):
-    """A digits network torchlogix trained itself (benchmarks/bench_simplify.py's, small): gatec -O1
-    computes no more gates than Circuit.simplify() leaves and its class counts equal torchlogix's
-    eval output on the test split."""
-    python, why = torchlogix_python()
-    if python is None:
-        pytest.skip(f"no torchlogix venv on this machine: {why}")
+def bench_simplify():
     spec = importlib.util.spec_from_file_location("bench_simplify", REPO / "benchmarks" / "bench_simplify.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    row = bench.compare(python, bench.digits_bits(), 2, 500, 10, tmp_path / "net")
+    return bench
+
+
+@pytest.mark.parametrize("conv", [0, 8])
+def test_networks_torchlogix_trained_compile_and_count_fewer_gates(tmp_path, conv):
+    """Digits networks torchlogix trained itself (benchmarks/bench_simplify.py's, small; dense, and
+    with a LogicConv2d and OR pooling first): each compiles at -O1 and -O2 to cpu, c and fpga,
+    verified, with class counts equal to torchlogix's eval output on the test split, and gatec -O1
+    computes no more gates than Circuit.simplify() leaves."""
+    python, why = torchlogix_python()
+    if python is None:
+        pytest.skip(f"no torchlogix venv on this machine: {why}")
+    bench = bench_simplify()
+    row = bench.compare(python, bench.digits_bits(), 2 if not conv else 1, 500, 10, tmp_path / "net", conv=conv,
+                        targets=("cpu", "c", "fpga"))
     theirs, ours = row["torchlogix_simplified"], row["gatec_O1"]
     print(f"torchlogix simplify {theirs}; gatec -O1 {ours}")
     assert ours["equals_torchlogix_eval"] and row["gatec_O2"]["equals_torchlogix_eval"]
