@@ -156,6 +156,15 @@ def test_no_pass_changes_any_output(in_dim, widths, k, use_group_sum, seed, orde
         assert np.array_equal(netlist_of_ir(ir).output_bits(bits), expected), ir.passes
     out_layer = network_of_model(ir.model).layers[-1]
     assert len(out_layer) == len(expected[0])
+    # relayer picks its levels by the counted size: the count is what laying out builds
+    from gatec.passes.logic_common import _layers_at, canonical_inputs, layered_size, live_gates
+    net = canonical_inputs(netlist_of_ir(ir))
+    live, depth = live_gates(net), len(network_of_model(ir.model).layers)
+    level = np.zeros(net.n_inputs + net.n_gates, np.int64)
+    for g in np.flatnonzero(live):
+        level[net.n_inputs + g] = 1 if net.op[g] in (0, 15) else 1 + max(level[net.a[g]], level[net.b[g]])
+    depth = max(1, int(level[net.outputs].max(initial=0)))
+    assert layered_size(net, live, level, depth) == sum(map(len, _layers_at(net, live, level, depth)[0]))
 
 
 @settings(max_examples=30, deadline=None)

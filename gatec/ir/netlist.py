@@ -14,6 +14,7 @@ import numpy as np
 from .logic import CONSTANTS, OP_ID, READS_A, READS_B, TRUTH
 
 WIRE_A, WIRE_B = OP_ID["A"], OP_ID["B"]  # ops that pass one input through unchanged
+MAX_SWEEPS = 64  # gate_levels' vectorized sweeps before it walks gate by gate
 CONSTANT_OPS = CONSTANTS
 
 
@@ -104,12 +105,23 @@ def gate_levels(n_inputs: int, a, b, op, live=None) -> np.ndarray:
     """Per node (inputs, then gates): 0 for the inputs and for the gates not `live` (all are, when
     None), else 1 + the deepest level of the nodes its op reads (an operand the truth table ignores
     does not count)."""
-    level = [0] * (n_inputs + len(op))
-    a, b = np.asarray(a).tolist(), np.asarray(b).tolist()
-    reads_a, reads_b = READS_A[op].tolist(), READS_B[op].tolist()
-    for g in range(len(op)) if live is None else np.flatnonzero(live).tolist():
-        level[n_inputs + g] = 1 + max(level[a[g]] if reads_a[g] else 0, level[b[g]] if reads_b[g] else 0)
-    return np.asarray(level, dtype=np.int64)
+    a, b, op = np.asarray(a), np.asarray(b), np.asarray(op)
+    gates = np.arange(len(op)) if live is None else np.flatnonzero(live)
+    level = np.zeros(n_inputs + len(op), np.int64)
+    ga, gb, ra, rb = a[gates], b[gates], READS_A[op[gates]].astype(bool), READS_B[op[gates]].astype(bool)
+    # relaxed all at once, one sweep per level: from 0 the levels only grow and are exact after
+    # depth + 1 sweeps (a gate reads earlier nodes); a network deeper than the sweeps allow is
+    # walked gate by gate instead
+    for _ in range(MAX_SWEEPS):
+        new = 1 + np.maximum(np.where(ra, level[ga], 0), np.where(rb, level[gb], 0))
+        if np.array_equal(new, level[n_inputs + gates]):
+            return level
+        level[n_inputs + gates] = new
+    out = [0] * (n_inputs + len(op))
+    al, bl, ral, rbl = a.tolist(), b.tolist(), READS_A[op].tolist(), READS_B[op].tolist()
+    for g in gates.tolist():
+        out[n_inputs + g] = 1 + max(out[al[g]] if ral[g] else 0, out[bl[g]] if rbl[g] else 0)
+    return np.asarray(out, dtype=np.int64)
 
 
 def by_level(n_inputs: int, a, b, op, live=None) -> list[np.ndarray]:

@@ -204,12 +204,35 @@ def relayer(net: Netlist) -> tuple[list[Layer], int]:
         for d in {int(net.a[g]), int(net.b[g])}:
             if d >= n_in:
                 alap[d] = min(alap[d], alap[n_in + g] - 1)
-    best = None
-    for level in (asap, alap):
-        layers, wires = _layers_at(net, live, level, depth)
-        if best is None or sum(map(len, layers)) < sum(map(len, best[0])):
-            best = (layers, wires)
-    return best
+    level = asap if layered_size(net, live, asap, depth) <= layered_size(net, live, alap, depth) else alap
+    return _layers_at(net, live, level, depth)
+
+
+def layered_size(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> int:
+    """The gates _layers_at(net, live, level, depth) lays out, counted without building them (a
+    few array operations instead of a walk over every gate): each live gate below the last layer,
+    a pass-through for every layer a value is carried across, a copy of a constant per layer that
+    reads it, and the last layer's outputs."""
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    const = np.zeros(n_nodes, bool)
+    const[n_in:] = CONSTANT[net.op]
+    level = np.where(const, 0, level)
+    gates = np.flatnonzero(live & ~CONSTANT[net.op])
+    at = level[n_in + gates] - 1  # the layer whose output a gate reads
+    a, b = net.a[gates], net.b[gates]
+    other = b != a
+    read, when = np.concatenate([a, b[other]]), np.concatenate([at, at[other]])
+    outputs = net.outputs
+    carried_out = outputs[~const[outputs] & (level[outputs] < depth)]  # carried to the layer before last
+    need = np.full(n_nodes, -1, np.int64)
+    np.maximum.at(need, read[~const[read]], when[~const[read]])
+    np.maximum.at(need, carried_out, depth - 1)
+    held = need >= 0
+    # a constant is copied into each layer 1 .. depth-1 that reads it; the last layer's rows are the outputs
+    copied = const[read] & (when >= 1) & (when < depth)
+    const_reads = np.unique(read[copied] * (depth + 1) + when[copied])
+    return int((level[n_in + gates] < depth).sum() + np.maximum(need[held] - level[held], 0).sum()
+               + len(const_reads) + len(outputs))
 
 
 def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> tuple[list[Layer], int]:
