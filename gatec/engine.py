@@ -37,7 +37,28 @@ class CProgram(ctypes.Structure):
 
 
 class CCounting(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones")]
+    """gatec_host_counting (gatec_host.c): gatec_counting and the gates' slots as byte offsets
+    (gate_bytes; NULL: gatec_logic.c's gatec_run_counting does the work)."""
+    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones", "gate_bytes")]
+
+
+def host_counting(p: Program, tile_words: int) -> CCounting:
+    """The host's counting struct for a library whose slot is `tile_words` words: each executed
+    gate's a, b and out slots as byte offsets into a tile's scratch, 3 per gate (the struct keeps
+    its arrays)."""
+    gate_bytes = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.out_slot], 1).astype(np.uint64)
+                                      * (8 * tile_words), np.uint32)
+    arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones, gate_bytes)
+    counting = CCounting(*(arr.ctypes.data for arr in arrays))
+    counting.arrays = arrays
+    return counting
+
+
+def scratch_words(p: Program) -> int:
+    """Scratch words a call of gatec_host_run needs: GATEC_SCRATCH_WORDS at the largest slot (TILE
+    words), and 64 slots more for the packing's folded rows, and a uint16 per class and sample of
+    a tile for its scores (gatec_host.c)."""
+    return (p.n_slots + 24 + p.n_inputs + 64) * TILE + 128 * p.k
 
 
 def default_threads() -> int:
@@ -117,10 +138,18 @@ class Engine:
         self.c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                           *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                         p.output_slot)))
-        self.counting = CCounting(*(arr.ctypes.data for arr in (p.group_class, p.rest_start, p.rest_slot, p.class_ones)))
-        self.scratch_words = (p.n_slots + 24 + p.n_inputs) * self.lib.gatec_tile_words()  # GATEC_SCRATCH_WORDS
+        self._countings: dict[int, CCounting] = {}  # by the library's slot words (see counting)
+        self.scratch_words = scratch_words(p)
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
         self._pool = None  # worker threads, started on the first batch that several threads share
+
+    @property
+    def counting(self) -> CCounting:
+        """The counting struct for the library in use (its gate offsets depend on its slot size)."""
+        tile = int(self.lib.gatec_tile_words())
+        if tile not in self._countings:
+            self._countings[tile] = host_counting(self.program, tile)
+        return self._countings[tile]
 
     def _bits(self, bits: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
@@ -151,12 +180,13 @@ class Engine:
         if n == 0:
             return
         turns = itertools.count()  # next() on it is atomic under the GIL
+        counting = ctypes.byref(self.counting)
 
         def work():
             scratch = self._scratch()
             while (i := next(turns)) < len(edges) - 1:
                 start, stop = edges[i], edges[i + 1]
-                self.lib.gatec_host_run(ctypes.byref(self.c), ctypes.byref(self.counting), bits[start:stop].ctypes.data,
+                self.lib.gatec_host_run(ctypes.byref(self.c), counting, bits[start:stop].ctypes.data,
                                         stop - start, scratch.ctypes.data, scores[start:stop].ctypes.data)
             self._spare.append(scratch)
         if parts == 1:

@@ -131,8 +131,8 @@ def test_engine_portable_paths_without_avx512(network, tmp_path):
         prog = engine.CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                                *(a.ctypes.data for a in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                          p.output_slot)))
-        counting = engine.CCounting(*(a.ctypes.data for a in (p.group_class, p.rest_start, p.rest_slot, p.class_ones)))
-        for n in (5, 4 * 64 + 1, TILE * 64 + 3):
+        counting = engine.host_counting(p, 4)  # gate offsets for 4-word slots
+        for n in (5, 4 * 64 + 1, TILE * 64 + 3, 3 * 4 * 64 + 7):  # the last: tiles packed while others run
             bits = rng.integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
             scratch = np.zeros(Engine(p).scratch_words, np.uint64)
             scores = np.empty((n, p.k), np.int32)

@@ -18,8 +18,18 @@
 #endif
 #include "gatec_logic.c"
 
+/* gatec_counting and, for the host's gate loops, each executed gate's operand and result slots
+ * as byte offsets into a tile's scratch (slot * GATEC_TILE * 8): gate g's are gate_bytes[3g],
+ * [3g + 1], [3g + 2] (the result's unused for class-counted gates), so that a gate is three
+ * index loads, two vector loads, its op and a store (gatec.engine computes them once per
+ * model). NULL: the loops of gatec_logic.c, which scale slot numbers. */
+typedef struct {
+    gatec_counting counting;
+    const uint32_t *gate_bytes;
+} gatec_host_counting;
+
 uint32_t gatec_tile_words(void);
-void gatec_host_run(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
+void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
                     gatec_word *scratch, int32_t *scores);
 
 /* Words per slot, so that the caller sizes scratch and tiles as this build does. */
@@ -29,32 +39,37 @@ uint32_t gatec_tile_words(void) { return GATEC_TILE; }
 #include <immintrin.h>
 /* AVX2 packing: per 8 rows, 32 features a vector fold into bytes (byte f: bit r = row r's
  * feature f); then 8 x 8 blocks of those bytes are transposed with SSE2 unpacks so that a
- * feature's bytes of one word line up (byte b of word w: rows 64w + 8b .. 64w + 8b + 7). */
-static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, gatec_word *act) {
-    uint32_t n_in = p->n_inputs, i, r, rb, f, w, b;
-    uint8_t *bytes = (uint8_t *)(act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES) * W);
+ * feature's bytes of one word line up (byte b of word w: rows 64w + 8b .. 64w + 8b + 7).
+ * host_fold does one step rb of the first part (8 rows, all features) into scratch past the
+ * counter planes, host_unfold the second into the input slots. */
+#define HOST_FOLD_STEPS (GATEC_TILE_SAMPLES / 8)
+static void host_fold(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, uint32_t rb, gatec_word *act) {
+    uint32_t n_in = p->n_inputs, i, r;
+    uint8_t *out = (uint8_t *)(act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES) * W) + (uint64_t)rb * n_in;
+    const uint8_t *row = rows + (uint64_t)rb * 8 * n_in;
     const __m256i ones = _mm256_set1_epi8(1);
-    for (rb = 0; rb < GATEC_TILE_SAMPLES / 8; rb++) {
-        const uint8_t *row = rows + (uint64_t)rb * 8 * n_in;
-        uint8_t *out = bytes + (uint64_t)rb * n_in;
-        uint32_t live = n_rows > rb * 8 ? n_rows - rb * 8 : 0;
-        if (live > 8) live = 8;
-        for (i = 0; i + 32 <= n_in; i += 32) {
-            __m256i x = _mm256_setzero_si256();
-            for (r = 8; r-- > 0;) {
-                x = _mm256_add_epi8(x, x);
-                if (r < live)
-                    x = _mm256_or_si256(x, _mm256_and_si256(
-                        _mm256_loadu_si256((const __m256i *)(row + (uint64_t)r * n_in + i)), ones));
-            }
-            _mm256_storeu_si256((__m256i *)(out + i), x);
+    uint32_t live = n_rows > rb * 8 ? n_rows - rb * 8 : 0;
+    if (live > 8) live = 8;
+    for (i = 0; i + 32 <= n_in; i += 32) {
+        __m256i x = _mm256_setzero_si256();
+        for (r = 8; r-- > 0;) {
+            x = _mm256_add_epi8(x, x);
+            if (r < live)
+                x = _mm256_or_si256(x, _mm256_and_si256(
+                    _mm256_loadu_si256((const __m256i *)(row + (uint64_t)r * n_in + i)), ones));
         }
-        for (; i < n_in; i++) {
-            uint8_t v = 0;
-            for (r = 0; r < live; r++) v |= (uint8_t)((row[(uint64_t)r * n_in + i] & 1u) << r);
-            out[i] = v;
-        }
+        _mm256_storeu_si256((__m256i *)(out + i), x);
     }
+    for (; i < n_in; i++) {
+        uint8_t v = 0;
+        for (r = 0; r < live; r++) v |= (uint8_t)((row[(uint64_t)r * n_in + i] & 1u) << r);
+        out[i] = v;
+    }
+}
+
+static void host_unfold(const gatec_program *p, gatec_word *act) {
+    uint32_t n_in = p->n_inputs, f, w, b;
+    const uint8_t *bytes = (const uint8_t *)(act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES) * W);
     for (w = 0; w < W; w++) {
         const uint8_t *src = bytes + (uint64_t)w * 8 * n_in;
         for (f = 0; f + 8 <= n_in; f += 8) {
@@ -113,36 +128,40 @@ static void host_planes_to_scores(const counter *k, uint32_t n_rows, uint32_t n_
 }
 
 #elif defined(GATEC_FAST_PACK) && GATEC_TILE == 8 && defined(__AVX512BW__) && defined(__AVX512VBMI__)
-/* gatec_pack_tile (gatec_logic.c) reading the rows in order: it folds 8 rows into a vector per
- * 64 features, for all features, before the next 8 rows, instead of walking the tile's 512
- * rows once per 64 features: a walk in memory order, which the hardware prefetchers follow
- * (1.07x the whole run from memory on the benchmark network). The folded vectors wait in the
- * slots that their 64 features' words go to (a partial last 64 on the stack), so no more
- * scratch is needed. */
-static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, gatec_word *act) {
-    uint32_t n_in = p->n_inputs, n_full = n_in / 64, n_chunks = (n_in + 63) / 64, i, rb, r, g, j, b;
-    __m512i t[64], v[8], last[64], ones = _mm512_set1_epi8(1), bytes_across;
+/* gatec_pack_tile (gatec_logic.c) reading the rows in order: host_fold folds 8 rows (step rb)
+ * into a vector per 64 features, for all features (a walk in memory order, which the hardware
+ * prefetchers follow); the folded vectors wait in scratch past the counter planes (vector rb of
+ * the i-th 64 features at slot 64 i + rb there: 64 slots more than gatec_logic.c's scratch,
+ * see gatec.engine) until host_unfold transposes them into the input slots. */
+#define HOST_FOLD_STEPS 64
+static void host_fold(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, uint32_t rb, gatec_word *act) {
+    uint32_t n_in = p->n_inputs, n_full = n_in / 64, n_chunks = (n_in + 63) / 64, i, r;
+    gatec_word *folded = act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES) * W;
+    const uint8_t *row = rows + (uint64_t)rb * 8 * n_in;
+    __m512i ones = _mm512_set1_epi8(1);
     __mmask64 tail = n_in % 64 ? (((__mmask64)1 << (n_in % 64)) - 1) : ~(__mmask64)0;
+    for (i = 0; i < n_chunks; i++) {  /* byte f: bit r = feature 64 i + f of row 8 rb + r */
+        __mmask64 in = i < n_full ? ~(__mmask64)0 : tail;
+        __m512i x = _mm512_setzero_si512();
+        for (r = 8; r-- > 0;) {
+            x = _mm512_add_epi8(x, x);
+            if (rb * 8 + r < n_rows)
+                x = _mm512_ternarylogic_epi64(x, _mm512_maskz_loadu_epi8(in, row + (uint64_t)r * n_in + 64 * i),
+                                              ones, 0xF8); /* x | (row & 1) */
+        }
+        _mm512_storeu_si512(folded + (uint64_t)(64 * i + rb) * W, x);
+    }
+}
+
+static void host_unfold(const gatec_program *p, gatec_word *act) {
+    uint32_t n_in = p->n_inputs, i, g, j, b;
+    const gatec_word *folded = act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES) * W;
+    __m512i t[64], v[8], bytes_across;
     uint8_t across[64];
     for (j = 0; j < 64; j++) across[j] = (uint8_t)(8 * (j % 8) + j / 8);  /* 8 x 8 byte transpose in each word */
     bytes_across = _mm512_loadu_si512(across);
-    for (rb = 0; rb < 64; rb++) {  /* chunk i's vector rb, byte f: bit r = feature 64 i + f of row 8 rb + r */
-        const uint8_t *row = rows + (uint64_t)rb * 8 * n_in;
-        for (i = 0; i < n_chunks; i++) {
-            __mmask64 in = i < n_full ? ~(__mmask64)0 : tail;
-            __m512i x = _mm512_setzero_si512();
-            for (r = 8; r-- > 0;) {
-                x = _mm512_add_epi8(x, x);
-                if (rb * 8 + r < n_rows)
-                    x = _mm512_ternarylogic_epi64(x, _mm512_maskz_loadu_epi8(in, row + (uint64_t)r * n_in + 64 * i),
-                                                  ones, 0xF8); /* x | (row & 1) */
-            }
-            _mm512_storeu_si512(i < n_full ? (void *)(act + (uint64_t)(64 * i + rb) * W) : (void *)&last[rb], x);
-        }
-    }
     for (i = 0; i < n_in; i += 64) {
-        const __m512i *src = i < 64 * n_full ? (const __m512i *)(act + (uint64_t)i * W) : last;
-        for (j = 0; j < 64; j++) t[j] = _mm512_loadu_si512(src + j);
+        for (j = 0; j < 64; j++) t[j] = _mm512_loadu_si512(folded + (uint64_t)(i + j) * W);
         /* t[8g + r] word j -> v[j] word r; bytes across -> word b of v[j] holds byte b of those. */
         for (g = 0; g < 8; g++) {
             for (j = 0; j < 8; j++) v[j] = t[8 * g + j];
@@ -158,9 +177,89 @@ static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t
     }
 }
 #define host_planes_to_scores planes_to_scores
+
+/* Scores a tile at a time: each class's counts go, in 16-bit lanes (32 samples per vector, plane
+ * q's 32 bits selecting an add of 2^q), to a row of a k x 512 table in scratch (past the folded
+ * rows: 16 k slots more, see gatec.engine), instead of a scatter into scores per class; then
+ * the table is transposed 16 x 16 at a time into whole rows of scores (one masked store of a
+ * sample's classes). Counts of 2^15 and more: planes_to_scores. */
+#define HOST_TABLE_SCORES 1
+static uint16_t *score_table(const gatec_program *p, gatec_word *act) {
+    return (uint16_t *)(act + ((uint64_t)p->n_slots + GATEC_COUNTER_PLANES + p->n_inputs + 64) * W);
+}
+
+static void table_class(const counter *k, uint32_t n_rows, uint16_t *row) {
+    uint32_t s, q;
+    for (s = 0; s < n_rows; s += 32) {
+        __m512i total = _mm512_setzero_si512();
+        for (q = 0; q < k->n_planes; q++) {
+            uint32_t bits;
+            memcpy(&bits, (const uint8_t *)(k->planes + q * W) + s / 8, sizeof bits);
+            total = _mm512_mask_add_epi16(total, bits, total, _mm512_set1_epi16((short)(1 << q)));
+        }
+        _mm512_storeu_si512(row + s, total);
+    }
+}
+
+/* Transpose the 16 x 16 matrix of 32-bit lanes in v[0..15]: off-diagonal d x d blocks swapped,
+ * d = 1, 2, 4, 8 (as transpose_words); lo/hi: lane j of row a and of row a + d (16 + x: lane x
+ * of row a + d). */
+#define SWAP_LANES(d, lo, hi)                                                 \
+    do {                                                                      \
+        uint32_t a_;                                                          \
+        for (a_ = 0; a_ < 16; a_++)                                           \
+            if (!(a_ & (d))) {                                                \
+                __m512i x_ = v[a_], y_ = v[a_ + (d)];                         \
+                v[a_] = _mm512_permutex2var_epi32(x_, lo, y_);                \
+                v[a_ + (d)] = _mm512_permutex2var_epi32(x_, hi, y_);          \
+            }                                                                 \
+    } while (0)
+static inline void transpose_lanes(__m512i *v) {
+    const __m512i lo1 = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    const __m512i hi1 = _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    const __m512i lo2 = _mm512_setr_epi32(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const __m512i hi2 = _mm512_setr_epi32(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const __m512i lo4 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i hi4 = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    const __m512i lo8 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const __m512i hi8 = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    SWAP_LANES(1, lo1, hi1);
+    SWAP_LANES(2, lo2, hi2);
+    SWAP_LANES(4, lo4, hi4);
+    SWAP_LANES(8, lo8, hi8);
+}
+
+static void table_to_scores(const gatec_program *p, const int32_t *class_ones, const uint16_t *table, uint32_t n_rows,
+                            int32_t *scores) {
+    uint32_t k = p->k, s, c0, i, t;
+    __m512i v[16];
+    for (s = 0; s < n_rows; s += 16)
+        for (c0 = 0; c0 < k; c0 += 16) {
+            __mmask16 lanes = (__mmask16)(k - c0 >= 16 ? 0xFFFFu : (1u << (k - c0)) - 1);
+            for (i = 0; i < 16; i++)
+                v[i] = c0 + i < k ? _mm512_add_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                                         (const __m256i *)(table + (uint64_t)(c0 + i) * 512 + s))),
+                                                     _mm512_set1_epi32(class_ones[c0 + i]))
+                                  : _mm512_setzero_si512();
+            transpose_lanes(v);
+            for (t = 0; t < 16 && s + t < n_rows; t++)
+                _mm512_mask_storeu_epi32(scores + (uint64_t)(s + t) * k + c0, lanes, v[t]);
+        }
+}
+#else
+#define HOST_FOLD_STEPS 0  /* gatec_logic.c's packing, all at once */
+#define host_planes_to_scores planes_to_scores
+#endif
+
+#if HOST_FOLD_STEPS
+/* A whole tile's packing at once. */
+static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_rows, gatec_word *act) {
+    uint32_t rb;
+    for (rb = 0; rb < HOST_FOLD_STEPS; rb++) host_fold(p, rows, n_rows, rb, act);
+    host_unfold(p, act);
+}
 #else
 #define host_pack_tile gatec_pack_tile
-#define host_planes_to_scores planes_to_scores
 #endif
 
 /* Carry-save adders of the counting, one instruction per output with AVX-512 (vpternlogq:
@@ -210,33 +309,113 @@ static void host_add_words(counter *k, const slot_t *v, uint32_t n) {
 /* Words a class's gates go to before they are counted: 16 KB, in L1. */
 #define HOST_COUNT_BUF 256
 
-#define HOST_COUNT_LOOP(expr)                                               \
-    for (g = 0; g < count; g++) {                                           \
-        PREFETCH_NEXT_ROWS();                                                \
-        slot_t x = load(act + (uint64_t)A[g] * W), y = load(act + (uint64_t)B[g] * W); \
-        v[fill++] = (slot_t)(expr);                                         \
+/* While a tile's gates run, the next tile is folded (host_fold) a step every `every` gates,
+ * and its rows are prefetched HOST_LEAD steps ahead of the folding, a few bytes per gate pair:
+ * so the rows come from memory while the gates compute, and each stays in the cache only
+ * briefly, instead of a whole tile's rows (prefetched over the tile before) evicting the slots. Without host_fold (HOST_FOLD_STEPS 0) the next tile's rows are only
+ * prefetched. */
+typedef struct {
+    const gatec_program *p;
+    gatec_word *act;
+    const uint8_t *rows;     /* the next tile's rows; NULL: none */
+    uint32_t n_rows, folded; /* its rows, the steps folded */
+    uint32_t every, left;    /* gates between fold steps, and before the next */
+    const uint8_t *ahead;    /* the next prefetch, and its step per gate */
+    uint32_t ahead_step;
+} host_pipe;
+
+static void pipe_fold(host_pipe *f) {
+#if HOST_FOLD_STEPS
+    if (f->rows && f->folded < HOST_FOLD_STEPS) host_fold(f->p, f->rows, f->n_rows, f->folded++, f->act);
+#endif
+    f->left = f->every;
+}
+
+static inline slot_t load_at(const gatec_word *act, uint32_t bytes) { return load((const gatec_word *)((const char *)act + bytes)); }
+static inline void store_at(gatec_word *act, uint32_t bytes, slot_t v) { store((gatec_word *)((char *)act + bytes), v); }
+#define HOST_LEAD 6 /* fold steps the prefetches run ahead: 2 measured 1.1x slower, 4 to 16 alike */
+#define HOST_PREFETCH2() (__builtin_prefetch(ahead, 0, 3), ahead += 2 * (uint64_t)ahead_step)
+
+/* The gate loops over byte offsets (gatec_host_counting.gate_bytes), m gates of a group, two a
+ * turn with one prefetch for the two. */
+#define HOST_GATE(r, expr)                                                  \
+    do {                                                                    \
+        slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1]);          \
+        store_at(act, (r)[2], (slot_t)(expr));                              \
         (void)x; (void)y;                                                   \
-        if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;  \
+    } while (0)
+#define HOST_EVAL_LOOP(expr)                                                \
+    for (g = 0; g + 2 <= m; g += 2, R += 6) {                               \
+        HOST_PREFETCH2();                                                   \
+        HOST_GATE(R, expr);                                                 \
+        HOST_GATE(R + 3, expr);                                             \
+    }                                                                       \
+    if (g < m) {                                                            \
+        HOST_GATE(R, expr);                                                 \
+        R += 3;                                                             \
     }                                                                       \
     break;
 
-/* count_tile (gatec_logic.c), the counted words buffered and folded in runs. */
-static void host_count_tile(const gatec_program *p, const gatec_counting *cp, gatec_word *act, uint32_t first,
-                            uint32_t n_rows, int32_t *scores, const uint8_t *ahead, uint32_t ahead_step) {
-    const uint32_t *A = p->a_slot, *B = p->b_slot;
-    uint32_t gi = first, g, c, r, fill, n_planes = counter_planes(p->n_outputs / p->k);
+/* Groups [0, n_groups) of one tile; returns the next group's gate records. */
+static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R, gatec_word *act, uint32_t n_groups,
+                                      host_pipe *f) {
+    const uint8_t *ahead = f->ahead;
+    uint32_t gi, g, ahead_step = f->ahead_step;
+    for (gi = 0; gi < n_groups; gi++) {
+        uint32_t count = p->group_count[gi];
+        while (count) {
+            uint32_t m = count < f->left ? count : f->left;
+            switch (p->group_op[gi]) {
+            EACH_OP(HOST_EVAL_LOOP)
+            }
+            count -= m;
+            if (!(f->left -= m)) pipe_fold(f);
+        }
+    }
+    f->ahead = ahead;
+    return R;
+}
+
+#define HOST_COUNT_GATE(r, expr)                                            \
+    do {                                                                    \
+        slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1]);          \
+        v[fill++] = (slot_t)(expr);                                         \
+        (void)x; (void)y;                                                   \
+        if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;  \
+    } while (0)
+#define HOST_COUNT_LOOP(expr)                                               \
+    for (g = 0; g + 2 <= m; g += 2, R += 6) {                               \
+        HOST_PREFETCH2();                                                   \
+        HOST_COUNT_GATE(R, expr);                                           \
+        HOST_COUNT_GATE(R + 3, expr);                                       \
+    }                                                                       \
+    if (g < m) {                                                            \
+        HOST_COUNT_GATE(R, expr);                                           \
+        R += 3;                                                             \
+    }                                                                       \
+    break;
+
+/* count_tile (gatec_logic.c) from group `first` on (gate records R), the counted words
+ * buffered and folded in runs. */
+static void host_count_tile(const gatec_program *p, const gatec_counting *cp, const uint32_t *R, gatec_word *act,
+                            uint32_t first, uint32_t n_rows, int32_t *scores, host_pipe *f) {
+    const uint8_t *ahead = f->ahead;
+    uint32_t gi = first, g, c, r, fill, n_planes = counter_planes(p->n_outputs / p->k), ahead_step = f->ahead_step;
     counter k;
     slot_t v[HOST_COUNT_BUF];
-    for (g = 0; g < first; g++) A += p->group_count[g], B += p->group_count[g];
     for (c = 0; c < p->k; c++) {
         counter_start(&k, act + (uint64_t)p->n_slots * W, n_planes);
         fill = 0;
         for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) {
             uint32_t count = p->group_count[gi];
-            switch (p->group_op[gi]) {
-            EACH_OP(HOST_COUNT_LOOP)
+            while (count) {
+                uint32_t m = count < f->left ? count : f->left;
+                switch (p->group_op[gi]) {
+                EACH_OP(HOST_COUNT_LOOP)
+                }
+                count -= m;
+                if (!(f->left -= m)) pipe_fold(f);
             }
-            A += count; B += count;
         }
         for (r = cp->rest_start[c]; r < cp->rest_start[c + 1]; r++) {
             v[fill++] = load(act + (uint64_t)cp->rest_slot[r] * W);
@@ -244,24 +423,55 @@ static void host_count_tile(const gatec_program *p, const gatec_counting *cp, ga
         }
         host_add_words(&k, v, fill & ~15u);
         counter_finish(&k, v + (fill & ~15u), fill & 15u);
-        host_planes_to_scores(&k, n_rows, p->k, c, cp->class_ones[c], scores);
+#ifdef HOST_TABLE_SCORES
+        if (n_planes < 16)
+            table_class(&k, n_rows, score_table(p, act) + (uint64_t)c * 512);
+        else
+#endif
+            host_planes_to_scores(&k, n_rows, p->k, c, cp->class_ones[c], scores);
     }
+#ifdef HOST_TABLE_SCORES
+    if (n_planes < 16) table_to_scores(p, cp->class_ones, score_table(p, act), n_rows, scores);
+#endif
+    f->ahead = ahead;
 }
 
-/* gatec_run_counting with the host's packing and counting. */
-void gatec_host_run(const gatec_program *p, const gatec_counting *cp, const uint8_t *bits, uint32_t n,
+/* gatec_run_counting with the host's packing, gate loops and counting; without gate records,
+ * gatec_run_counting itself. */
+void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
                     gatec_word *scratch, int32_t *scores) {
-    uint32_t start, step = prefetch_step(p), first = p->n_groups, g, before = 0;
+    const gatec_counting *cp = &hc->counting;
+    uint32_t start, first = p->n_groups, g, gates = 0, n_in = p->n_inputs;
+    host_pipe f;
+    if (!hc->gate_bytes) {
+        gatec_run_counting(p, cp, bits, n, scratch, scores);
+        return;
+    }
     while (first > 0 && cp->group_class[first - 1] >= 0) first--;
-    for (g = 0; g < first; g++) before += p->group_count[g];
+    for (g = 0; g < p->n_groups; g++) gates += p->group_count[g];
+    f.p = p, f.act = scratch;
+    f.every = HOST_FOLD_STEPS ? (gates / HOST_FOLD_STEPS ? gates / HOST_FOLD_STEPS : 1) : 0xFFFFFFFFu;
+#if HOST_FOLD_STEPS
+    if (n) host_pack_tile(p, bits, n < GATEC_TILE_SAMPLES ? n : GATEC_TILE_SAMPLES, scratch);
+#endif
     for (start = 0; start < n; start += GATEC_TILE_SAMPLES) {
-        uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
-        int full_next = n - start >= 2u * GATEC_TILE_SAMPLES;
-        const uint8_t *ahead = bits + (uint64_t)(start + (full_next ? GATEC_TILE_SAMPLES : 0)) * p->n_inputs;
-        uint32_t ahead_step = full_next ? step : 0;
-        host_pack_tile(p, bits + (uint64_t)start * p->n_inputs, rows, scratch);
-        eval_tile(p, scratch, first, ahead, ahead_step);
-        host_count_tile(p, cp, scratch, first, rows, scores + (uint64_t)start * p->k,
-                        ahead + (uint64_t)before * ahead_step, ahead_step);
+        uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES, next = start + rows;
+        const uint32_t *R;
+        f.rows = next < n ? bits + (uint64_t)next * n_in : NULL;
+        f.n_rows = next < n ? (n - next < GATEC_TILE_SAMPLES ? n - next : GATEC_TILE_SAMPLES) : 0;
+        f.folded = 0, f.left = f.every;
+        /* prefetches two fold steps ahead of the folding (HOST_FOLD_STEPS 0: from the next row on) */
+        f.ahead = f.rows ? f.rows + (HOST_FOLD_STEPS ? HOST_LEAD * 8u * n_in : 0) : bits;
+        f.ahead_step = f.rows && gates ? (uint32_t)((uint64_t)GATEC_TILE_SAMPLES * n_in / gates) : 0;
+#if HOST_FOLD_STEPS
+        if (start) host_unfold(p, scratch);  /* this tile, folded while the last one ran */
+#else
+        host_pack_tile(p, bits + (uint64_t)start * n_in, rows, scratch);
+#endif
+        R = host_eval_tile(p, hc->gate_bytes, scratch, first, &f);
+        host_count_tile(p, cp, R, scratch, first, rows, scores + (uint64_t)start * p->k, &f);
+#if HOST_FOLD_STEPS
+        while (f.rows && f.folded < HOST_FOLD_STEPS) pipe_fold(&f);
+#endif
     }
 }
