@@ -6,9 +6,9 @@ and a Makefile. Nothing from libc beyond stdint.h and string.h in the library; t
 chosen with --word-bits 8|16|32|64 (microcontrollers to servers). By default a network is data,
 not code, so it compiles in well under a second however many gates it has; --c-form unrolled
 writes its gates as straight-line C instead, with its own packing and counting (on
-benchmarks/bench_logic.py's network at 64-bit words: about 1.9-2.0x the table form at -O3
--march=native, 7x at -O2; its 12k gates compile in about 6.5 s at -O2); networks over
-UNROLL_LIMIT gates keep the tables.
+benchmarks/bench_logic.py's network at 64-bit words: about 2.3x the table form at -O3
+-march=native, where the table form's own was 1.8x; its 16k gates compile in about 8-9 s at -O2
+or -O3 on a loaded 2-core host, as before); networks over UNROLL_LIMIT gates keep the tables.
 """
 from __future__ import annotations
 
@@ -112,46 +112,115 @@ C_OPS = ("x ^ x", "x & y", "x & ~y", "x", "~x & y", "y", "x ^ y", "x | y", "~(x 
          "~x", "~x | y", "~(x & y)", "~(x ^ x)")
 
 UNROLLED_RUN = """
-/* Pack a tile: per 8 rows, byte f of `across` collects feature f's 8 bits (one byte lane each, so
- * no word order is assumed); then each input's word gathers its bytes. */
-static uint8_t across[(GATEC_WORD_BITS / 8) * GATEC_MODEL_INPUTS];
+/* Pack a tile: per 8 rows and 8 features, a 64-bit value collects the 64 bits (byte k: feature
+ * k's bits of the 8 rows, bit r = row r), from one 8-byte read of each row (the bytes put in
+ * place by value, so no byte order is assumed); then each input's word gathers its bytes of
+ * the tile's 8-row blocks (at 64-bit words an 8 x 8 byte transpose of 8 such values). */
+#define N_EIGHTS (GATEC_MODEL_INPUTS / 8u)
+#define ROW_BLOCKS (GATEC_WORD_BITS / 8)
+static uint64_t across[ROW_BLOCKS * (N_EIGHTS + 1u)];
+
+static uint64_t read8(const uint8_t *p) {{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+}}
 
 static void pack_tile(const uint8_t *rows, uint32_t n_rows, gatec_word *s) {{
-    uint32_t rb, r, i;
-    memset(across, 0, sizeof across);
-    for (rb = 0; rb < GATEC_WORD_BITS / 8; rb++) {{
-        uint8_t *out = across + rb * GATEC_MODEL_INPUTS;
-        for (r = 0; r < 8 && rb * 8 + r < n_rows; r++) {{
-            const uint8_t *row = rows + (uint64_t)(rb * 8 + r) * GATEC_MODEL_INPUTS;
-            for (i = 0; i < GATEC_MODEL_INPUTS; i++) out[i] |= (uint8_t)((row[i] & 1u) << r);
+    uint32_t rb, r, j, i;
+    for (rb = 0; rb < ROW_BLOCKS; rb++) {{
+        uint64_t *out = across + rb * (N_EIGHTS + 1u);
+        uint32_t live = n_rows > rb * 8u ? (n_rows - rb * 8u < 8u ? n_rows - rb * 8u : 8u) : 0u;
+        const uint8_t *row = rows + (uint64_t)rb * 8u * GATEC_MODEL_INPUTS;
+        if (live == 8u) {{
+            for (j = 0; j + 1u <= N_EIGHTS; j++) {{ /* not j < N_EIGHTS: N_EIGHTS may be 0 */
+                uint64_t v = 0;
+                for (r = 0; r < 8u; r++)
+                    v |= (read8(row + (uint64_t)r * GATEC_MODEL_INPUTS + 8u * j) & 0x0101010101010101u) << r;
+                out[j] = v;
+            }}
+        }} else {{
+            for (j = 0; j + 1u <= N_EIGHTS; j++) {{
+                uint64_t v = 0;
+                for (r = 0; r < live; r++)
+                    v |= (read8(row + (uint64_t)r * GATEC_MODEL_INPUTS + 8u * j) & 0x0101010101010101u) << r;
+                out[j] = v;
+            }}
         }}
+        out[N_EIGHTS] = 0; /* the last inputs past a multiple of 8, byte by byte */
+        for (r = 0; r < live; r++)
+            for (i = 8u * N_EIGHTS; i < GATEC_MODEL_INPUTS; i++)
+                out[N_EIGHTS] |= (uint64_t)(row[(uint64_t)r * GATEC_MODEL_INPUTS + i] & 1u) << (8u * (i % 8u) + r);
     }}
+#if GATEC_WORD_BITS == 64
+    for (j = 0; j <= N_EIGHTS && 8u * j < GATEC_MODEL_INPUTS; j++) {{
+        uint64_t m[8], t;
+        for (rb = 0; rb < 8u; rb++) m[rb] = across[rb * (N_EIGHTS + 1u) + j];
+        /* transpose the 8 x 8 bytes: byte k of m[rb] -> byte rb of m[k] */
+        for (i = 0; i < 8u; i += 2) {{
+            t = ((m[i] >> 8) ^ m[i + 1]) & 0x00FF00FF00FF00FFu;
+            m[i + 1] ^= t, m[i] ^= t << 8;
+        }}
+        for (i = 0; i < 8u; i += (i % 4u == 1u) ? 3u : 1u) {{
+            t = ((m[i] >> 16) ^ m[i + 2]) & 0x0000FFFF0000FFFFu;
+            m[i + 2] ^= t, m[i] ^= t << 16;
+        }}
+        for (i = 0; i < 4u; i++) {{
+            t = ((m[i] >> 32) ^ m[i + 4]) & 0x00000000FFFFFFFFu;
+            m[i + 4] ^= t, m[i] ^= t << 32;
+        }}
+        for (i = 0; i < 8u && 8u * j + i < GATEC_MODEL_INPUTS; i++) s[8u * j + i] = m[i];
+    }}
+#else
     for (i = 0; i < GATEC_MODEL_INPUTS; i++) {{
         gatec_word w = 0;
-        for (rb = 0; rb < GATEC_WORD_BITS / 8; rb++)
-            w |= (gatec_word)((gatec_word)across[rb * GATEC_MODEL_INPUTS + i] << (8 * rb));
+        for (rb = 0; rb < ROW_BLOCKS; rb++)
+            w |= (gatec_word)((gatec_word)((across[rb * (N_EIGHTS + 1u) + i / 8u] >> (8u * (i % 8u))) & 0xFFu)
+                              << (8u * rb));
         s[i] = w;
     }}
+#endif
 }}
 
 {functions}
-static void eval_gates(gatec_word *s) {{
-    (void)s; /* a network of wires only has no gates */
-{calls}}}
+/* While a tile's gates run, the next tile's rows are prefetched a part after each chunk of gates
+ * (GCC and Clang; elsewhere nothing), so that packing reads them from the cache. */
+#define AHEAD_LINES ((GATEC_WORD_BITS * GATEC_MODEL_INPUTS + 63u) / 64u)
+#define AHEAD_PARTS {parts}u
+static void prefetch_part(const uint8_t *ahead, uint32_t part) {{
+#if defined(__GNUC__)
+    uint32_t line = AHEAD_LINES * part / AHEAD_PARTS, end = AHEAD_LINES * (part + 1u) / AHEAD_PARTS;
+    if (ahead)
+        for (; line < end; line++) __builtin_prefetch(ahead + 64u * line, 0, 2);
+#else
+    (void)ahead, (void)part;
+#endif
+}}
 
-/* Class counts: Harley-Seal carry-save adders fold 16 outputs at a time into locals (ones, twos,
- * fours, eights) and one word of weight 16 for the bit-sliced counter planes. */
-#define PER_CLASS {per_class}u
+static void eval_gates(gatec_word *s, const uint8_t *ahead) {{
+    uint32_t i;
+    (void)s, (void)i, (void)ahead; /* a network of wires only has no gates */
+{calls}    prefetch_part(ahead, AHEAD_PARTS - 1u);
+}}
+
+/* Class counts. The outputs that are not constant are words of `counted` (the gates that only
+ * GroupSum reads are written there as they are computed, the others copied from their slots),
+ * output i of class c at counted[i * CLASSES + c] (classes with fewer outputs padded with zero
+ * words, which count nothing); Harley-Seal carry-save adders fold 16 at a time into each
+ * class's (ones, twos, fours, eights) and one word of weight 16 for its bit-sliced counter
+ * planes, all classes side by side, so that a compiler may count several classes in one vector
+ * instruction. Constant-one outputs add class_ones. */
+#define CLASSES GATEC_MODEL_CLASSES
 #define N_PLANES {n_planes}u
 #define CSA(high, low, a, b, c) \\
     do {{ gatec_word u_ = (gatec_word)((a) ^ (b)); high = (gatec_word)(((a) & (b)) | (u_ & (c))); \\
          low = (gatec_word)(u_ ^ (c)); }} while (0)
 
-static void add_plane(gatec_word *planes, uint32_t q, gatec_word carry) {{
+/* Add carry, of weight 2^q, into class c's planes. */
+static void add_plane(gatec_word planes[N_PLANES][CLASSES], uint32_t c, uint32_t q, gatec_word carry) {{
     for (; q < N_PLANES; q++) {{ /* no early exit: a branch on the carry costs more than it saves */
-        gatec_word c = planes[q];
-        planes[q] = (gatec_word)(c ^ carry);
-        carry = (gatec_word)(c & carry);
+        gatec_word x = planes[q][c];
+        planes[q][c] = (gatec_word)(x ^ carry);
+        carry = (gatec_word)(x & carry);
     }}
 }}
 
@@ -166,45 +235,59 @@ static uint64_t transpose8(uint64_t x) {{
     return x ^ t ^ (t << 28);
 }}
 
-static void tile_scores(const gatec_word *s, uint32_t n_rows, int32_t *scores) {{
+static void tile_scores(uint32_t n_rows, int32_t *scores) {{
+    gatec_word planes[N_PLANES][CLASSES], ones[CLASSES], twos[CLASSES], fours[CLASSES], eights[CLASSES];
     uint32_t c, i, q, t;
-    for (c = 0; c < GATEC_MODEL_CLASSES; c++) {{
-        const uint32_t *o = output_slot + c * PER_CLASS;
-        gatec_word planes[N_PLANES] = {{0}}, ones = 0, twos = 0, fours = 0, eights = 0, ta, tb, fa, fb, sixteens;
-        for (i = 0; i + 16 <= PER_CLASS; i += 16) {{
-            CSA(ta, ones, ones, s[o[i]], s[o[i + 1]]);
-            CSA(tb, ones, ones, s[o[i + 2]], s[o[i + 3]]);
-            CSA(fa, twos, twos, ta, tb);
-            CSA(ta, ones, ones, s[o[i + 4]], s[o[i + 5]]);
-            CSA(tb, ones, ones, s[o[i + 6]], s[o[i + 7]]);
-            CSA(fb, twos, twos, ta, tb);
-            CSA(ta, fours, fours, fa, fb); /* ta: eights */
-            CSA(fa, ones, ones, s[o[i + 8]], s[o[i + 9]]);
-            CSA(fb, ones, ones, s[o[i + 10]], s[o[i + 11]]);
-            CSA(tb, twos, twos, fa, fb); /* tb: fours */
-            CSA(fa, ones, ones, s[o[i + 12]], s[o[i + 13]]);
-            CSA(fb, ones, ones, s[o[i + 14]], s[o[i + 15]]);
-            CSA(sixteens, twos, twos, fa, fb); /* sixteens: fours */
-            CSA(fa, fours, fours, tb, sixteens); /* fa: eights */
-            CSA(sixteens, eights, eights, ta, fa);
-            add_plane(planes, 4, sixteens);
+    memset(planes, 0, sizeof planes);
+    memset(ones, 0, sizeof ones);
+    memset(twos, 0, sizeof twos);
+    memset(fours, 0, sizeof fours);
+    memset(eights, 0, sizeof eights);
+    for (i = 0; i + 16 <= COUNTED; i += 16) {{
+        const gatec_word *v = counted + i * CLASSES;
+        for (c = 0; c < CLASSES; c++) {{
+            gatec_word o = ones[c], tw = twos[c], fo = fours[c], ei = eights[c], ta, tb, fa, fb, x, carry;
+            CSA(ta, o, o, v[c], v[CLASSES + c]);
+            CSA(tb, o, o, v[2 * CLASSES + c], v[3 * CLASSES + c]);
+            CSA(fa, tw, tw, ta, tb);
+            CSA(ta, o, o, v[4 * CLASSES + c], v[5 * CLASSES + c]);
+            CSA(tb, o, o, v[6 * CLASSES + c], v[7 * CLASSES + c]);
+            CSA(fb, tw, tw, ta, tb);
+            CSA(ta, fo, fo, fa, fb); /* ta: eights */
+            CSA(fa, o, o, v[8 * CLASSES + c], v[9 * CLASSES + c]);
+            CSA(fb, o, o, v[10 * CLASSES + c], v[11 * CLASSES + c]);
+            CSA(tb, tw, tw, fa, fb); /* tb: fours */
+            CSA(fa, o, o, v[12 * CLASSES + c], v[13 * CLASSES + c]);
+            CSA(fb, o, o, v[14 * CLASSES + c], v[15 * CLASSES + c]);
+            CSA(x, tw, tw, fa, fb); /* x: fours */
+            CSA(fa, fo, fo, tb, x); /* fa: eights */
+            CSA(carry, ei, ei, ta, fa);
+            ones[c] = o, twos[c] = tw, fours[c] = fo, eights[c] = ei;
+            for (q = 4; q < N_PLANES; q++) {{ /* sixteens into the planes */
+                x = planes[q][c];
+                planes[q][c] = (gatec_word)(x ^ carry);
+                carry = (gatec_word)(x & carry);
+            }}
         }}
-        for (; i < PER_CLASS; i++) add_plane(planes, 0, s[o[i]]);
-        add_plane(planes, 0, ones);
-        add_plane(planes, 1, twos);
-        add_plane(planes, 2, fours);
-        add_plane(planes, 3, eights);
+    }}
+    for (c = 0; c < CLASSES; c++) {{
+        uint32_t j;
+        for (j = COUNTED / 16u * 16u; j + 1u <= COUNTED; j++) add_plane(planes, c, 0, counted[j * CLASSES + c]);
+        add_plane(planes, c, 0, ones[c]);
+        add_plane(planes, c, 1, twos[c]);
+        add_plane(planes, c, 2, fours[c]);
+        add_plane(planes, c, 3, eights[c]);
         for (t = 0; t < n_rows; t += 8) {{ /* 8 planes' bytes, transposed: one sample's count bits a byte */
             uint32_t total[8] = {{0, 0, 0, 0, 0, 0, 0, 0}}, base, u;
             for (base = 0; base < N_PLANES; base += 8) {{
                 uint64_t m = 0;
                 for (q = base; q < N_PLANES && q < base + 8; q++)
-                    m |= (uint64_t)((planes[q] >> t) & 0xFFu) << (8 * (q - base));
+                    m |= (uint64_t)((planes[q][c] >> t) & 0xFFu) << (8 * (q - base));
                 m = transpose8(m);
                 for (u = 0; u < 8; u++) total[u] |= (uint32_t)((m >> (8 * u)) & 0xFFu) << base;
             }}
             for (u = 0; u < 8 && t + u < n_rows; u++)
-                scores[(uint64_t)(t + u) * GATEC_MODEL_CLASSES + c] = (int32_t)total[u];
+                scores[(uint64_t)(t + u) * CLASSES + c] = (int32_t)total[u] + class_ones[c];
         }}
     }}
 }}
@@ -214,8 +297,8 @@ static void run(const uint8_t *bits, uint32_t n, int32_t *counts) {{
     for (start = 0; start < n; start += GATEC_WORD_BITS) {{
         uint32_t rows = n - start < GATEC_WORD_BITS ? n - start : GATEC_WORD_BITS;
         pack_tile(bits + (uint64_t)start * GATEC_MODEL_INPUTS, rows, scratch);
-        eval_gates(scratch);
-        tile_scores(scratch, rows, counts + (uint64_t)start * GATEC_MODEL_CLASSES);
+        eval_gates(scratch, n - start >= 2u * GATEC_WORD_BITS ? bits + (uint64_t)(start + rows) * GATEC_MODEL_INPUTS : 0);
+        tile_scores(rows, counts + (uint64_t)start * GATEC_MODEL_CLASSES);
     }}
 }}
 
@@ -228,35 +311,63 @@ void gatec_model_counts_packed(const gatec_word *words, uint32_t n, int32_t *cou
     for (start = 0; start < n; start += GATEC_WORD_BITS, tile++) {{
         uint32_t rows = n - start < GATEC_WORD_BITS ? n - start : GATEC_WORD_BITS;
         memcpy(scratch, words + (uint64_t)tile * GATEC_MODEL_INPUTS, sizeof(gatec_word) * GATEC_MODEL_INPUTS);
-        eval_gates(scratch);
-        tile_scores(scratch, rows, counts + (uint64_t)start * GATEC_MODEL_CLASSES);
+        eval_gates(scratch, 0);
+        tile_scores(rows, counts + (uint64_t)start * GATEC_MODEL_CLASSES);
     }}
 }}
 """
 
 
-def unrolled_gates(p) -> tuple[str, str]:
-    """The plan's gates as straight-line C, UNROLL_CHUNK statements a function, and the calls."""
+def unrolled_gates(p) -> tuple[str, str, int, int]:
+    """The plan's gates as straight-line C, UNROLL_CHUNK statements a function, and the calls;
+    the gates only GroupSum reads write their word of `counted` (see UNROLLED_RUN) instead of a
+    slot, and the other outputs that are not constant are copied there from their slots at the
+    end (a loop over two tables). Also the outputs a class has there at the most, and the
+    parts the next tile's rows are prefetched in (one after each chunk, and one more)."""
     ops = np.repeat(p.group_op, p.group_count)
-    lines = [f"    s[{o}] = (gatec_word)({C_OPS[op].replace('x', f's[{a}]').replace('y', f's[{b}]')});"
-             for op, a, b, o in zip(ops.tolist(), p.a_slot.tolist(), p.b_slot.tolist(), p.out_slot.tolist())]
+    gate_class = np.repeat(p.group_class, p.group_count)
+    k = p.k
+    filled = [0] * k  # words of `counted` each class has so far
+    target = []
+    for c in gate_class.tolist():
+        if c < 0:
+            target.append(None)
+        else:
+            target.append(filled[c] * k + c)
+            filled[c] += 1
+    copies = []  # (word of counted, slot)
+    for c in range(k):
+        for slot in p.rest_slot[p.rest_start[c]:p.rest_start[c + 1]].tolist():
+            copies.append((filled[c] * k + c, slot))
+            filled[c] += 1
+    lines = [(f"    s[{o}] = " if t is None else f"    counted[{t}] = ") +
+             f"(gatec_word)({C_OPS[op].replace('x', f's[{a}]').replace('y', f's[{b}]')});"
+             for op, a, b, o, t in zip(ops.tolist(), p.a_slot.tolist(), p.b_slot.tolist(), p.out_slot.tolist(), target)]
     chunks = [lines[i:i + UNROLL_CHUNK] for i in range(0, len(lines), UNROLL_CHUNK)]
     functions = "".join(f"static void gates_{i}(gatec_word *s) {{\n" + "\n".join(c) + "\n}\n\n"
                         for i, c in enumerate(chunks))
-    return functions, "".join(f"    gates_{i}(s);\n" for i in range(len(chunks)))
+    calls = "".join(f"    gates_{i}(s);\n    prefetch_part(ahead, {i}u);\n" for i in range(len(chunks)))
+    if copies:  # a loop, not statements: the compile time grows with the statements
+        functions += (c_array("uint32_t", "copy_to", [t for t, _ in copies]) +
+                      c_array("uint32_t", "copy_from", [f for _, f in copies]) + "\n")
+        calls += f"    for (i = 0; i < {len(copies)}u; i++) counted[copy_to[i]] = s[copy_from[i]];\n"
+    return functions, calls, max(filled, default=0), len(chunks) + 1
 
 
 def unrolled_source(p) -> str:
-    """model.c's tables and runs for --c-form unrolled: only the outputs' slots stay a table."""
-    functions, calls = unrolled_gates(p)
+    """model.c's tables and runs for --c-form unrolled: only the copied outputs' places and the
+    constant-one outputs' count per class are tables."""
+    functions, calls, most, parts = unrolled_gates(p)
     return f"""/* Generated by gatec: the gates as straight-line code (--c-form unrolled), packing and
  * counting here too; of gatec_logic.c/.h this form uses only the word type and the scratch size. */
 #include <string.h>
 #include "model.h"
 
-{c_array("uint32_t", "output_slot", p.output_slot)}
+#define COUNTED {most}u
+static gatec_word counted[(COUNTED ? COUNTED : 1u) * GATEC_MODEL_CLASSES];
+{c_array("int32_t", "class_ones", p.class_ones)}
 static gatec_word scratch[GATEC_SCRATCH_WORDS({p.n_slots}u, {p.n_inputs}u)];
-""" + UNROLLED_RUN.format(functions=functions, calls=calls, per_class=len(p.output_slot) // p.k,
+""" + UNROLLED_RUN.format(functions=functions, calls=calls, parts=parts,
                           n_planes=int(len(p.output_slot) // p.k).bit_length() or 1)
 
 
