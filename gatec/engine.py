@@ -39,17 +39,18 @@ class CProgram(ctypes.Structure):
 class CCounting(ctypes.Structure):
     """gatec_host_counting (gatec_host.c): gatec_counting and the gates' slots as byte offsets
     (gate_bytes; NULL: gatec_logic.c's gatec_run_counting does the work)."""
-    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones", "gate_bytes")]
+    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones", "gate_bytes")] + \
+               [("tau", ctypes.c_float)]  # > 0: the scores come as float32 count / tau
 
 
-def host_counting(p: Program, tile_words: int) -> CCounting:
+def host_counting(p: Program, tile_words: int, tau: float = 0.0) -> CCounting:
     """The host's counting struct for a library whose slot is `tile_words` words: each executed
     gate's a, b and out slots as byte offsets into a tile's scratch, 3 per gate (the struct keeps
     its arrays)."""
     gate_bytes = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.out_slot], 1).astype(np.uint64)
                                       * (8 * tile_words), np.uint32)
     arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones, gate_bytes)
-    counting = CCounting(*(arr.ctypes.data for arr in arrays))
+    counting = CCounting(*(arr.ctypes.data for arr in arrays), tau)
     counting.arrays = arrays
     return counting
 
@@ -138,18 +139,19 @@ class Engine:
         self.c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                           *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                         p.output_slot)))
-        self._countings: dict[int, CCounting] = {}  # by the library's slot words (see counting)
+        self._countings: dict[tuple, CCounting] = {}  # by the library's slot words and tau (see counting)
         self.scratch_words = scratch_words(p)
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
         self._pool = None  # worker threads, started on the first batch that several threads share
 
-    @property
-    def counting(self) -> CCounting:
-        """The counting struct for the library in use (its gate offsets depend on its slot size)."""
-        tile = int(self.lib.gatec_tile_words())
-        if tile not in self._countings:
-            self._countings[tile] = host_counting(self.program, tile)
-        return self._countings[tile]
+    def counting(self, scores: bool = False) -> CCounting:
+        """The counting struct for the library in use (its gate offsets depend on its slot size);
+        scores: the C side divides by tau (as float32, the division run() did in numpy: one
+        correctly rounded float32 quotient either way) instead of leaving counts."""
+        tile, tau = int(self.lib.gatec_tile_words()), float(np.float32(self.program.tau)) if scores else 0.0
+        if (tile, tau) not in self._countings:
+            self._countings[(tile, tau)] = host_counting(self.program, tile, tau)
+        return self._countings[(tile, tau)]
 
     def _bits(self, bits: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
@@ -166,7 +168,7 @@ class Engine:
             skip = (-scratch.ctypes.data % 64) // 8
             return scratch[skip:skip + self.scratch_words]
 
-    def _fill(self, bits: np.ndarray, scores: np.ndarray) -> None:
+    def _fill(self, bits: np.ndarray, scores: np.ndarray, divide: bool = False) -> None:
         """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array. With
         several threads the batch is cut into runs of CHUNK_TILES tiles that the threads take in
         turn, each with its own scratch, writing its own rows of scores (no shared writes;
@@ -180,7 +182,7 @@ class Engine:
         if n == 0:
             return
         turns = itertools.count()  # next() on it is atomic under the GIL
-        counting = ctypes.byref(self.counting)
+        counting = ctypes.byref(self.counting(divide))
 
         def work():
             scratch = self._scratch()
@@ -206,10 +208,14 @@ class Engine:
 
     def run(self, bits: np.ndarray) -> np.ndarray:
         """Scores, counts / tau as float32, divided in place of the counts (a float32 division rounds
-        as the float64 one rounded to float32 would: both are the correctly rounded quotient)."""
+        as the float64 one rounded to float32 would: both are the correctly rounded quotient); by
+        the C side as each tile's counts are done, while they are in the cache (tau > 0)."""
         bits = self._bits(bits)
         scores = np.empty((len(bits), self.program.k), np.float32)
         counts = scores.view(np.int32)
-        self._fill(bits, counts)
-        np.divide(counts, np.float32(self.program.tau), out=scores, dtype=np.float32)
+        if np.float32(self.program.tau) > 0:
+            self._fill(bits, counts, divide=True)
+        else:
+            self._fill(bits, counts)
+            np.divide(counts, np.float32(self.program.tau), out=scores, dtype=np.float32)
         return scores

@@ -101,3 +101,20 @@ def test_artifact_opens_and_runs_without_torch(artifact, tmp_path):
                            str(tmp_path / "out.npy")], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]", proc.stdout  # none of the heavy front-end libraries was imported
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+@pytest.mark.parametrize("tau", [1.0, 3.0, 0.7, 10.0 / 3])
+def test_run_divides_as_numpy_does(tau):
+    """run()'s scores, divided by the C side as each tile is done, are numpy's float32 count / tau bit for bit."""
+    rng = np.random.default_rng(4)
+    layers = [(rng.integers(0, 30, 200), rng.integers(0, 30, 200), rng.integers(0, 16, 200).astype(np.uint8)),
+              (rng.integers(0, 200, 90), rng.integers(0, 200, 90), rng.integers(0, 16, 90).astype(np.uint8))]
+    net = Netlist.from_layers(30, layers, 3, tau)
+    bits = rng.integers(0, 2, (5000, 30)).astype(np.uint8)
+    for threads in (1, 2):
+        eng = Engine(plan(net), threads=threads)
+        counts = eng.counts(bits)
+        np.testing.assert_array_equal(counts, net.evaluate(bits))
+        out = eng.run(bits)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out.view(np.int32), np.divide(counts, np.float32(tau), dtype=np.float32).view(np.int32))

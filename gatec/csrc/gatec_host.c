@@ -26,6 +26,7 @@
 typedef struct {
     gatec_counting counting;
     const uint32_t *gate_bytes;
+    float tau; /* > 0: scores are floats, count / tau (a float division, rounded once), in place of the counts */
 } gatec_host_counting;
 
 uint32_t gatec_tile_words(void);
@@ -436,6 +437,15 @@ static void host_count_tile(const gatec_program *p, const gatec_counting *cp, co
     f->ahead = ahead;
 }
 
+/* A tile's counts to count / tau in place, while they are in the cache. */
+static void to_floats(int32_t *scores, uint32_t n, float tau) {
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        float x = (float)scores[i] / tau;
+        memcpy(scores + i, &x, sizeof x);
+    }
+}
+
 /* gatec_run_counting with the host's packing, gate loops and counting; without gate records,
  * gatec_run_counting itself. */
 void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
@@ -445,6 +455,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
     host_pipe f;
     if (!hc->gate_bytes) {
         gatec_run_counting(p, cp, bits, n, scratch, scores);
+        if (hc->tau > 0) to_floats(scores, n * p->k, hc->tau);
         return;
     }
     while (first > 0 && cp->group_class[first - 1] >= 0) first--;
@@ -470,6 +481,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
 #endif
         R = host_eval_tile(p, hc->gate_bytes, scratch, first, &f);
         host_count_tile(p, cp, R, scratch, first, rows, scores + (uint64_t)start * p->k, &f);
+        if (hc->tau > 0) to_floats(scores + (uint64_t)start * p->k, rows * p->k, hc->tau);
 #if HOST_FOLD_STEPS
         while (f.rows && f.folded < HOST_FOLD_STEPS) pipe_fold(&f);
 #endif
