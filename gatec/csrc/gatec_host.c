@@ -345,17 +345,19 @@ static inline void store_at(gatec_word *act, uint32_t bytes, slot_t v) { store((
         store_at(act, (r)[2], (slot_t)(expr));                              \
         (void)x; (void)y;                                                   \
     } while (0)
-#define HOST_EVAL_LOOP(expr)                                                \
+/* m gates through GATE (a gate stored, or counted), two a turn. */
+#define HOST_PAIRS(GATE, expr)                                              \
     for (g = 0; g + 2 <= m; g += 2, R += 6) {                               \
         HOST_PREFETCH2();                                                   \
-        HOST_GATE(R, expr);                                                 \
-        HOST_GATE(R + 3, expr);                                             \
+        GATE(R, expr);                                                      \
+        GATE(R + 3, expr);                                                  \
     }                                                                       \
     if (g < m) {                                                            \
-        HOST_GATE(R, expr);                                                 \
+        GATE(R, expr);                                                      \
         R += 3;                                                             \
     }                                                                       \
     break;
+#define HOST_EVAL_LOOP(expr) HOST_PAIRS(HOST_GATE, expr)
 
 /* Groups [0, n_groups) of one tile; returns the next group's gate records. */
 static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R, gatec_word *act, uint32_t n_groups,
@@ -384,17 +386,7 @@ static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R,
         (void)x; (void)y;                                                   \
         if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;  \
     } while (0)
-#define HOST_COUNT_LOOP(expr)                                               \
-    for (g = 0; g + 2 <= m; g += 2, R += 6) {                               \
-        HOST_PREFETCH2();                                                   \
-        HOST_COUNT_GATE(R, expr);                                           \
-        HOST_COUNT_GATE(R + 3, expr);                                       \
-    }                                                                       \
-    if (g < m) {                                                            \
-        HOST_COUNT_GATE(R, expr);                                           \
-        R += 3;                                                             \
-    }                                                                       \
-    break;
+#define HOST_COUNT_LOOP(expr) HOST_PAIRS(HOST_COUNT_GATE, expr)
 
 /* count_tile (gatec_logic.c) from group `first` on (gate records R), the counted words
  * buffered and folded in runs. */
