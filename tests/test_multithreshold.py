@@ -92,6 +92,15 @@ def chained():
     return model_of(nodes, {"t1": thresholds(rng, 6, 7, -4, 5), "t2": t2}, ["n", 6], ["n", 6])
 
 
+def compiles_exactly(path, x, want, tmp_path, samples: int) -> None:
+    """cpu and fpga artifacts of the model file: verified with no error, and equal to `want` on x."""
+    for target in ("cpu", "fpga"):
+        art = gatec.compile(str(path), target, tmp_path / target, data=[x], samples=samples)
+        v = art.manifest["verification"]
+        assert v["ok"] and v["max_abs_err"] == 0, (target, v)
+        np.testing.assert_array_equal(art.run(x)[0], want)
+
+
 @pytest.mark.parametrize("make", [on_input, chained])
 def test_float_and_off_grid_thresholds_compile_exactly(make, tmp_path):
     path = tmp_path / "m.onnx"
@@ -99,11 +108,7 @@ def test_float_and_off_grid_thresholds_compile_exactly(make, tmp_path):
     shape = [40] + [d.dim_value for d in make().graph.input[0].type.tensor_type.shape.dim[1:]]
     x = np.random.default_rng(6).standard_normal(shape).astype(np.float32) * 3
     want = qonnx_reference(make())([x])[0]
-    for target in ("cpu", "fpga"):
-        art = gatec.compile(str(path), target, tmp_path / target, data=[x], samples=100)
-        v = art.manifest["verification"]
-        assert v["ok"] and v["max_abs_err"] == 0, (target, v)
-        np.testing.assert_array_equal(art.run(x)[0], want)
+    compiles_exactly(path, x, want, tmp_path, samples=100)
 
 
 def integer_inputs(shape, seed=0):
@@ -152,11 +157,7 @@ def test_finn_mlp_compiles_exactly_to_cpu_and_fpga(domain, domain_import, tmp_pa
     onnx.save(mlp(domain, domain_import), str(path))
     x = integer_inputs((120, 16))
     want = qonnx_reference(mlp())([x])[0]
-    for target in ("cpu", "fpga"):
-        art = gatec.compile(str(path), target, tmp_path / target, data=[x], samples=100)
-        v = art.manifest["verification"]
-        assert v["ok"] and v["max_abs_err"] == 0, (target, v)
-        np.testing.assert_array_equal(art.run(x)[0], want)
+    compiles_exactly(path, x, want, tmp_path, samples=100)
     assert set(np.unique(want)) <= {-2.0, -1.0, 0.0, 1.0}
     # cpu: a MultiThreshold output is held to one out_scale step (its LSB), not the float tolerance
     assert gatec.compile(str(path), "cpu", tmp_path / "cpu2", data=[x], samples=50).manifest["verification"][
@@ -171,11 +172,7 @@ def test_conv_thresholds_per_channel_compile_exactly(layout, tmp_path):
     onnx.save(cnn(layout), str(path))
     x = integer_inputs((60, 3, 8, 8), seed=4)
     want = qonnx_reference(cnn(layout))([x])[0]
-    for target in ("cpu", "fpga"):
-        art = gatec.compile(str(path), target, tmp_path / target, data=[x], samples=50)
-        v = art.manifest["verification"]
-        assert v["ok"] and v["max_abs_err"] == 0, (target, v)
-        np.testing.assert_array_equal(art.run(x)[0], want)
+    compiles_exactly(path, x, want, tmp_path, samples=50)
     prj = (tmp_path / "fpga" / "hls4ml_prj" / "firmware" / "gatec_model.cpp").read_text()
     assert "static const int ch[" in prj  # per-element channels: thresholds per channel
 

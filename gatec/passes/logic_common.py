@@ -16,7 +16,7 @@ from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
 from ..ir.logic import OP_ID, READS_A, READS_B, Layer, layer_of, logic_layer_node
 from ..ir.logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-from ..ir.netlist import Netlist, live_nodes
+from ..ir.netlist import Netlist, gate_levels, live_nodes
 
 # ---------------------------------------------------------------- truth tables
 
@@ -192,9 +192,8 @@ def relayer(net: Netlist) -> tuple[list[Layer], int]:
     net = canonical_inputs(net)
     live = live_gates(net)
     n_in = net.n_inputs
-    asap = np.zeros(n_in + net.n_gates, np.int64)
-    for g in np.flatnonzero(live):
-        asap[n_in + g] = 1 if CONSTANT[net.op[g]] else 1 + max(asap[net.a[g]], asap[net.b[g]])
+    # canonical inputs: an operand an op ignores is the one it reads, so the levels are the ASAP ones
+    asap = gate_levels(n_in, net.a, net.b, net.op, live)
     depth = max(1, int(asap[net.outputs].max(initial=0)))
     alap = np.full(n_in + net.n_gates, depth, np.int64)
     alap[:n_in] = 0

@@ -31,7 +31,7 @@ from .. import Option, Tolerance
 from ..logic_input import network_and_encoder
 from . import testbench, yosys
 from .design import COMPRESSOR_INPUTS, Design, groupsum_only
-from .encoder import InputFormat, comparators
+from .encoder import InputFormat, inside
 from .simulate import Runner
 
 
@@ -116,11 +116,9 @@ def build(plan: VerilogPlan, folder: Path) -> list[str]:
     folder, kind = Path(folder), plan.kind
     fan_in = COMPRESSOR_INPUTS[kind]
     n_features = int(np.prod(plan.ir.inputs[0].shape[1:]))
-    fmt, inside = plan.input_format, None
-    if fmt is not None:
-        inside = (fmt.bits * n_features, comparators(fmt, *plan.encoder),
-                  f"{n_features} x {fmt.bits} bits ({fmt}: feature i is f[{fmt.bits}*i +: {fmt.bits}])")
-    design = Design(plan.net, fan_in, plan.pipeline, fuse=kind == "fpga", encoder=inside)
+    fmt = plan.input_format
+    encoder = inside(fmt, *plan.encoder, n_features) if fmt is not None else None
+    design = Design(plan.net, fan_in, plan.pipeline, fuse=kind == "fpga", encoder=encoder)
     verilog = design.verilog(f"a logic network for target {kind}")
     files = {"model.v": verilog, "testbench.v": testbench.testbench(design), "synth.ys": yosys.yosys_script(kind)}
     if plan.encoder is not None:

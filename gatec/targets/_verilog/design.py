@@ -9,6 +9,7 @@ import numpy as np
 
 from ...ir.logic import CONSTANTS, READS_A, READS_B, bitwise_expressions
 from ...ir.netlist import Netlist, fold
+from .encoder import Inside
 
 MODULE = "gatec_model"
 EXPR = bitwise_expressions("1'b0", "1'b1")  # Verilog for each op id on operands {a}, {b}
@@ -24,12 +25,12 @@ class Design:
     pipelined, the register stage it is computed in."""
 
     def __init__(self, net: Netlist, compressor_inputs: int = 6, pipeline: int = 0, fuse: bool = False,
-                 encoder: tuple | None = None):
+                 encoder: Inside | None = None):
         self.net, self.pipeline, self.fuse = net, pipeline, fuse
-        # (port width, comparator lines) when the encoder is inside (encoder.py): the module takes
-        # the features, and x, the logic's input bits, is a wire of comparisons
+        # with the encoder inside (encoder.py) the module takes the features, and x, the logic's
+        # input bits, is a wire of comparisons
         self.encoder = encoder
-        self.port = ("f", encoder[0]) if encoder else ("x", net.n_inputs)
+        self.port = ("f", encoder.port_width) if encoder else ("x", net.n_inputs)
         n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
         folded = fold(net)
         a, b, outputs = folded.a, folded.b, folded.outputs
@@ -199,7 +200,7 @@ class Design:
         ports = (["input wire clk"] if self.pipeline else []) + [f"input wire [{self.port[1] - 1}:0] {self.port[0]}"]
         if self.encoder:
             decls = [f"wire [{n_in - 1}:0] x;"] + decls
-            body = self.encoder[1] + body
+            body = self.encoder.lines + body
         ports += [f"output wire [{self.count_width - 1}:0] count_{c}" for c in range(net.k)]
         latency = (f"pipelined every {self.pipeline} logic levels: {self.stages} register stages, the counts "
                    f"come {self.stages} clock cycles after the input" if self.pipeline else "purely combinational")
@@ -209,7 +210,7 @@ class Design:
                   f"// {net.n_gates} gates in the model; {self.live_gates} after wires, constants and unused gates are",
                   f"// folded away{inside}; GroupSum as {len(self.compressors)} compressors; {self.depth} logic levels;",
                   f"// {latency}.",
-                  (f"// f: the features, {self.encoder[2]}; x: the {n_in} input bits, compared in here. " if self.encoder
+                  (f"// f: the features, {self.encoder.about}; x: the {n_in} input bits, compared in here. " if self.encoder
                    else f"// x: {n_in} input bits. ") +
                   f"count_c: the number of ones in class c's group of {len(net.outputs) // net.k};"
                   f" the class score is count_c / {float(net.tau)!r} (tau).",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -94,3 +95,16 @@ def comparators(fmt: InputFormat, features: np.ndarray, thresholds: np.ndarray) 
             constant = c - low if fmt.signed else c
             lines.append(f"assign x[{j}] = {field} > {w}'d{constant};  // feature {i} > {t!r}")
     return lines
+
+
+class Inside(NamedTuple):
+    """The encoder as Design puts it inside the module: the feature port's width, the comparators
+    (one `assign x[j]` each) and the port's description for the module's header."""
+    port_width: int
+    lines: list[str]
+    about: str
+
+
+def inside(fmt: InputFormat, features: np.ndarray, thresholds: np.ndarray, n_features: int) -> Inside:
+    return Inside(fmt.bits * n_features, comparators(fmt, features, thresholds),
+                  f"{n_features} x {fmt.bits} bits ({fmt}: feature i is f[{fmt.bits}*i +: {fmt.bits}])")
