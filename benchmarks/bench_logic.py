@@ -9,8 +9,8 @@ target with --engine onnxruntime); the C firmware (target c) at 64- and 32-bit w
 and --c-form unrolled at 64; the discrete PyTorch model (timed on the first --torch-samples
 samples: at under a thousand samples a second the whole set would take minutes); and torchlogix's
 compiled circuit (below). Every row's output is checked against PyTorch's. Also, each in a fresh
-process: model file to first result (from the .pt, tracing included; from the same network's
-.onnx, which loads without torch), and opening an artifact compiled before
+process: model file to first result (from the .pt, which a plain logic network's file reads
+without torch, and from the same network's .onnx), and opening an artifact compiled before
 to its first result (no torch). difflogic is not run (see DIFFLOGIC).
 
 torchlogix (0.2.2, from PyPI) runs in its own Python 3.12 venv, since its circuit.py
@@ -73,7 +73,7 @@ start = time.perf_counter()
 import numpy as np, gatec
 art = gatec.compile(sys.argv[1], "cpu", sys.argv[2], input_shapes=[[1, int(sys.argv[3])]], verify=False)
 art.run(np.ones((1, int(sys.argv[3])), np.uint8))
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, "torch" in sys.modules)
 """
 
 OPEN_RESULT = """
@@ -119,12 +119,14 @@ def network(n_in: int, width: int, depth: int, classes: int) -> torch.nn.Module:
     return torch.nn.Sequential(*layers, GroupSum(classes, 1.0)).eval()
 
 
-def first_result_seconds(model_file: Path, work: Path, n_in: int) -> float:
-    """Model file to first result in a fresh process (after one run that builds the engine's cache)."""
+def first_result_seconds(model_file: Path, work: Path, n_in: int) -> tuple[float, bool]:
+    """Model file to first result in a fresh process (after one run that builds the engine's cache),
+    and whether torch was imported."""
     for name in ("warm", "first"):
         proc = subprocess.run([sys.executable, "-c", FIRST_RESULT, str(model_file), str(work / name), str(n_in)],
                               capture_output=True, text=True, check=True)
-    return float(proc.stdout)
+    seconds, torch_imported = proc.stdout.split()
+    return float(seconds), torch_imported == "True"
 
 
 def open_result_seconds(artifact: Path, n_in: int, runs: int = 5) -> tuple[float, bool]:
@@ -331,10 +333,10 @@ def main() -> None:
             print(f"  {TORCHLOGIX_ROW:<28} {tlx['samples_per_s'] / 1e6:8.3f} M samples/s  bit-exact: {exact}",
                   flush=True)
             torchlogix = tlx
-    first = first_result_seconds(model_file, work, n_in)
+    first, first_torch = first_result_seconds(model_file, work, n_in)
     onnx_file = work / "model.onnx"  # the same network as ONNX (gatec's IR: what `gatec.load(...).ir.save` writes)
     source.ir.save(onnx_file)
-    first_onnx = first_result_seconds(onnx_file, work, n_in)
+    first_onnx, _ = first_result_seconds(onnx_file, work, n_in)
     opened, torch_imported = open_result_seconds(work / "a0", n_in)
 
     base = rows[0]["samples_per_s"]
@@ -350,8 +352,8 @@ def main() -> None:
         built = "" if r.get("compile_s") is None else f"{r['compile_s']:.1f}"
         print(f"{r['engine']:<28} {r['samples_per_s']:>14,.0f} {r['vs_pytorch']:>10.1f}x "
               f"{r['vs_engine_one_thread']:>19.2f}x {built:>10} {str(r['bit_exact']):>10}")
-    print(f"model file to first result (fresh process, cpu target, -O1): {first:.2f} s from the .pt (torch imported, "
-          f"the model traced), {first_onnx:.2f} s from the same network's .onnx (no torch)")
+    print(f"model file to first result (fresh process, cpu target, -O1): {first:.2f} s from the .pt (torch imported: "
+          f"{first_torch}), {first_onnx:.2f} s from the same network's .onnx")
     print(f"compiled artifact to first result (fresh process: open + run, median of 5): {opened:.2f} s, "
           f"torch imported: {torch_imported}")
     if isinstance(torchlogix, str):
@@ -375,7 +377,8 @@ def main() -> None:
                                            "samples": n, "threads": 1},
                                "machine": platform.machine(), "cpu": host, "cores": cores, "load_average": load,
                                "torch": torch.__version__,
-                               "onnxruntime": ort.__version__, "rows": rows, "first_result_s": first, "first_result_onnx_s": first_onnx,
+                               "onnxruntime": ort.__version__, "rows": rows, "first_result_s": first,
+                               "first_result_imports_torch": first_torch, "first_result_onnx_s": first_onnx,
                                "open_first_result_s": opened, "open_imports_torch": torch_imported,
                                "difflogic": DIFFLOGIC, "torchlogix": torchlogix}, indent=2) + "\n")
     print(f"wrote {out}")

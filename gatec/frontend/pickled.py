@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import GatecError
+from . import logic_pickle
 from .source import BY_CONTENT, ModelFile, Source
-from .trace import first_line, from_module
+from .trace import first_line, from_module, torch_reference
 
 if TYPE_CHECKING:  # annotations only: torch is imported where a PyTorch model is loaded
     import torch
@@ -31,7 +32,22 @@ def detect(file: ModelFile) -> int | None:
 
 
 def load(path: Path, input_shapes, batch_axis: int, imports: Sequence[str], info: dict) -> Source:
+    ir = None if imports else logic_pickle.logic_ir(path, input_shapes, batch_axis, info)
+    if ir is not None:  # a plain logic network: its IR without torch, torch only once the reference runs
+        return Source(ir, deferred_reference(path))
     return from_module(load_pickled_module(path, imports), input_shapes, batch_axis, info)
+
+
+def deferred_reference(path: Path):
+    """The PyTorch module's reference, the file loaded (and torch imported) on the first call."""
+    loaded = []
+
+    def run(arrays):
+        if not loaded:
+            import gatec.nn
+            loaded.append(torch_reference(gatec.nn.adopt(load_pickled_module(path, ())).eval()))
+        return loaded[0](arrays)
+    return run
 
 
 def import_user_modules(spec: str) -> list:

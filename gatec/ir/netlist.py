@@ -51,15 +51,22 @@ class Netlist:
         return cls(n_inputs, cat(a, np.int64), cat(b, np.int64), cat(op, np.uint8), outputs, k, tau)
 
     def output_bits(self, bits: np.ndarray) -> np.ndarray:
-        """Reference evaluation in numpy, level by level (every gate of a level at once): unpacked
-        bits (N, n_inputs) -> the output bits (N, n_outputs) as uint8."""
-        values = np.zeros((self.n_inputs + self.n_gates, bits.shape[0]), dtype=bool)
-        values[: self.n_inputs] = bits.T.astype(bool)
-        table = TRUTH.astype(bool)  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
+        """Reference evaluation in numpy, level by level (every gate of a level at once) on 64
+        samples per uint64 word: unpacked bits (N, n_inputs) -> the output bits (N, n_outputs) as uint8."""
+        n = bits.shape[0]
+        packed = np.packbits(np.asarray(bits).T.astype(bool), axis=1, bitorder="little")
+        words = np.zeros((self.n_inputs, -(-n // 64) * 8), np.uint8)
+        words[:, :packed.shape[1]] = packed
+        values = np.zeros((self.n_inputs + self.n_gates, words.shape[1] // 8), np.uint64)
+        values[: self.n_inputs] = words.view(np.uint64)
+        # per op, each truth-table row as a mask of all ones or zeros: f = OR of row & minterm
+        rows = np.where(TRUTH.astype(bool), ~np.uint64(0), np.uint64(0))  # (16, 4): f(0,0), f(0,1), f(1,0), f(1,1)
         for gates in by_level(self.n_inputs, self.a, self.b, self.op):
-            index = 2 * values[self.a[gates]] + values[self.b[gates]]  # (gates, N) in 0..3
-            values[self.n_inputs + gates] = np.take_along_axis(table[self.op[gates]], index, axis=1)
-        return values[self.outputs].T.astype(np.uint8)
+            x, y = values[self.a[gates]], values[self.b[gates]]
+            t = rows[self.op[gates]][:, :, None]
+            values[self.n_inputs + gates] = (t[:, 0] & ~(x | y)) | (t[:, 1] & ~x & y) | (t[:, 2] & x & ~y) | (t[:, 3] & x & y)
+        out = np.unpackbits(values[self.outputs].view(np.uint8), axis=1, count=n, bitorder="little")
+        return np.ascontiguousarray(out.T)
 
     def evaluate(self, bits: np.ndarray) -> np.ndarray:
         """Class counts (N, k): GroupSum of the output bits before the division by tau."""
