@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GatecError
-from .ir.netlist import Program
+from .ir.netlist import Program, plan_ternary
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slot size: gatec_tile_words())
@@ -45,10 +45,10 @@ class CCounting(ctypes.Structure):
 
 def host_counting(p: Program, tile_words: int, tau: float = 0.0) -> CCounting:
     """The host's counting struct for a library whose slot is `tile_words` words: each executed
-    gate's a, b and out slots as byte offsets into a tile's scratch, 3 per gate (the struct keeps
-    its arrays)."""
-    gate_bytes = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.out_slot], 1).astype(np.uint64)
-                                      * (8 * tile_words), np.uint32)
+    gate's operand and out slots as byte offsets into a tile's scratch, 3 per gate (4 for
+    plan_ternary's programs; the struct keeps its arrays)."""
+    slots = [p.a_slot, p.b_slot] + ([p.c_slot] if p.c_slot is not None else []) + [p.out_slot]
+    gate_bytes = np.ascontiguousarray(np.stack(slots, 1).astype(np.uint64) * (8 * tile_words), np.uint32)
     arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones, gate_bytes)
     counting = CCounting(*(arr.ctypes.data for arr in arrays), tau)
     counting.arrays = arrays
@@ -124,6 +124,7 @@ def library() -> ctypes.CDLL:
                                        ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
         lib.gatec_host_run.restype = None
         lib.gatec_tile_words.restype = ctypes.c_uint32
+        lib.gatec_host_ternary.restype = ctypes.c_uint32
         _lib = lib
         return lib
 
@@ -135,23 +136,43 @@ class Engine:
         self.program = program
         self.threads = threads if threads > 0 else default_threads()
         self.lib = library()
-        p = program
-        self.c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
-                          *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
-                                                        p.output_slot)))
-        self._countings: dict[tuple, CCounting] = {}  # by the library's slot words and tau (see counting)
-        self.scratch_words = scratch_words(p)
+        self._programs: dict[bool, tuple[Program, CProgram]] = {}  # by ternary (see host_program)
+        self._countings: dict[tuple, CCounting] = {}  # by the library's slot words, ternary and tau (see counting)
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
         self._pool = None  # worker threads, started on the first batch that several threads share
+
+    def host_program(self) -> tuple[Program, CProgram]:
+        """The program the library in use runs: plan_ternary's for a library whose gates are
+        three-input (AVX-512) when the program records its netlist, else the program given (a
+        ternary library then runs it with gatec_logic.c's loops)."""
+        ternary = bool(self.lib.gatec_host_ternary()) and self.program.source is not None
+        if ternary not in self._programs:
+            p = plan_ternary(self.program.source) if ternary else self.program
+            c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
+                         *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
+                                                       p.output_slot)))
+            self._programs[ternary] = (p, c)
+        return self._programs[ternary]
+
+    @property
+    def scratch_words(self) -> int:
+        return scratch_words(self.host_program()[0])
 
     def counting(self, scores: bool = False) -> CCounting:
         """The counting struct for the library in use (its gate offsets depend on its slot size);
         scores: the C side divides by tau (as float32, the division run() did in numpy: one
-        correctly rounded float32 quotient either way) instead of leaving counts."""
-        tile, tau = int(self.lib.gatec_tile_words()), float(np.float32(self.program.tau)) if scores else 0.0
-        if (tile, tau) not in self._countings:
-            self._countings[(tile, tau)] = host_counting(self.program, tile, tau)
-        return self._countings[(tile, tau)]
+        correctly rounded float32 quotient either way) instead of leaving counts. NULL gate
+        offsets where the program is not the library's kind (gatec_logic.c's loops run it)."""
+        p = self.host_program()[0]
+        ternary, tile = p.c_slot is not None, int(self.lib.gatec_tile_words())
+        tau = float(np.float32(self.program.tau)) if scores else 0.0
+        key = (tile, ternary, tau)
+        if key not in self._countings:
+            counting = host_counting(p, tile, tau)
+            if bool(self.lib.gatec_host_ternary()) != ternary:
+                counting.gate_bytes = None
+            self._countings[key] = counting
+        return self._countings[key]
 
     def _bits(self, bits: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
@@ -160,13 +181,17 @@ class Engine:
                              f"got {list(bits.shape)}")
         return bits
 
-    def _scratch(self) -> np.ndarray:
-        try:
-            return self._spare.pop()  # list.pop/append are atomic: threads share the spares safely
-        except IndexError:  # slots on 64-byte boundaries: one cache line each
-            scratch = np.empty(self.scratch_words + 8, np.uint64)
-            skip = (-scratch.ctypes.data % 64) // 8
-            return scratch[skip:skip + self.scratch_words]
+    def _scratch(self, words: int) -> np.ndarray:
+        while self._spare:
+            try:
+                scratch = self._spare.pop()  # list.pop/append are atomic: threads share the spares safely
+            except IndexError:
+                break
+            if len(scratch) >= words:
+                return scratch
+        scratch = np.empty(words + 8, np.uint64)  # slots on 64-byte boundaries: one cache line each
+        skip = (-scratch.ctypes.data % 64) // 8
+        return scratch[skip:skip + words]
 
     def _fill(self, bits: np.ndarray, scores: np.ndarray, divide: bool = False) -> None:
         """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array. With
@@ -183,12 +208,13 @@ class Engine:
             return
         turns = itertools.count()  # next() on it is atomic under the GIL
         counting = ctypes.byref(self.counting(divide))
+        program, words = ctypes.byref(self.host_program()[1]), self.scratch_words
 
         def work():
-            scratch = self._scratch()
+            scratch = self._scratch(words)
             while (i := next(turns)) < len(edges) - 1:
                 start, stop = edges[i], edges[i + 1]
-                self.lib.gatec_host_run(ctypes.byref(self.c), counting, bits[start:stop].ctypes.data,
+                self.lib.gatec_host_run(program, counting, bits[start:stop].ctypes.data,
                                         stop - start, scratch.ctypes.data, scores[start:stop].ctypes.data)
             self._spare.append(scratch)
         if parts == 1:

@@ -30,6 +30,7 @@ typedef struct {
 } gatec_host_counting;
 
 uint32_t gatec_tile_words(void);
+uint32_t gatec_host_ternary(void);
 void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
                     gatec_word *scratch, int32_t *scores);
 
@@ -264,9 +265,12 @@ static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t
 #endif
 
 /* Carry-save adders of the counting, one instruction per output with AVX-512 (vpternlogq:
- * majority and three-way xor); gcc makes four of the two otherwise. */
+ * majority and three-way xor); gcc makes four of the two otherwise. With AVX-512 the gates are
+ * vpternlogq too (HOST_TERNARY): the program is gatec.netlist.plan_ternary's, four offsets a
+ * gate (a, b, c, result) and each group's op a truth table over (a, b, c), the immediate. */
 #if defined(__AVX512F__) && GATEC_TILE == 8 && GATEC_WORD_BITS == 64
 #include <immintrin.h>
+#define HOST_TERNARY 1
 #define MAJ3(a, b, c) ((slot_t)_mm512_ternarylogic_epi64((__m512i)(a), (__m512i)(b), (__m512i)(c), 0xE8))
 #define XOR3(a, b, c) ((slot_t)_mm512_ternarylogic_epi64((__m512i)(a), (__m512i)(b), (__m512i)(c), 0x96))
 #else
@@ -338,23 +342,39 @@ static inline void store_at(gatec_word *act, uint32_t bytes, slot_t v) { store((
 #define HOST_PREFETCH2() (__builtin_prefetch(ahead, 0, 3), ahead += 2 * (uint64_t)ahead_step)
 
 /* The gate loops over byte offsets (gatec_host_counting.gate_bytes), m gates of a group, two a
- * turn with one prefetch for the two. */
+ * turn with one prefetch for the two; HOST_STRIDE offsets a gate, the result's last. */
+#ifdef HOST_TERNARY
+#define HOST_STRIDE 4
+#define HOST_OPERANDS(r) slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1]), z = load_at(act, (r)[2])
+#define HOST_UNUSED() ((void)x, (void)y, (void)z)
+#define TERN(imm) ((slot_t)_mm512_ternarylogic_epi64((__m512i)x, (__m512i)y, (__m512i)z, (imm)))
+#define T4(LOOP, i) case (i): LOOP(TERN(i)) case (i) + 1: LOOP(TERN((i) + 1)) \
+    case (i) + 2: LOOP(TERN((i) + 2)) case (i) + 3: LOOP(TERN((i) + 3))
+#define T16(LOOP, i) T4(LOOP, i) T4(LOOP, (i) + 4) T4(LOOP, (i) + 8) T4(LOOP, (i) + 12)
+#define T64(LOOP, i) T16(LOOP, i) T16(LOOP, (i) + 16) T16(LOOP, (i) + 32) T16(LOOP, (i) + 48)
+#define HOST_EACH_OP(LOOP) T64(LOOP, 0) T64(LOOP, 64) T64(LOOP, 128) T64(LOOP, 192)
+#else
+#define HOST_STRIDE 3
+#define HOST_OPERANDS(r) slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1])
+#define HOST_UNUSED() ((void)x, (void)y)
+#define HOST_EACH_OP EACH_OP
+#endif
 #define HOST_GATE(r, expr)                                                  \
     do {                                                                    \
-        slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1]);          \
-        store_at(act, (r)[2], (slot_t)(expr));                              \
-        (void)x; (void)y;                                                   \
+        HOST_OPERANDS(r);                                                   \
+        store_at(act, (r)[HOST_STRIDE - 1], (slot_t)(expr));                \
+        HOST_UNUSED();                                                      \
     } while (0)
 /* m gates through GATE (a gate stored, or counted), two a turn. */
 #define HOST_PAIRS(GATE, expr)                                              \
-    for (g = 0; g + 2 <= m; g += 2, R += 6) {                               \
+    for (g = 0; g + 2 <= m; g += 2, R += 2 * HOST_STRIDE) {                 \
         HOST_PREFETCH2();                                                   \
         GATE(R, expr);                                                      \
-        GATE(R + 3, expr);                                                  \
+        GATE(R + HOST_STRIDE, expr);                                        \
     }                                                                       \
     if (g < m) {                                                            \
         GATE(R, expr);                                                      \
-        R += 3;                                                             \
+        R += HOST_STRIDE;                                                   \
     }                                                                       \
     break;
 #define HOST_EVAL_LOOP(expr) HOST_PAIRS(HOST_GATE, expr)
@@ -369,7 +389,7 @@ static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R,
         while (count) {
             uint32_t m = count < f->left ? count : f->left;
             switch (p->group_op[gi]) {
-            EACH_OP(HOST_EVAL_LOOP)
+            HOST_EACH_OP(HOST_EVAL_LOOP)
             }
             count -= m;
             if (!(f->left -= m)) pipe_fold(f);
@@ -381,9 +401,9 @@ static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R,
 
 #define HOST_COUNT_GATE(r, expr)                                            \
     do {                                                                    \
-        slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1]);          \
+        HOST_OPERANDS(r);                                                   \
         v[fill++] = (slot_t)(expr);                                         \
-        (void)x; (void)y;                                                   \
+        HOST_UNUSED();                                                      \
         if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;  \
     } while (0)
 #define HOST_COUNT_LOOP(expr) HOST_PAIRS(HOST_COUNT_GATE, expr)
@@ -404,7 +424,7 @@ static void host_count_tile(const gatec_program *p, const gatec_counting *cp, co
             while (count) {
                 uint32_t m = count < f->left ? count : f->left;
                 switch (p->group_op[gi]) {
-                EACH_OP(HOST_COUNT_LOOP)
+                HOST_EACH_OP(HOST_COUNT_LOOP)
                 }
                 count -= m;
                 if (!(f->left -= m)) pipe_fold(f);
@@ -478,4 +498,13 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
         while (f.rows && f.folded < HOST_FOLD_STEPS) pipe_fold(&f);
 #endif
     }
+}
+
+/* 1: the gate loops run plan_ternary's programs (HOST_TERNARY), 0: plan's. */
+uint32_t gatec_host_ternary(void) {
+#ifdef HOST_TERNARY
+    return 1;
+#else
+    return 0;
+#endif
 }

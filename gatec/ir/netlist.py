@@ -15,6 +15,7 @@ from .logic import CONSTANTS, OP_ID, READS_A, READS_B, TRUTH
 
 WIRE_A, WIRE_B = OP_ID["A"], OP_ID["B"]  # ops that pass one input through unchanged
 MAX_SWEEPS = 64  # gate_levels' vectorized sweeps before it walks gate by gate
+MIN_FUSED_GROUP = 16  # plan_ternary's: gates that must share a fused truth table
 CONSTANT_OPS = CONSTANTS
 
 
@@ -178,6 +179,10 @@ class Program:
     rest_start: np.ndarray = None  # uint32, k + 1
     rest_slot: np.ndarray = None  # uint32
     class_ones: np.ndarray = None  # int32, k
+    # plan_ternary's: each gate's third operand; its group_op is then an 8-bit truth table over
+    # (a, b, c) slots' words, bit 4a + 2b + c (vpternlogq's immediate), not an op id
+    c_slot: np.ndarray = None  # uint32
+    source: Netlist = None  # the netlist planned (plan_ternary plans it again for the host engine)
 
     @property
     def gates_executed(self) -> int:
@@ -192,12 +197,73 @@ def plan(net: Netlist) -> Program:
     keeps a gate per constant output); the rest run level by level, grouped by op so that each
     group is one tight loop; a slot is reused once the last level that reads it is done, which
     keeps a tile's working set near the width of two layers."""
-    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
     folded = fold(net)
-    live, a, b, outputs = folded.live, folded.a, folded.b, folded.outputs
-    reads_a, reads_b = READS_A[net.op], READS_B[net.op]
+    reads = [READS_A[net.op].astype(bool), READS_B[net.op].astype(bool)]
+    return schedule(net, folded, folded.live, [folded.a, folded.b], reads, net.op, 16)
 
-    level = gate_levels(n_in, a, b, net.op, live)
+
+def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP) -> Program:
+    """plan() for an engine whose gates are three-input functions (AVX-512's vpternlogq): a gate
+    whose value only one gate reads (and no output) is computed inside that reader, which then
+    reads the gate's two operands and its own other one (x, y, z), so the value is never stored
+    and loaded. Each executed gate's op is its 8-bit truth table over (x, y, z), bit 4x + 2y + z;
+    a gate that absorbed nothing reads (a, b, a). A fusion is kept only where at least
+    `min_group` gates of its level (and class) share its truth table: each group costs the
+    interpreter a branch, which a group of a few gates does not repay. Class counting as in plan()."""
+    folded = fold(net)
+    n_in, op, live = net.n_inputs, net.op, folded.live
+    a, b = folded.a, folded.b
+    ra, rb = READS_A[op].astype(bool) & live, READS_B[op].astype(bool) & live
+    fan = np.bincount(np.r_[a[ra], b[rb]], minlength=n_in + net.n_gates)
+    np.add.at(fan, folded.outputs, 2)  # an output is stored whoever reads it
+    node = np.arange(n_in, n_in + net.n_gates)
+    single = live & (fan[node] == 1) & ~np.isin(op, CONSTANT_OPS)  # per gate: may be absorbed
+    absorbs = np.zeros(net.n_gates, np.int64)  # per gate: 0 nothing, 1 its a, 2 its b
+    level = gate_levels(n_in, a, b, op, live)
+    for gates in by_level(n_in, a, b, op, live):
+        # an operand that absorbed nothing itself (decided at its earlier level) can be absorbed
+        can = lambda x, r: r[gates] & (x[gates] >= n_in) & single[np.maximum(x[gates] - n_in, 0)] \
+            & (absorbs[np.maximum(x[gates] - n_in, 0)] == 0)  # noqa: E731
+        take_a, take_b = can(a, ra), can(b, rb)
+        absorbs[gates] = np.where(take_a, 1, np.where(take_b & ~take_a, 2, 0))
+    imm = ternary_tables(op, a, b, absorbs, n_in)
+    out_class = np.full(n_in + net.n_gates, -1, np.int64)
+    out_class[folded.outputs] = np.arange(len(folded.outputs)) // max(len(folded.outputs) // max(net.k, 1), 1)
+    key = (level[n_in:] * (net.k + 1) + out_class[n_in:] + 1) * 256 + imm
+    sizes = np.bincount(key[live & (absorbs > 0)], minlength=int(key.max(initial=0)) + 1)
+    absorbs[(absorbs > 0) & (sizes[key] < min_group)] = 0  # the operand is stored instead
+    imm = ternary_tables(op, a, b, absorbs, n_in)
+    absorbed = np.zeros(net.n_gates, bool)
+    absorbed[a[absorbs == 1] - n_in] = absorbed[b[absorbs == 2] - n_in] = True
+    inner = np.where(absorbs == 1, a - n_in, np.where(absorbs == 2, b - n_in, 0))  # the absorbed gate
+    fused = absorbs > 0
+    operands = [np.where(fused, a[inner], a), np.where(fused, b[inner], b), np.where(absorbs == 1, b, a)]
+    reads = [np.where(fused, READS_A[op[inner]], READS_A[op]).astype(bool),
+             np.where(fused, READS_B[op[inner]], READS_B[op]).astype(bool),
+             np.where(absorbs == 1, READS_B[op], np.where(absorbs == 2, READS_A[op], 0)).astype(bool)]
+    return schedule(net, folded, live & ~absorbed, operands, reads, imm, 256, level)
+
+
+def ternary_tables(op, a, b, absorbs, n_in: int) -> np.ndarray:
+    """Each gate's truth table over (x, y, z) (see plan_ternary) as vpternlogq's immediate."""
+    inner = np.where(absorbs == 1, a - n_in, np.where(absorbs == 2, b - n_in, 0))
+    i = np.arange(8)
+    xi, yi, zi = i >> 2 & 1, i >> 1 & 1, i & 1
+    h = TRUTH[op[inner][:, None], 2 * xi + yi]  # the absorbed gate's value at each row
+    out = np.where((absorbs == 1)[:, None], TRUTH[op[:, None], 2 * h + zi],
+                   np.where((absorbs == 2)[:, None], TRUTH[op[:, None], 2 * zi + h], TRUTH[op[:, None], 2 * xi + yi]))
+    return (out << i).sum(1).astype(np.uint8)
+
+
+def schedule(net: Netlist, folded: Folded, live, operands, reads, gate_op, n_ops: int, level=None) -> Program:
+    """The Program of the `live` gates, each reading `operands` (node arrays, per gate) where
+    `reads` (bool arrays) says it depends on them, through gate_op (n_ops kinds): levels, class
+    counting, grouping and slots as plan() says."""
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    outputs = folded.outputs
+    if level is None:
+        level = gate_levels(n_in, folded.a, folded.b, net.op, live)
+    level = level.copy()
 
     # Class-counted gates: one output each, read by no gate, not constant; they run last, one
     # level after all others.
@@ -205,7 +271,8 @@ def plan(net: Netlist) -> Program:
     out_class = np.arange(len(outputs)) // max(per_class, 1)
     uses = np.bincount(outputs, minlength=n_nodes)
     read = np.zeros(n_nodes, bool)
-    read[a[live & reads_a]] = read[b[live & reads_b]] = True
+    for operand, r in zip(operands, reads):
+        read[operand[live & r]] = True
     gate_class = np.full(n_nodes, -1, np.int64)
     is_gate, node_op = np.r_[np.zeros(n_in, bool), live], np.r_[np.full(n_in, WIRE_A, np.uint8), net.op]
     counted = is_gate[outputs] & (uses[outputs] == 1) & ~read[outputs] & ~np.isin(node_op[outputs], CONSTANT_OPS)
@@ -215,11 +282,11 @@ def plan(net: Netlist) -> Program:
 
     order = np.flatnonzero(live)
     classes = gate_class[n_in + order]
-    order = order[np.lexsort((a[order], net.op[order], classes, level[n_in + order]))]  # reads in address order
+    order = order[np.lexsort((operands[0][order], gate_op[order], classes, level[n_in + order]))]  # reads in address order
 
     last_read = np.full(n_nodes, -1, np.int64)  # the last level that reads each node
-    for operand, reads in ((a, reads_a), (b, reads_b)):
-        readers = order[reads[order]]
+    for operand, r in zip(operands, reads):
+        readers = order[r[order]]
         np.maximum.at(last_read, operand[readers], level[n_in + readers])
     last_read[outputs] = np.iinfo(np.int64).max
 
@@ -245,19 +312,20 @@ def plan(net: Netlist) -> Program:
             n_slots += 1
         frees_at.setdefault(int(last_read[n_in + g]), []).append(n_in + g)
 
-    ops_sorted, classes = net.op[order], gate_class[n_in + order]
-    key = (levels * (net.k + 1) + classes + 1) * 16 + ops_sorted
+    ops_sorted, classes = gate_op[order], gate_class[n_in + order]
+    key = (levels * (net.k + 1) + classes + 1) * n_ops + ops_sorted
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
     counts = np.diff(np.r_[starts, len(key)])
     u32 = lambda x: np.ascontiguousarray(x, dtype=np.uint32)  # noqa: E731
-    a_slot = np.where(reads_a[order], slot[a[order]], 0)  # an operand the op ignores: any valid slot
-    b_slot = np.where(reads_b[order], slot[b[order]], 0)
+    # an operand the op ignores: any valid slot
+    op_slots = [u32(np.where(r[order], slot[operand[order]], 0)) for operand, r in zip(operands, reads)]
 
     out_op = node_op[outputs]
     rest = ~counted & ~np.isin(out_op, CONSTANT_OPS)
     rest_start = np.searchsorted(out_class[rest], np.arange(net.k + 1))
     class_ones = np.bincount(out_class[out_op == 15], minlength=net.k)
     return Program(n_in, int(n_slots), np.ascontiguousarray(ops_sorted[starts], np.uint8), u32(counts),
-                   u32(a_slot), u32(b_slot), u32(slot[n_in + order]), u32(slot[outputs]),
+                   op_slots[0], op_slots[1], u32(slot[n_in + order]), u32(slot[outputs]),
                    net.k, net.tau, net.n_gates, np.ascontiguousarray(classes[starts], np.int32),
-                   u32(rest_start), u32(slot[outputs[rest]]), np.ascontiguousarray(class_ones, np.int32))
+                   u32(rest_start), u32(slot[outputs[rest]]), np.ascontiguousarray(class_ones, np.int32),
+                   op_slots[2] if len(op_slots) > 2 else None, net)
