@@ -6,9 +6,10 @@ and a Makefile. Nothing from libc beyond stdint.h and string.h in the library; t
 chosen with --word-bits 8|16|32|64 (microcontrollers to servers). By default a network is data,
 not code, so it compiles in well under a second however many gates it has; --c-form unrolled
 writes its gates as straight-line C instead, with its own packing and counting (on
-benchmarks/bench_logic.py's network at 64-bit words: about 2.3x the table form at -O3
--march=native, where the table form's own was 1.8x; its 16k gates compile in about 8-9 s at -O2
-or -O3 on a loaded 2-core host, as before); networks over UNROLL_LIMIT gates keep the tables.
+benchmarks/bench_logic.py's network at 64-bit words: about 2.4x the table form at -O3
+-march=native; gcc compiles its 16k gates in about 2.7 s on a 2-core host, 8.2-8.5 s before the
+gate functions got their own GCC options, see UNROLL_PRAGMA); networks over UNROLL_LIMIT gates
+keep the tables.
 """
 from __future__ import annotations
 
@@ -106,7 +107,15 @@ int main(void) {
 
 C_FORMS = ("table", "unrolled")
 UNROLL_LIMIT = 300_000  # gates: above this the straight-line source gets too large to compile quickly
-UNROLL_CHUNK = 256  # statements a function: small functions keep the compiler fast (gcc -O2: 6 s, 12k gates)
+UNROLL_CHUNK = 64  # statements a function: gcc's alias walks grow with the square of a function's stores
+# Around the gate functions, for GCC (not Clang or ICC, which also define __GNUC__): -O1 with the
+# second scheduling pass, without the redundancy and dead-store passes (FRE, DSE), whatever the
+# command line's level. The statements are already as simple as they get; of gcc -O3's time on
+# them those passes and the SLP vectorizer (nothing to pair in random gates) were most, and at
+# -O3 -march=native these gates ran no faster (benchmarks/bench_logic.py's network: gcc 2.6-2.7 s
+# instead of 8.2-8.5 s, 6.2M samples/s instead of 5.6-5.7M).
+UNROLL_PRAGMA = '("O1", "schedule-insns2", "no-tree-fre", "no-tree-dse", "no-dse")'
+UNROLL_GUARD = "#if defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_COMPILER)\n"
 # The 16 ops by id (gatec_logic.c's EACH_OP) over operands x and y.
 C_OPS = ("x ^ x", "x & y", "x & ~y", "x", "~x & y", "y", "x ^ y", "x | y", "~(x | y)", "~(x ^ y)", "~y", "x | ~y",
          "~x", "~x | y", "~(x & y)", "~(x ^ x)")
@@ -196,9 +205,9 @@ static void prefetch_part(const uint8_t *ahead, uint32_t part) {{
 #endif
 }}
 
-static void eval_gates(gatec_word *s, const uint8_t *ahead) {{
+static void eval_gates(const uint8_t *ahead) {{
     uint32_t i;
-    (void)s, (void)i, (void)ahead; /* a network of wires only has no gates */
+    (void)i, (void)ahead; /* a network of wires only has no gates */
 {calls}    prefetch_part(ahead, AHEAD_PARTS - 1u);
 }}
 
@@ -297,7 +306,7 @@ static void run(const uint8_t *bits, uint32_t n, int32_t *counts) {{
     for (start = 0; start < n; start += GATEC_WORD_BITS) {{
         uint32_t rows = n - start < GATEC_WORD_BITS ? n - start : GATEC_WORD_BITS;
         pack_tile(bits + (uint64_t)start * GATEC_MODEL_INPUTS, rows, scratch);
-        eval_gates(scratch, n - start >= 2u * GATEC_WORD_BITS ? bits + (uint64_t)(start + rows) * GATEC_MODEL_INPUTS : 0);
+        eval_gates(n - start >= 2u * GATEC_WORD_BITS ? bits + (uint64_t)(start + rows) * GATEC_MODEL_INPUTS : 0);
         tile_scores(rows, counts + (uint64_t)start * GATEC_MODEL_CLASSES);
     }}
 }}
@@ -311,7 +320,7 @@ void gatec_model_counts_packed(const gatec_word *words, uint32_t n, int32_t *cou
     for (start = 0; start < n; start += GATEC_WORD_BITS, tile++) {{
         uint32_t rows = n - start < GATEC_WORD_BITS ? n - start : GATEC_WORD_BITS;
         memcpy(scratch, words + (uint64_t)tile * GATEC_MODEL_INPUTS, sizeof(gatec_word) * GATEC_MODEL_INPUTS);
-        eval_gates(scratch, 0);
+        eval_gates(0);
         tile_scores(rows, counts + (uint64_t)start * GATEC_MODEL_CLASSES);
     }}
 }}
@@ -319,11 +328,16 @@ void gatec_model_counts_packed(const gatec_word *words, uint32_t n, int32_t *cou
 
 
 def unrolled_gates(p) -> tuple[str, str, int, int]:
-    """The plan's gates as straight-line C, UNROLL_CHUNK statements a function, and the calls;
-    the gates only GroupSum reads write their word of `counted` (see UNROLLED_RUN) instead of a
-    slot, and the other outputs that are not constant are copied there from their slots at the
-    end (a loop over two tables). Also the outputs a class has there at the most, and the
-    parts the next tile's rows are prefetched in (one after each chunk, and one more)."""
+    """The plan's gates as straight-line C, UNROLL_CHUNK statements a function (compiled with
+    UNROLL_PRAGMA's options where the compiler is GCC), and the calls; the gates only GroupSum
+    reads write their word of `counted` (see UNROLLED_RUN) instead of a slot, and the other
+    outputs that are not constant are copied there from their slots at the end (a loop over two
+    tables). Also the outputs a class has there at the most, and the parts the next tile's rows
+    are prefetched in (one after each chunk, and one more). The functions read and write the
+    static `scratch` itself, not through a pointer argument: gcc -O3 had made that substitution
+    in clones of its own, and through a pointer at these options the gates ran at half the speed
+    on an AMD EPYC (3.1M samples/s instead of 6.1M; the instructions the same but for addresses
+    from a register instead of RIP-relative ones)."""
     ops = np.repeat(p.group_op, p.group_count)
     gate_class = np.repeat(p.group_class, p.group_count)
     k = p.k
@@ -344,13 +358,16 @@ def unrolled_gates(p) -> tuple[str, str, int, int]:
              f"(gatec_word)({C_OPS[op].replace('x', f's[{a}]').replace('y', f's[{b}]')});"
              for op, a, b, o, t in zip(ops.tolist(), p.a_slot.tolist(), p.b_slot.tolist(), p.out_slot.tolist(), target)]
     chunks = [lines[i:i + UNROLL_CHUNK] for i in range(0, len(lines), UNROLL_CHUNK)]
-    functions = "".join(f"static void gates_{i}(gatec_word *s) {{\n" + "\n".join(c) + "\n}\n\n"
-                        for i, c in enumerate(chunks))
-    calls = "".join(f"    gates_{i}(s);\n    prefetch_part(ahead, {i}u);\n" for i in range(len(chunks)))
+    functions = "".join(f"static void gates_{i}(void) {{\n    gatec_word *const s = scratch;\n" + "\n".join(c) +
+                        "\n}\n\n" for i, c in enumerate(chunks))
+    if chunks:
+        functions = (f"{UNROLL_GUARD}#pragma GCC push_options\n#pragma GCC optimize {UNROLL_PRAGMA}\n#endif\n\n"
+                     f"{functions}{UNROLL_GUARD}#pragma GCC pop_options\n#endif\n\n")
+    calls = "".join(f"    gates_{i}();\n    prefetch_part(ahead, {i}u);\n" for i in range(len(chunks)))
     if copies:  # a loop, not statements: the compile time grows with the statements
         functions += (c_array("uint32_t", "copy_to", [t for t, _ in copies]) +
                       c_array("uint32_t", "copy_from", [f for _, f in copies]) + "\n")
-        calls += f"    for (i = 0; i < {len(copies)}u; i++) counted[copy_to[i]] = s[copy_from[i]];\n"
+        calls += f"    for (i = 0; i < {len(copies)}u; i++) counted[copy_to[i]] = scratch[copy_from[i]];\n"
     return functions, calls, max(filled, default=0), len(chunks) + 1
 
 
