@@ -25,7 +25,8 @@ SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slo
 TILE = 8  # the most 64-bit words a slot has (4 on AVX2): scratch is sized for it; threads split at 512 samples
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
          "-DGATEC_WORD_BITS=64"]
-CHUNK_TILES = 8  # tiles a thread takes at a time: ~0.4 ms of work, far above a call's cost
+CHUNK_TILES = 8  # the fewest tiles a thread takes at a time: ~0.4 ms of work, far above a call's cost
+RUNS_PER_THREAD = 2  # a large batch is cut into about this many runs a thread (see _fill)
 _lock = threading.Lock()
 _lib = None
 
@@ -68,6 +69,17 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def pin_worker(turns) -> None:
+    """Keep each engine worker on a core of its own, the i-th worker on the i-th core this process
+    may use (the calling thread is left as it is): unpinned, the scheduler moves them and two
+    threads measured 1.74x one thread instead of 1.85x (benchmarks/bench_logic.py's network)."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[next(turns) % len(cores)]})  # 0: this thread (Linux)
+    except (AttributeError, OSError):  # no affinity on this OS: the scheduler decides
+        pass
 
 
 def cache_dir() -> Path:
@@ -195,12 +207,16 @@ class Engine:
 
     def _fill(self, bits: np.ndarray, scores: np.ndarray, divide: bool = False) -> None:
         """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array. With
-        several threads the batch is cut into runs of CHUNK_TILES tiles that the threads take in
-        turn, each with its own scratch, writing its own rows of scores (no shared writes;
-        ctypes drops the GIL during each call): a core slowed by another process takes fewer
-        runs instead of holding the others up."""
+        several threads the batch is cut into runs of at least CHUNK_TILES tiles that the threads
+        take in turn, each with its own scratch, writing its own rows of scores (no shared
+        writes; ctypes drops the GIL during each call): a core slowed by another process takes
+        fewer runs instead of holding the others up. A run's first tile is packed before any
+        gate runs, its rows not prefetched, so a large batch is cut into about RUNS_PER_THREAD
+        runs a thread rather than many small ones. The runs go to the pool's workers, each kept
+        on a core (pin_worker); the calling thread waits."""
         n, tile = bits.shape[0], TILE * 64
-        edges = list(range(0, n, CHUNK_TILES * tile)) + [n]
+        tiles = max(CHUNK_TILES, -(-n // (tile * RUNS_PER_THREAD * self.threads)))
+        edges = list(range(0, n, tiles * tile)) + [n]
         parts = min(self.threads, len(edges) - 1)
         if parts <= 1:  # one call: the C side prefetches each next tile's rows
             edges = [0, n]
@@ -220,10 +236,9 @@ class Engine:
         if parts == 1:
             return work()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="gatec-engine")
-        pending = [self._pool.submit(work) for _ in range(parts - 1)]
-        work()  # the calling thread works too
-        for f in pending:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gatec-engine",
+                                            initializer=pin_worker, initargs=(itertools.count(),))
+        for f in [self._pool.submit(work) for _ in range(parts)]:
             f.result()
 
     def counts(self, bits: np.ndarray) -> np.ndarray:
