@@ -38,19 +38,23 @@ class CProgram(ctypes.Structure):
 
 
 class CCounting(ctypes.Structure):
-    """gatec_host_counting (gatec_host.c): gatec_counting and the gates' slots as byte offsets
-    (gate_bytes; NULL: gatec_logic.c's gatec_run_counting does the work)."""
-    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones", "gate_bytes")] + \
+    """gatec_host_counting (gatec_host.c): gatec_counting and the gates' records (gate_records;
+    NULL: gatec_logic.c's gatec_run_counting does the work)."""
+    _fields_ = [(n, ctypes.c_void_p) for n in ("group_class", "rest_start", "rest_slot", "class_ones", "gate_records")] + \
                [("tau", ctypes.c_float)]  # > 0: the scores come as float32 count / tau
 
 
 def host_counting(p: Program, tile_words: int, tau: float = 0.0) -> CCounting:
-    """The host's counting struct for a library whose slot is `tile_words` words: each executed
-    gate's operand and out slots as byte offsets into a tile's scratch, 3 per gate (4 for
-    plan_ternary's programs; the struct keeps its arrays)."""
-    slots = [p.a_slot, p.b_slot] + ([p.c_slot] if p.c_slot is not None else []) + [p.out_slot]
-    gate_bytes = np.ascontiguousarray(np.stack(slots, 1).astype(np.uint64) * (8 * tile_words), np.uint32)
-    arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones, gate_bytes)
+    """The host's counting struct for a library whose slot is `tile_words` words (the struct keeps
+    its arrays). Each executed gate's record: for plan_ternary's programs its a, b, c and out
+    slots as uint16 (the library shifts them: slots of 64 bytes); else its a, b and out slots as
+    uint32 byte offsets into a tile's scratch."""
+    if p.c_slot is not None:
+        records = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.c_slot, p.out_slot], 1), np.uint16)
+    else:
+        records = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.out_slot], 1).astype(np.uint64)
+                                       * (8 * tile_words), np.uint32)
+    arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones, records)
     counting = CCounting(*(arr.ctypes.data for arr in arrays), tau)
     counting.arrays = arrays
     return counting
@@ -155,11 +159,14 @@ class Engine:
 
     def host_program(self) -> tuple[Program, CProgram]:
         """The program the library in use runs: plan_ternary's for a library whose gates are
-        three-input (AVX-512) when the program records its netlist, else the program given (a
-        ternary library then runs it with gatec_logic.c's loops)."""
+        three-input (AVX-512) when the program records its netlist and its slots fit the
+        library's uint16 records, else the program given (a ternary library then runs it with
+        gatec_logic.c's loops)."""
         ternary = bool(self.lib.gatec_host_ternary()) and self.program.source is not None
         if ternary not in self._programs:
             p = plan_ternary(self.program.source) if ternary else self.program
+            if p.n_slots > 1 << 16:
+                p = self.program
             c = CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                          *(arr.ctypes.data for arr in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                        p.output_slot)))
@@ -182,7 +189,7 @@ class Engine:
         if key not in self._countings:
             counting = host_counting(p, tile, tau)
             if bool(self.lib.gatec_host_ternary()) != ternary:
-                counting.gate_bytes = None
+                counting.gate_records = None
             self._countings[key] = counting
         return self._countings[key]
 

@@ -18,14 +18,30 @@
 #endif
 #include "gatec_logic.c"
 
+/* With AVX-512 the gates are vpternlogq (HOST_TERNARY): the program is
+ * gatec.netlist.plan_ternary's, each group's op a truth table over three operands, the
+ * instruction's immediate. */
+#if defined(__AVX512F__) && GATEC_TILE == 8 && GATEC_WORD_BITS == 64
+#include <immintrin.h>
+#define HOST_TERNARY 1
+#endif
+
 /* gatec_counting and, for the host's gate loops, each executed gate's operand and result slots
- * as byte offsets into a tile's scratch (slot * GATEC_TILE * 8): gate g's are gate_bytes[3g],
- * [3g + 1], [3g + 2] (the result's unused for class-counted gates), so that a gate is three
- * index loads, two vector loads, its op and a store (gatec.engine computes them once per
- * model). NULL: the loops of gatec_logic.c, which scale slot numbers. */
+ * (the result's unused for class-counted gates), computed once per model by gatec.engine: with
+ * HOST_TERNARY four slot numbers a gate (a, b, c, result) as uint16, a slot 64 bytes (one
+ * shift), which halves what the loops read besides the slots; else three byte offsets into a
+ * tile's scratch (slot * GATEC_TILE * 8) as uint32, so that a gate is three index loads, two
+ * vector loads, its op and a store. NULL: the loops of gatec_logic.c, which scale slot numbers. */
+#ifdef HOST_TERNARY
+typedef uint16_t host_record;
+#define HOST_BYTES(r) ((uint32_t)(r) << 6)
+#else
+typedef uint32_t host_record;
+#define HOST_BYTES(r) (r)
+#endif
 typedef struct {
     gatec_counting counting;
-    const uint32_t *gate_bytes;
+    const host_record *gate_records;
     float tau; /* > 0: scores are floats, count / tau (a float division, rounded once), in place of the counts */
 } gatec_host_counting;
 
@@ -265,12 +281,8 @@ static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t
 #endif
 
 /* Carry-save adders of the counting, one instruction per output with AVX-512 (vpternlogq:
- * majority and three-way xor); gcc makes four of the two otherwise. With AVX-512 the gates are
- * vpternlogq too (HOST_TERNARY): the program is gatec.netlist.plan_ternary's, four offsets a
- * gate (a, b, c, result) and each group's op a truth table over (a, b, c), the immediate. */
-#if defined(__AVX512F__) && GATEC_TILE == 8 && GATEC_WORD_BITS == 64
-#include <immintrin.h>
-#define HOST_TERNARY 1
+ * majority and three-way xor); gcc makes four of the two otherwise. */
+#ifdef HOST_TERNARY
 #define MAJ3(a, b, c) ((slot_t)_mm512_ternarylogic_epi64((__m512i)(a), (__m512i)(b), (__m512i)(c), 0xE8))
 #define XOR3(a, b, c) ((slot_t)_mm512_ternarylogic_epi64((__m512i)(a), (__m512i)(b), (__m512i)(c), 0x96))
 #else
@@ -336,23 +348,43 @@ static void pipe_fold(host_pipe *f) {
     f->left = f->every;
 }
 
-static inline slot_t load_at(const gatec_word *act, uint32_t bytes) { return load((const gatec_word *)((const char *)act + bytes)); }
-static inline void store_at(gatec_word *act, uint32_t bytes, slot_t v) { store((gatec_word *)((char *)act + bytes), v); }
+static inline slot_t load_at(const gatec_word *act, host_record r) { return load((const gatec_word *)((const char *)act + HOST_BYTES(r))); }
+static inline void store_at(gatec_word *act, host_record r, slot_t v) { store((gatec_word *)((char *)act + HOST_BYTES(r)), v); }
 #define HOST_LEAD 6 /* fold steps the prefetches run ahead: 2 measured 1.1x slower, 4 to 16 alike */
 #define HOST_PREFETCH2() (__builtin_prefetch(ahead, 0, 3), ahead += 2 * (uint64_t)ahead_step)
 
-/* The gate loops over byte offsets (gatec_host_counting.gate_bytes), m gates of a group, two a
+/* The gate loops over the gate records (gatec_host_counting.gate_records), m gates of a group, two a
  * turn with one prefetch for the two; HOST_STRIDE offsets a gate, the result's last. */
 #ifdef HOST_TERNARY
 #define HOST_STRIDE 4
 #define HOST_OPERANDS(r) slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1]), z = load_at(act, (r)[2])
 #define HOST_UNUSED() ((void)x, (void)y, (void)z)
 #define TERN(imm) ((slot_t)_mm512_ternarylogic_epi64((__m512i)x, (__m512i)y, (__m512i)z, (imm)))
-#define T4(LOOP, i) case (i): LOOP(TERN(i)) case (i) + 1: LOOP(TERN((i) + 1)) \
-    case (i) + 2: LOOP(TERN((i) + 2)) case (i) + 3: LOOP(TERN((i) + 3))
-#define T16(LOOP, i) T4(LOOP, i) T4(LOOP, (i) + 4) T4(LOOP, (i) + 8) T4(LOOP, (i) + 12)
-#define T64(LOOP, i) T16(LOOP, i) T16(LOOP, (i) + 16) T16(LOOP, (i) + 32) T16(LOOP, (i) + 48)
-#define HOST_EACH_OP(LOOP) T64(LOOP, 0) T64(LOOP, 64) T64(LOOP, 128) T64(LOOP, 192)
+/* The 80 tables plan_ternary emits (gatec.netlist.CANONICAL: each table's least form under
+ * reordering its operands; a test checks this list against it), a loop each; any other table
+ * runs through tern_any, its minterms one vpternlogq each. */
+#define HOST_TERNARY_OPS(X) \
+    X(0) X(1) X(2) X(3) X(6) X(7) X(8) X(9) X(10) X(11) X(14) X(15) X(22) X(23) X(24) X(25) \
+    X(26) X(27) X(30) X(31) X(40) X(41) X(42) X(43) X(44) X(45) X(46) X(47) X(60) X(61) X(62) \
+    X(63) X(104) X(105) X(106) X(107) X(110) X(111) X(126) X(127) X(128) X(129) X(130) X(131) \
+    X(134) X(135) X(136) X(137) X(138) X(139) X(142) X(143) X(150) X(151) X(152) X(153) X(154) \
+    X(155) X(158) X(159) X(168) X(169) X(170) X(171) X(172) X(173) X(174) X(175) X(188) X(189) \
+    X(190) X(191) X(232) X(233) X(234) X(235) X(238) X(239) X(254) X(255)
+static inline slot_t tern_any(slot_t x, slot_t y, slot_t z, uint32_t imm) {
+    slot_t r = x ^ x;
+    if (imm & 1u) r |= TERN(1);
+    if (imm & 2u) r |= TERN(2);
+    if (imm & 4u) r |= TERN(4);
+    if (imm & 8u) r |= TERN(8);
+    if (imm & 16u) r |= TERN(16);
+    if (imm & 32u) r |= TERN(32);
+    if (imm & 64u) r |= TERN(64);
+    if (imm & 128u) r |= TERN(128);
+    return r;
+}
+#define HOST_EVAL_LOOP_CASE(imm) case (imm): HOST_EVAL_LOOP(TERN(imm))
+#define HOST_COUNT_LOOP_CASE(imm) case (imm): HOST_COUNT_LOOP(TERN(imm))
+#define HOST_EACH_OP(LOOP) HOST_TERNARY_OPS(LOOP##_CASE) default: LOOP(tern_any(x, y, z, p->group_op[gi]))
 #else
 #define HOST_STRIDE 3
 #define HOST_OPERANDS(r) slot_t x = load_at(act, (r)[0]), y = load_at(act, (r)[1])
@@ -380,7 +412,7 @@ static inline void store_at(gatec_word *act, uint32_t bytes, slot_t v) { store((
 #define HOST_EVAL_LOOP(expr) HOST_PAIRS(HOST_GATE, expr)
 
 /* Groups [0, n_groups) of one tile; returns the next group's gate records. */
-static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R, gatec_word *act, uint32_t n_groups,
+static const host_record *host_eval_tile(const gatec_program *p, const host_record *R, gatec_word *act, uint32_t n_groups,
                                       host_pipe *f) {
     const uint8_t *ahead = f->ahead;
     uint32_t gi, g, ahead_step = f->ahead_step;
@@ -410,7 +442,7 @@ static const uint32_t *host_eval_tile(const gatec_program *p, const uint32_t *R,
 
 /* count_tile (gatec_logic.c) from group `first` on (gate records R), the counted words
  * buffered and folded in runs. */
-static void host_count_tile(const gatec_program *p, const gatec_counting *cp, const uint32_t *R, gatec_word *act,
+static void host_count_tile(const gatec_program *p, const gatec_counting *cp, const host_record *R, gatec_word *act,
                             uint32_t first, uint32_t n_rows, int32_t *scores, host_pipe *f) {
     const uint8_t *ahead = f->ahead;
     uint32_t gi = first, g, c, r, fill, n_planes = counter_planes(p->n_outputs / p->k), ahead_step = f->ahead_step;
@@ -465,7 +497,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
     const gatec_counting *cp = &hc->counting;
     uint32_t start, first = p->n_groups, g, gates = 0, n_in = p->n_inputs;
     host_pipe f;
-    if (!hc->gate_bytes) {
+    if (!hc->gate_records) {
         gatec_run_counting(p, cp, bits, n, scratch, scores);
         if (hc->tau > 0) to_floats(scores, n * p->k, hc->tau);
         return;
@@ -479,7 +511,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
 #endif
     for (start = 0; start < n; start += GATEC_TILE_SAMPLES) {
         uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES, next = start + rows;
-        const uint32_t *R;
+        const host_record *R;
         f.rows = next < n ? bits + (uint64_t)next * n_in : NULL;
         f.n_rows = next < n ? (n - next < GATEC_TILE_SAMPLES ? n - next : GATEC_TILE_SAMPLES) : 0;
         f.folded = 0, f.left = f.every;
@@ -491,7 +523,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
 #else
         host_pack_tile(p, bits + (uint64_t)start * n_in, rows, scratch);
 #endif
-        R = host_eval_tile(p, hc->gate_bytes, scratch, first, &f);
+        R = host_eval_tile(p, hc->gate_records, scratch, first, &f);
         host_count_tile(p, cp, R, scratch, first, rows, scores + (uint64_t)start * p->k, &f);
         if (hc->tau > 0) to_floats(scores + (uint64_t)start * p->k, rows * p->k, hc->tau);
 #if HOST_FOLD_STEPS

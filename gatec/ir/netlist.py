@@ -7,6 +7,7 @@ case where each layer reads only the one before; pruned networks need not be lay
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,12 +203,33 @@ def plan(net: Netlist) -> Program:
     return schedule(net, folded, folded.live, [folded.a, folded.b], reads, net.op, 16)
 
 
-def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP) -> Program:
+def permuted_table(imm: int, perm) -> int:
+    """A three-input truth table (bit 4x + 2y + z) with its operands reordered: operand j of the
+    result is operand perm[j] of the original."""
+    out = 0
+    for i in range(8):
+        old = [0, 0, 0]
+        for j, bit in enumerate(((i >> 2) & 1, (i >> 1) & 1, i & 1)):
+            old[perm[j]] = bit
+        out |= ((imm >> (4 * old[0] + 2 * old[1] + old[2])) & 1) << i
+    return out
+
+
+PERMS = list(itertools.permutations(range(3)))
+# Each table's least form under reordering its operands, and the order that gives it: the 80
+# forms are the engine's switch cases (gatec_host.c: HOST_TERNARY_OPS), fewer cases to build and
+# more gates per group than 256 tables
+CANONICAL_PERM = np.array([min(range(6), key=lambda k: permuted_table(imm, PERMS[k])) for imm in range(256)])
+CANONICAL = np.array([permuted_table(imm, PERMS[k]) for imm, k in enumerate(CANONICAL_PERM)], np.uint8)
+
+
+def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool = True) -> Program:
     """plan() for an engine whose gates are three-input functions (AVX-512's vpternlogq): a gate
     whose value only one gate reads (and no output) is computed inside that reader, which then
     reads the gate's two operands and its own other one (x, y, z), so the value is never stored
     and loaded. Each executed gate's op is its 8-bit truth table over (x, y, z), bit 4x + 2y + z;
-    a gate that absorbed nothing reads (a, b, a). A fusion is kept only where at least
+    a gate that absorbed nothing reads (a, b, a). With `canonical`, each gate's operands are
+    reordered to its table's least form (CANONICAL). A fusion is kept only where at least
     `min_group` gates of its level (and class) share its truth table: each group costs the
     interpreter a branch, which a group of a few gates does not repay. Class counting as in plan()."""
     folded = fold(net)
@@ -227,6 +249,8 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP) -> Program:
         take_a, take_b = can(a, ra), can(b, rb)
         absorbs[gates] = np.where(take_a, 1, np.where(take_b & ~take_a, 2, 0))
     imm = ternary_tables(op, a, b, absorbs, n_in)
+    if canonical:
+        imm = CANONICAL[imm]
     out_class = np.full(n_in + net.n_gates, -1, np.int64)
     out_class[folded.outputs] = np.arange(len(folded.outputs)) // max(len(folded.outputs) // max(net.k, 1), 1)
     key = (level[n_in:] * (net.k + 1) + out_class[n_in:] + 1) * 256 + imm
@@ -241,6 +265,12 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP) -> Program:
     reads = [np.where(fused, READS_A[op[inner]], READS_A[op]).astype(bool),
              np.where(fused, READS_B[op[inner]], READS_B[op]).astype(bool),
              np.where(absorbs == 1, READS_B[op], np.where(absorbs == 2, READS_A[op], 0)).astype(bool)]
+    if canonical:
+        perm = np.array(PERMS)[CANONICAL_PERM[imm]]  # per gate: operand j is the old perm[j]
+        rows = np.arange(len(imm))
+        operands = [np.stack(operands, 1)[rows, perm[:, j]] for j in range(3)]
+        reads = [np.stack(reads, 1)[rows, perm[:, j]] for j in range(3)]
+        imm = CANONICAL[imm]
     return schedule(net, folded, live & ~absorbed, operands, reads, imm, 256, level)
 
 
