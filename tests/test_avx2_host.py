@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 CPU_DEPENDENT = ["test_c_target.py", "test_engine_host.py", "test_logic_forms.py", "test_quant_cpu.py", "test_quantize.py",
-                 "test_release_fixtures.py", "test_flatten_logic.py"]
+                 "test_release_fixtures.py", "test_flatten_logic.py", "test_ternary_plan.py"]
 
 
 @pytest.mark.avx2
