@@ -75,13 +75,16 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def pin_worker(turns) -> None:
+def pin_worker(turns, threads: int) -> None:
     """Keep each engine worker on a core of its own, the i-th worker on the i-th core this process
-    may use (the calling thread is left as it is): unpinned, the scheduler moves them and two
-    threads measured 1.74x one thread instead of 1.85x (benchmarks/bench_logic.py's network)."""
+    may use, when the workers are as many as those cores (the calling thread is left as it is):
+    unpinned, the scheduler moves them and two threads measured 1.74x one thread instead of
+    1.85x (benchmarks/bench_logic.py's network). Fewer workers than cores are not pinned, so
+    that two processes asking for a few threads each do not share the first cores."""
     try:
         cores = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cores[next(turns) % len(cores)]})  # 0: this thread (Linux)
+        if threads >= len(cores):
+            os.sched_setaffinity(0, {cores[next(turns) % len(cores)]})  # 0: this thread (Linux)
     except (AttributeError, OSError):  # no affinity on this OS: the scheduler decides
         pass
 
@@ -244,7 +247,7 @@ class Engine:
             return work()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gatec-engine",
-                                            initializer=pin_worker, initargs=(itertools.count(),))
+                                            initializer=pin_worker, initargs=(itertools.count(), self.threads))
         for f in [self._pool.submit(work) for _ in range(parts)]:
             f.result()
 

@@ -118,3 +118,29 @@ def test_run_divides_as_numpy_does(tau):
         out = eng.run(bits)
         assert out.dtype == np.float32
         np.testing.assert_array_equal(out.view(np.int32), np.divide(counts, np.float32(tau), dtype=np.float32).view(np.int32))
+
+
+def test_workers_get_a_core_each_when_they_use_every_core():
+    cores = sorted(os.sched_getaffinity(0))
+    net = random_net(5)
+    bits = np.random.default_rng(5).integers(0, 2, (3 * engine.CHUNK_TILES * TILE * 64, net.n_inputs)).astype(np.uint8)
+    eng = Engine(plan(net), threads=len(cores))
+    np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
+    if len(cores) > 1:
+        pinned = [os.sched_getaffinity(t.native_id) for t in eng._pool._threads]
+        assert pinned and all(len(p) == 1 for p in pinned)  # each worker on one core of the mask, its own
+        assert len({next(iter(p)) for p in pinned}) == len(pinned) and set().union(*pinned) <= set(cores)
+    assert sorted(os.sched_getaffinity(0)) == cores  # the calling thread keeps its affinity
+
+
+def test_fewer_workers_than_cores_are_left_to_the_scheduler(monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: calls.append(mask))
+    import itertools
+    turns = itertools.count()
+    engine.pin_worker(turns, 2)
+    assert calls == []
+    engine.pin_worker(turns, 4)
+    engine.pin_worker(turns, 4)
+    assert calls == [{0}, {1}]
