@@ -142,3 +142,26 @@ def test_netlist_output_bits_equal_gate_by_gate_evaluation():
                 row.append(int(TRUTH[op[g], 2 * row[a[g]] + row[b[g]]]))
         want = np.array([[row[o] for o in net.outputs] for row in values], np.uint8)
         assert np.array_equal(net.output_bits(bits), want)
+
+
+def test_a_tensor_larger_than_its_storage_is_left_to_torch(tmp_path):
+    """The reader's strided views check their bounds (numpy's as_strided does not): a file whose
+    tensor claims more elements than its storage holds is not read past the storage's end."""
+    assert logic_pickle.rebuild_tensor(np.arange(6, dtype=np.float32), 0, (2, 3), (3, 1)).tolist() == \
+        [[0, 1, 2], [3, 4, 5]]
+    assert logic_pickle.rebuild_tensor(np.arange(6, dtype=np.int64), 1, (2, 2), (1, 2)).tolist() == [[1, 3], [2, 4]]
+    for args in [(0, (2, 4), (4, 1)), (5, (2,), (1,)), (0, (2,), (-1,)), (0, (2, 2), (1,))]:
+        with pytest.raises(logic_pickle.Unknown):
+            logic_pickle.rebuild_tensor(np.arange(6, dtype=np.float32), *args)
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    torch.save(torch.nn.Sequential(LogicLayer(8, 8), GroupSum(2)), path)
+    import zipfile
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("data/0"):  # the first storage (the weights) cut short
+                data = data[: len(data) // 2]
+            dst.writestr(item, data)
+    assert logic_pickle.logic_ir(damaged, [[1, 8]], 0, {}) is None

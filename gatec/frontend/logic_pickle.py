@@ -47,10 +47,17 @@ class Storage:
 
 
 def rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *_):
+    size, stride = tuple(size), tuple(stride)
+    ints = all(isinstance(v, int) and v >= 0 for v in (offset, *size, *stride))
+    if not isinstance(storage, np.ndarray) or not ints or len(size) != len(stride):
+        raise Unknown("a tensor this reader does not know")
     if not size:
         return storage[offset:offset + 1].reshape(()).copy()
-    item = storage.itemsize
-    return np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * item for s in stride)).copy()
+    if 0 in size:
+        return np.zeros(size, storage.dtype)
+    if offset + sum((n - 1) * s for n, s in zip(size, stride)) >= len(storage):  # as_strided checks nothing
+        raise Unknown("a tensor larger than its storage")
+    return np.lib.stride_tricks.as_strided(storage[offset:], size, tuple(s * storage.itemsize for s in stride)).copy()
 
 
 def rebuild_parameter(data, *_):
