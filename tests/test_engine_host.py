@@ -144,3 +144,30 @@ def test_fewer_workers_than_cores_are_left_to_the_scheduler(monkeypatch):
     engine.pin_worker(turns, 4)
     engine.pin_worker(turns, 4)
     assert calls == [{0}, {1}]
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 16, 17, 40])
+def test_scores_for_any_class_count_and_output_alignment(k):
+    """Scores leave a tile as whole rows (a 16 x 16 transpose of class counts, masked stores): every
+    class count (above 16 the transpose takes classes 16 at a time), tile edge and output alignment
+    gives numpy's, and nothing is written outside the output."""
+    rng = np.random.default_rng(k)
+    layers, prev = [], 48
+    for w in (200, 40 * k):
+        layers.append((rng.integers(0, prev, w), rng.integers(0, prev, w), rng.integers(0, 16, w).astype(np.uint8)))
+        prev = w
+    net = Netlist.from_layers(48, layers, k, 1.5)
+    eng = Engine(plan(net), threads=1)
+    for n in (1, 15, 16, 17, 530, 1024 + 7):
+        bits = rng.integers(0, 2, (n, 48)).astype(np.uint8)
+        counts = net.evaluate(bits)
+        want = np.divide(counts, np.float32(1.5), dtype=np.float32)
+        np.testing.assert_array_equal(eng.run(bits), want)
+        np.testing.assert_array_equal(eng.counts(bits), counts)
+        for shift in (0, 1, 4):  # int32s past a 64-byte boundary
+            buf = np.zeros(n * k + 64, np.int32)
+            base = (-buf.ctypes.data % 64) // 4 + shift
+            out = buf[base:base + n * k].reshape(n, k)
+            eng._fill(bits, out, divide=True)
+            np.testing.assert_array_equal(out.view(np.float32), want)
+            assert not buf[:base].any() and not buf[base + n * k:].any()  # nothing written outside
