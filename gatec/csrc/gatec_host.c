@@ -29,7 +29,7 @@
 /* gatec_counting and, for the host's gate loops, each executed gate's operand and result slots
  * (the result's unused for class-counted gates), computed once per model by gatec.engine: with
  * HOST_TERNARY four slot numbers a gate (a, b, c, result) as uint16, a slot 64 bytes (one
- * shift), which halves what the loops read besides the slots; else three byte offsets into a
+ * shift): 8 bytes a gate instead of 16; else three byte offsets into a
  * tile's scratch (slot * GATEC_TILE * 8) as uint32, so that a gate is three index loads, two
  * vector loads, its op and a store. NULL: the loops of gatec_logic.c, which scale slot numbers. */
 #ifdef HOST_TERNARY
