@@ -16,7 +16,7 @@ from .logic import CONSTANTS, OP_ID, READS_A, READS_B, TRUTH
 
 WIRE_A, WIRE_B = OP_ID["A"], OP_ID["B"]  # ops that pass one input through unchanged
 MAX_SWEEPS = 64  # gate_levels' vectorized sweeps before it walks gate by gate
-MIN_FUSED_GROUP = 16  # plan_ternary's: gates that must share a fused truth table
+MIN_FUSED_GROUP = 8  # plan_ternary's: gates that must share a fused truth table (4 to 16 measured alike)
 CONSTANT_OPS = CONSTANTS
 
 
