@@ -410,23 +410,27 @@ static inline slot_t tern_any(slot_t x, slot_t y, slot_t z, uint32_t imm) {
     }                                                                       \
     break;
 #define HOST_EVAL_LOOP(expr) HOST_PAIRS(HOST_GATE, expr)
+/* Group gi's gates through LOOP (HOST_EVAL_LOOP or HOST_COUNT_LOOP), cut where the next tile's
+ * packing takes a step (pipe_fold). */
+#define HOST_GROUP(LOOP)                                                    \
+    do {                                                                    \
+        uint32_t count = p->group_count[gi];                                \
+        while (count) {                                                     \
+            uint32_t m = count < f->left ? count : f->left;                 \
+            switch (p->group_op[gi]) {                                      \
+            HOST_EACH_OP(LOOP)                                              \
+            }                                                               \
+            count -= m;                                                     \
+            if (!(f->left -= m)) pipe_fold(f);                              \
+        }                                                                   \
+    } while (0)
 
 /* Groups [0, n_groups) of one tile; returns the next group's gate records. */
 static const host_record *host_eval_tile(const gatec_program *p, const host_record *R, gatec_word *act, uint32_t n_groups,
                                       host_pipe *f) {
     const uint8_t *ahead = f->ahead;
     uint32_t gi, g, ahead_step = f->ahead_step;
-    for (gi = 0; gi < n_groups; gi++) {
-        uint32_t count = p->group_count[gi];
-        while (count) {
-            uint32_t m = count < f->left ? count : f->left;
-            switch (p->group_op[gi]) {
-            HOST_EACH_OP(HOST_EVAL_LOOP)
-            }
-            count -= m;
-            if (!(f->left -= m)) pipe_fold(f);
-        }
-    }
+    for (gi = 0; gi < n_groups; gi++) HOST_GROUP(HOST_EVAL_LOOP);
     f->ahead = ahead;
     return R;
 }
@@ -451,17 +455,7 @@ static void host_count_tile(const gatec_program *p, const gatec_counting *cp, co
     for (c = 0; c < p->k; c++) {
         counter_start(&k, act + (uint64_t)p->n_slots * W, n_planes);
         fill = 0;
-        for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) {
-            uint32_t count = p->group_count[gi];
-            while (count) {
-                uint32_t m = count < f->left ? count : f->left;
-                switch (p->group_op[gi]) {
-                HOST_EACH_OP(HOST_COUNT_LOOP)
-                }
-                count -= m;
-                if (!(f->left -= m)) pipe_fold(f);
-            }
-        }
+        for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) HOST_GROUP(HOST_COUNT_LOOP);
         for (r = cp->rest_start[c]; r < cp->rest_start[c + 1]; r++) {
             v[fill++] = load(act + (uint64_t)cp->rest_slot[r] * W);
             if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;

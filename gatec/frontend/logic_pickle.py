@@ -41,11 +41,6 @@ class Stub:
     kind = ""
 
 
-class Storage:
-    def __init__(self, dtype, key: str):
-        self.dtype, self.key = dtype, key
-
-
 def rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *_):
     size, stride = tuple(size), tuple(stride)
     ints = all(isinstance(v, int) and v >= 0 for v in (offset, *size, *stride))

@@ -248,7 +248,7 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool
             & (absorbs[np.maximum(x[gates] - n_in, 0)] == 0)  # noqa: E731
         take_a, take_b = can(a, ra), can(b, rb)
         absorbs[gates] = np.where(take_a, 1, np.where(take_b & ~take_a, 2, 0))
-    imm = ternary_tables(op, a, b, absorbs, n_in)
+    imm = ternary_tables(op, absorbed_gates(a, b, absorbs, n_in), absorbs)
     if canonical:
         imm = CANONICAL[imm]
     out_class = np.full(n_in + net.n_gates, -1, np.int64)
@@ -256,11 +256,11 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool
     key = (level[n_in:] * (net.k + 1) + out_class[n_in:] + 1) * 256 + imm
     sizes = np.bincount(key[live & (absorbs > 0)], minlength=int(key.max(initial=0)) + 1)
     absorbs[(absorbs > 0) & (sizes[key] < min_group)] = 0  # the operand is stored instead
-    imm = ternary_tables(op, a, b, absorbs, n_in)
-    absorbed = np.zeros(net.n_gates, bool)
-    absorbed[a[absorbs == 1] - n_in] = absorbed[b[absorbs == 2] - n_in] = True
-    inner = np.where(absorbs == 1, a - n_in, np.where(absorbs == 2, b - n_in, 0))  # the absorbed gate
+    inner = absorbed_gates(a, b, absorbs, n_in)
+    imm = ternary_tables(op, inner, absorbs)
     fused = absorbs > 0
+    absorbed = np.zeros(net.n_gates, bool)
+    absorbed[inner[fused]] = True
     operands = [np.where(fused, a[inner], a), np.where(fused, b[inner], b), np.where(absorbs == 1, b, a)]
     reads = [np.where(fused, READS_A[op[inner]], READS_A[op]).astype(bool),
              np.where(fused, READS_B[op[inner]], READS_B[op]).astype(bool),
@@ -274,9 +274,14 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool
     return schedule(net, folded, live & ~absorbed, operands, reads, imm, 256, level)
 
 
-def ternary_tables(op, a, b, absorbs, n_in: int) -> np.ndarray:
-    """Each gate's truth table over (x, y, z) (see plan_ternary) as vpternlogq's immediate."""
-    inner = np.where(absorbs == 1, a - n_in, np.where(absorbs == 2, b - n_in, 0))
+def absorbed_gates(a, b, absorbs, n_in: int) -> np.ndarray:
+    """Per gate, the gate it absorbed (its a or its b, see plan_ternary); 0 where it absorbed none."""
+    return np.where(absorbs == 1, a - n_in, np.where(absorbs == 2, b - n_in, 0))
+
+
+def ternary_tables(op, inner, absorbs) -> np.ndarray:
+    """Each gate's truth table over (x, y, z) (see plan_ternary) as vpternlogq's immediate; inner:
+    absorbed_gates."""
     i = np.arange(8)
     xi, yi, zi = i >> 2 & 1, i >> 1 & 1, i & 1
     h = TRUTH[op[inner][:, None], 2 * xi + yi]  # the absorbed gate's value at each row
