@@ -118,7 +118,7 @@ def layer_of(m: Stub) -> Layer | None:
         t = (weights > 0).astype(np.int64)
         ops = 8 * t[:, 0] + 4 * t[:, 1] + 2 * t[:, 2] + t[:, 3]
     else:
-        if weights.shape[1] != 16 or np.isnan(weights).any():  # NaN weights (a broken model): torch reports them
+        if weights.shape[1] != 16 or np.isnan(weights).any():  # NaN weights: torch's path, by caution (both argmaxes agree)
             return None
         ops = weights.argmax(-1)
     if not (len(a) == len(b) == len(ops)):
