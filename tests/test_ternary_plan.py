@@ -9,13 +9,18 @@ from gatec.ir.logic import TRUTH
 from gatec.ir.netlist import Netlist, plan, plan_ternary
 
 
-def run_program(p, bits: np.ndarray) -> np.ndarray:
-    """A Program (plan's or plan_ternary's) run group by group in numpy: class counts (N, k)."""
+def run_program(p, bits: np.ndarray, gate_by_gate: bool = False) -> np.ndarray:
+    """A Program (plan's or plan_ternary's) run group by group in numpy (a group's gates read
+    before any of them writes), or gate by gate in order as the engine runs them: class counts
+    (N, k)."""
     slots = np.zeros((p.n_slots, len(bits)), bool)
     slots[:p.n_inputs] = bits.T.astype(bool)
     counts = np.zeros((len(bits), p.k), np.int64)
     start = 0
-    for op, count, cls in zip(p.group_op.tolist(), p.group_count.tolist(), p.group_class.tolist()):
+    runs = [(op, 1, cls) for op, count, cls in zip(p.group_op.tolist(), p.group_count.tolist(), p.group_class.tolist())
+            for _ in range(count)] if gate_by_gate else zip(p.group_op.tolist(), p.group_count.tolist(),
+                                                            p.group_class.tolist())
+    for op, count, cls in runs:
         part = slice(start, start + count)
         x, y = slots[p.a_slot[part]].astype(int), slots[p.b_slot[part]].astype(int)
         if p.c_slot is None:
@@ -59,6 +64,24 @@ def test_fused_programs_count_what_the_netlist_counts(seed, min_group):
     assert fused.gates_executed <= plain.gates_executed
     if min_group <= 1:  # each layer's gates are mostly read once: many are absorbed
         assert fused.gates_executed < 0.9 * plain.gates_executed
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("planner", [plan, lambda net, **kw: plan_ternary(net, 1, **kw)])
+def test_slots_reused_gate_by_gate_count_the_same_in_fewer_slots(seed, planner):
+    """reuse "gate": a slot is written again right after its last reader, within the level; run
+    gate by gate in order (as the engine does), the program counts what the netlist counts."""
+    net = chain_net(seed, widths=(81, 72, 60, 51, 45)) if seed % 2 else \
+        Netlist.from_layers(20, [(np.random.default_rng(seed).integers(0, w_in, w), np.random.default_rng(seed + 9)
+                                  .integers(0, w_in, w), np.random.default_rng(seed + 5).integers(0, 16, w))
+                                 for w_in, w in [(20, 90), (90, 90), (90, 60)]], 2, 1.0)
+    bits = np.random.default_rng(seed).integers(0, 2, (200, net.n_inputs)).astype(np.uint8)
+    by_level, by_gate = planner(net, reuse="level"), planner(net, reuse="gate")
+    want = net.evaluate(bits)
+    assert np.array_equal(run_program(by_gate, bits, gate_by_gate=True), want)
+    assert np.array_equal(run_program(by_level, bits, gate_by_gate=True), want)
+    assert by_gate.gates_executed == by_level.gates_executed
+    assert by_gate.n_slots < by_level.n_slots
 
 
 def test_a_fusion_shared_by_too_few_gates_is_not_made():
@@ -123,6 +146,6 @@ def test_tables_outside_the_switch_run_through_the_generic_path(monkeypatch):
     raw = plan_ternary(net, 0, canonical=False)
     assert set(raw.group_op.tolist()) - set(CANONICAL.tolist())  # some tables are not canonical
     assert np.array_equal(run_program(raw, bits), net.evaluate(bits))
-    monkeypatch.setattr(gatec.engine, "plan_ternary", lambda n: plan_ternary(n, 0, canonical=False))
+    monkeypatch.setattr(gatec.engine, "plan_ternary", lambda n, **kw: plan_ternary(n, 0, canonical=False, **kw))
     eng = Engine(plan(net))
     assert np.array_equal(eng.counts(bits), net.evaluate(bits))

@@ -190,17 +190,18 @@ class Program:
         return len(self.out_slot)
 
 
-def plan(net: Netlist) -> Program:
+def plan(net: Netlist, reuse: str = "level") -> Program:
     """Lower a netlist to a Program.
 
     Wires (ops 3 and 5) and repeated gates become aliases (fold) and gates no output depends on
     are skipped, so they cost nothing (constant gates of one op share one gate: a layered network
     keeps a gate per constant output); the rest run level by level, grouped by op so that each
     group is one tight loop; a slot is reused once the last level that reads it is done, which
-    keeps a tile's working set near the width of two layers."""
+    keeps a tile's working set near the width of two layers; with reuse "gate", once the last gate
+    that reads it has run (see schedule), near one layer's width. The firmware keeps "level"."""
     folded = fold(net)
     reads = [READS_A[net.op].astype(bool), READS_B[net.op].astype(bool)]
-    return schedule(net, folded, folded.live, [folded.a, folded.b], reads, net.op, 16)
+    return schedule(net, folded, folded.live, [folded.a, folded.b], reads, net.op, 16, reuse=reuse)
 
 
 def permuted_table(imm: int, perm) -> int:
@@ -223,7 +224,8 @@ CANONICAL_PERM = np.array([min(range(6), key=lambda k: permuted_table(imm, PERMS
 CANONICAL = np.array([permuted_table(imm, PERMS[k]) for imm, k in enumerate(CANONICAL_PERM)], np.uint8)
 
 
-def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool = True) -> Program:
+def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool = True,
+                 reuse: str = "level") -> Program:
     """plan() for an engine whose gates are three-input functions (AVX-512's vpternlogq): a gate
     whose value only one gate reads (and no output) is computed inside that reader, which then
     reads the gate's two operands and its own other one (x, y, z), so the value is never stored
@@ -271,7 +273,7 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool
         operands = [np.stack(operands, 1)[rows, perm[:, j]] for j in range(3)]
         reads = [np.stack(reads, 1)[rows, perm[:, j]] for j in range(3)]
         imm = CANONICAL[imm]
-    return schedule(net, folded, live & ~absorbed, operands, reads, imm, 256, level)
+    return schedule(net, folded, live & ~absorbed, operands, reads, imm, 256, level, reuse)
 
 
 def absorbed_gates(a, b, absorbs, n_in: int) -> np.ndarray:
@@ -290,7 +292,8 @@ def ternary_tables(op, inner, absorbs) -> np.ndarray:
     return (out << i).sum(1).astype(np.uint8)
 
 
-def schedule(net: Netlist, folded: Folded, live, operands, reads, gate_op, n_ops: int, level=None) -> Program:
+def schedule(net: Netlist, folded: Folded, live, operands, reads, gate_op, n_ops: int, level=None,
+             reuse: str = "level") -> Program:
     """The Program of the `live` gates, each reading `operands` (node arrays, per gate) where
     `reads` (bool arrays) says it depends on them, through gate_op (n_ops kinds): levels, class
     counting, grouping and slots as plan() says."""
@@ -319,10 +322,18 @@ def schedule(net: Netlist, folded: Folded, live, operands, reads, gate_op, n_ops
     classes = gate_class[n_in + order]
     order = order[np.lexsort((operands[0][order], gate_op[order], classes, level[n_in + order]))]  # reads in address order
 
-    last_read = np.full(n_nodes, -1, np.int64)  # the last level that reads each node
+    # When each node's slot is free again: after the last level that reads it (reuse "level"), or
+    # right after the last gate that reads it (reuse "gate": the program's gates run one after
+    # another, each loading its operands before it stores), so that a gate's result goes to a
+    # slot just read, still in the L1 cache, and a tile's slots are about one layer wide
+    levels = level[n_in + order]
+    when = levels if reuse == "level" else np.arange(len(order))
+    step = np.full(n_nodes, -1, np.int64)
+    step[n_in + order] = when
+    last_read = np.full(n_nodes, -1, np.int64)
     for operand, r in zip(operands, reads):
         readers = order[r[order]]
-        np.maximum.at(last_read, operand[readers], level[n_in + readers])
+        np.maximum.at(last_read, operand[readers], step[n_in + readers])
     last_read[outputs] = np.iinfo(np.int64).max
 
     slot = np.full(n_nodes, -1, np.int64)
@@ -332,14 +343,17 @@ def schedule(net: Netlist, folded: Folded, live, operands, reads, gate_op, n_ops
     frees_at: dict[int, list[int]] = {}
     for node in range(n_in):
         frees_at.setdefault(int(last_read[node]), []).append(node)
-    current = -1  # level -1 frees what nothing reads
-    levels = level[n_in + order]
-    for g, lev in zip(order.tolist(), levels.tolist()):
-        if lev != current:
-            for lv in range(current, lev):  # slots whose last reader ran before this level
+    current = -1  # step -1 frees what nothing reads
+    for g, now in zip(order.tolist(), when.tolist()):
+        if reuse == "level" and now != current:
+            for lv in range(current, now):  # slots whose last reader ran before this level
                 for node in frees_at.pop(lv, []):
                     free.append(int(slot[node]))
-            current = lev
+            current = now
+        if reuse == "gate":  # what nothing reads, or the gates before this one read last
+            for node in frees_at.pop(current, []):
+                free.append(int(slot[node]))
+            current = now
         if free:
             slot[n_in + g] = free.pop()
         else:
