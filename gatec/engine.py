@@ -26,7 +26,7 @@ TILE = 8  # the most 64-bit words a slot has (4 on AVX2): scratch is sized for i
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
          "-DGATEC_WORD_BITS=64"]
 CHUNK_TILES = 8  # the fewest tiles a thread takes at a time: ~0.4 ms of work, far above a call's cost
-RUNS_PER_THREAD = 2  # a large batch is cut into about this many runs a thread (see _fill)
+RUNS_PER_THREAD = 1  # a large batch is cut into about this many runs a thread (see _fill)
 _lock = threading.Lock()
 _lib = None
 
@@ -222,11 +222,13 @@ class Engine:
         """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array. With
         several threads the batch is cut into runs of at least CHUNK_TILES tiles that the threads
         take in turn, each with its own scratch, writing its own rows of scores (no shared
-        writes; ctypes drops the GIL during each call): a core slowed by another process takes
-        fewer runs instead of holding the others up. A run's first tile is packed before any
-        gate runs, its rows not prefetched, so a large batch is cut into about RUNS_PER_THREAD
-        runs a thread rather than many small ones. The runs go to the pool's workers, each kept
-        on a core (pin_worker); the calling thread waits."""
+        writes; ctypes drops the GIL during each call). A run's first tile is packed before any
+        gate runs, its rows not prefetched, so a large batch is cut into RUNS_PER_THREAD runs a
+        thread rather than many small ones: one run a thread measured 1.83x one thread with two
+        threads against 1.75x for two runs a thread (benchmark network, 65,536 samples, Xeon
+        with AVX-512), though a core slowed by another process then holds the call up instead
+        of taking fewer runs. The runs go to the pool's workers, each kept on a core
+        (pin_worker); the calling thread waits."""
         n, tile = bits.shape[0], TILE * 64
         tiles = max(CHUNK_TILES, -(-n // (tile * RUNS_PER_THREAD * self.threads)))
         edges = list(range(0, n, tiles * tile)) + [n]

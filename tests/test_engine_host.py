@@ -50,9 +50,11 @@ def test_threads_split_the_batch_and_agree(threads, chunks):
     eng = Engine(plan(net), threads=threads)
     eng.lib = spy = Spy(eng.lib)
     np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
-    runs = 1 if threads == 1 else -(-n // chunk)
+    # runs of at least CHUNK_TILES tiles, about RUNS_PER_THREAD a thread
+    run = max(chunk, -(-n // (TILE * 64 * engine.RUNS_PER_THREAD * threads)) * TILE * 64)
+    runs = 1 if threads == 1 else -(-n // run)
     assert len(spy.calls) == runs and sum(c[1] for c in spy.calls) == n
-    assert sum(c[1] % chunk != 0 for c in spy.calls) <= 1  # whole runs of tiles but the last
+    assert sum(c[1] != run for c in spy.calls) <= (threads == 1 or n % run != 0)  # whole runs but the last
     assert len({c[0] for c in spy.calls}) == min(threads, runs)  # every thread took a turn
 
 
