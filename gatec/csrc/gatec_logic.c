@@ -109,9 +109,10 @@ void gatec_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t n_row
     for (r = 0; r < n_rows; r++) {
         const uint8_t *row = rows + (uint64_t)r * n_in;
         gatec_word *dst = act + r / GATEC_WORD_BITS;
-        gatec_word bit = (gatec_word)((gatec_word)1u << (r % GATEC_WORD_BITS));
-        for (i = 0; i < n_in; i++)
-            if (row[i] & 1u) dst[(uint64_t)i * W] |= bit;
+        uint32_t shift = r % GATEC_WORD_BITS;
+        /* no branch on the bit: on random inputs half of them would be mispredicted (the table
+         * firmware packed at a fifth of its 32-bit speed on a Xeon) */
+        for (i = 0; i < n_in; i++) dst[(uint64_t)i * W] |= (gatec_word)((gatec_word)(row[i] & 1u) << shift);
     }
 }
 #endif
