@@ -21,7 +21,7 @@ demo: install
 		--json build/gru_digits_verify.json
 
 # The suite, then its CPU-dependent tests again on an emulated x86 without AVX-512 (qemu-x86_64
-# -cpu Haswell; about 5 minutes), so that every machine checks both kinds of host.
+# -cpu Haswell; about 10 minutes), so that every machine checks both kinds of host.
 test: install
 	$(PYTHON) -m pytest -q -ra
 	$(PYTHON) -m pytest -q -ra -m avx2
