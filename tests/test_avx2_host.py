@@ -5,6 +5,7 @@ same emulation so that -march=native means that CPU. Slow (emulated): `make test
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 CPU_DEPENDENT = ["test_c_target.py", "test_engine_host.py", "test_logic_forms.py", "test_quant_cpu.py",
                  "test_quantize.py::test_quant_form_option_writes_quantize_linear",
                  "test_release_fixtures.py", "test_flatten_logic.py", "test_ternary_plan.py"]
+EMULATED_RUN_S = 1200
 
 
 @pytest.mark.avx2
@@ -45,9 +47,19 @@ def test_cpu_dependent_tests_pass_on_an_avx2_only_x86(tmp_path):
                *[str(tests / t) for t in CPU_DEPENDENT]]
     if shutil.which("taskset"):
         command = ["taskset", "-c", str(min(os.sched_getaffinity(0))), *command]
+    # a guest that forks while it runs threads can hang in the child (qemu-user's own locks): a run
+    # past EMULATED_RUN_S (about 10 minutes take 20) is stopped, its process group with it, and run again
     for attempt in range(2):
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tests.parent)
-        out = "\n".join(l for l in (proc.stdout + proc.stderr).splitlines() if "TCG doesn't support" not in l)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=tests.parent, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=EMULATED_RUN_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            out += f"\n(stopped after {EMULATED_RUN_S} s: the emulated guest hung)"
+            continue
+        out = "\n".join(l for l in out.splitlines() if "TCG doesn't support" not in l)
         if proc.returncode >= 0 and "Fatal Python error" not in out:
             break
     assert proc.returncode == 0, out[:3000] + "\n...\n" + out[-3000:]
