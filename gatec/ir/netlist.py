@@ -345,14 +345,10 @@ def schedule(net: Netlist, folded: Folded, live, operands, reads, gate_op, n_ops
         frees_at.setdefault(int(last_read[node]), []).append(node)
     current = -1  # step -1 frees what nothing reads
     for g, now in zip(order.tolist(), when.tolist()):
-        if reuse == "level" and now != current:
-            for lv in range(current, now):  # slots whose last reader ran before this level
-                for node in frees_at.pop(lv, []):
+        if now != current:
+            for done in range(current, now):  # slots whose last reader ran before this step
+                for node in frees_at.pop(done, []):
                     free.append(int(slot[node]))
-            current = now
-        if reuse == "gate":  # what nothing reads, or the gates before this one read last
-            for node in frees_at.pop(current, []):
-                free.append(int(slot[node]))
             current = now
         if free:
             slot[n_in + g] = free.pop()
