@@ -105,7 +105,7 @@ def avx2_path_engine(program):
     """gatec's engine built with -mno-avx512f: its AVX2 code path, on a host that has AVX-512."""
     from gatec import engine
     so = Path(tempfile.mkdtemp(prefix="gatec-avx2-")) / "engine.so"
-    subprocess.run([os.environ.get("CC", "gcc"), *engine.FLAGS, "-mno-avx512f", "-Wno-psabi", str(engine.SOURCE),
+    subprocess.run([os.environ.get("CC", "gcc"), *engine.build_flags(), "-mno-avx512f", "-Wno-psabi", str(engine.SOURCE),
                     "-o", str(so)], check=True)
     eng = engine.Engine(program, threads=1)
     eng.lib = ctypes.CDLL(str(so))

@@ -121,7 +121,7 @@ def test_engine_portable_paths_without_avx512(network, tmp_path):
     """The host engine's portable packing and count paths (built with AVX-512 off) are bit-exact too."""
     from gatec import engine
     so = tmp_path / "portable.so"
-    subprocess.run(["gcc", *engine.FLAGS, "-mno-avx512f", "-Wno-psabi", str(engine.SOURCE), "-o", str(so)], check=True)
+    subprocess.run(["gcc", *engine.build_flags(), "-mno-avx512f", "-Wno-psabi", str(engine.SOURCE), "-o", str(so)], check=True)
     lib = ctypes.CDLL(str(so))
     assert lib.gatec_tile_words() == 4  # one 256-bit vector a slot (the AVX2 path)
     rng = np.random.default_rng(5)
@@ -206,6 +206,27 @@ def test_engine_cache_names_the_cpu(monkeypatch, tmp_path):
         built.append({p.name for p in tmp_path.glob("gatec_logic_*.so")})
     assert len(built[0]) == 1 and len(built[1]) == 2
     monkeypatch.setattr(engine, "_lib", None)
+
+
+def test_engine_prefetch_level_by_vendor(network, tmp_path):
+    """The next tile's rows go to L1 on AMD CPUs and to L2 elsewhere (a speed choice only): an
+    engine built with either level gives the netlist's counts, the last tiles packed while
+    others run."""
+    from gatec import engine
+    assert engine.prefetch_locality("vendor_id\t: AuthenticAMD\n") == 3
+    assert engine.prefetch_locality("vendor_id\t: GenuineIntel\n") == 2
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2, (5 * TILE * 64 + 9, network[1].n_inputs)).astype(np.uint8)
+    for level in (2, 3):
+        flags = [f for f in engine.build_flags() if not f.startswith("-DGATEC_PREFETCH_LOCALITY")]
+        so = tmp_path / f"level{level}.so"
+        subprocess.run(["gcc", *flags, f"-DGATEC_PREFETCH_LOCALITY={level}", str(engine.SOURCE), "-o", str(so)],
+                       check=True)
+        eng = Engine(plan(network[1]), threads=1)
+        eng.lib = ctypes.CDLL(str(so))
+        eng.lib.gatec_host_run.argtypes = engine.library().gatec_host_run.argtypes
+        eng.lib.gatec_tile_words.restype = eng.lib.gatec_host_ternary.restype = ctypes.c_uint32
+        np.testing.assert_array_equal(eng.counts(bits), network[1].evaluate(bits))
 
 
 def test_firmware_is_built_with_the_compiler_named_by_CC(network, tmp_path, monkeypatch):

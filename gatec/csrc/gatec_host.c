@@ -351,10 +351,17 @@ static void pipe_fold(host_pipe *f) {
 static inline slot_t load_at(const gatec_word *act, host_record r) { return load((const gatec_word *)((const char *)act + HOST_BYTES(r))); }
 static inline void store_at(gatec_word *act, host_record r, slot_t v) { store((gatec_word *)((char *)act + HOST_BYTES(r)), v); }
 #define HOST_LEAD 6 /* fold steps the prefetches run ahead: 2 measured 1.1x slower, 4 to 16 alike */
-/* Into L2 (prefetcht1), not L1: rows prefetched HOST_LEAD steps ahead would fill L1 (6 steps of
- * the benchmark network are 37 KB) and evict the slots the gates read; 1.06x over prefetcht0 on a
- * Xeon with AVX-512, and prefetcht0 with a lead of 1 or 2 steps slower still. */
-#define HOST_PREFETCH2() (__builtin_prefetch(ahead, 0, 2), ahead += 2 * (uint64_t)ahead_step)
+/* The cache level the rows are prefetched into (__builtin_prefetch's locality), which gatec.engine
+ * picks by CPU vendor: on a Xeon with AVX-512, L2 (prefetcht1, 2): rows prefetched HOST_LEAD steps
+ * ahead would fill L1 (6 steps of the benchmark network are 37 KB) and evict the slots the gates
+ * read; 1.06x over prefetcht0 there, and prefetcht0 with a lead of 1 or 2 steps slower still. On
+ * an AMD EPYC (Zen 5) prefetcht1 leaves the rows outside L1 and each fold step's loads miss it at
+ * once: prefetcht0 (3) measured 1.17x faster there on the AVX-512 path and 1.08x on the AVX2
+ * path, leads of 4 to 10 steps alike. */
+#ifndef GATEC_PREFETCH_LOCALITY
+#define GATEC_PREFETCH_LOCALITY 2
+#endif
+#define HOST_PREFETCH2() (__builtin_prefetch(ahead, 0, GATEC_PREFETCH_LOCALITY), ahead += 2 * (uint64_t)ahead_step)
 
 /* The gate loops over the gate records (gatec_host_counting.gate_records), m gates of a group, two a
  * turn with one prefetch for the two; HOST_STRIDE offsets a gate, the result's last. */
