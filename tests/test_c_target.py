@@ -136,9 +136,9 @@ def test_engine_portable_paths_without_avx512(network, tmp_path):
             bits = rng.integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
             scratch = np.zeros(Engine(p).scratch_words, np.uint64)
             scores = np.empty((n, p.k), np.int32)
-            for run in (lib.gatec_host_run, lib.gatec_run_counting):  # AVX2 packing, and gatec_logic.c's own
+            for run, shared in ((lib.gatec_host_run, [None]), (lib.gatec_run_counting, [])):  # AVX2, gatec_logic.c's
                 run(ctypes.byref(prog), ctypes.byref(counting), ctypes.c_void_p(bits.ctypes.data), ctypes.c_uint32(n),
-                    ctypes.c_void_p(scratch.ctypes.data), ctypes.c_void_p(scores.ctypes.data))
+                    ctypes.c_void_p(scratch.ctypes.data), ctypes.c_void_p(scores.ctypes.data), *shared)
                 np.testing.assert_array_equal(scores, net.evaluate(bits))
 
 

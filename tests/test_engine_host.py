@@ -1,9 +1,11 @@
-"""gatec's host engine: threads (the batch split into runs of whole tiles), the cpu target's
-`threads` option reaching it, and a compiled artifact that opens and runs without torch."""
+"""gatec's host engine: threads (sharing a batch's tiles), the cpu target's `threads` option
+reaching it, and a compiled artifact that opens and runs without torch."""
 import os
 import subprocess
 import sys
 import threading
+import ctypes
+import dataclasses
 import time
 
 import numpy as np
@@ -34,15 +36,15 @@ class Spy:
     def __getattr__(self, name):  # the library's other functions (gatec_tile_words)
         return getattr(self.lib, name)
 
-    def gatec_host_run(self, prog, counting, bits, n, scratch, scores):
-        self.calls.append((threading.get_ident(), n))
-        self.lib.gatec_host_run(prog, counting, bits, n, scratch, scores)
+    def gatec_host_run(self, prog, counting, bits, n, scratch, scores, shared):
+        self.calls.append((threading.get_ident(), n, shared is not None))
+        self.lib.gatec_host_run(prog, counting, bits, n, scratch, scores, shared)
         time.sleep(0.05)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("chunks", [0.3, 1, 2.5, 4])
-def test_threads_split_the_batch_and_agree(threads, chunks):
+def test_threads_share_the_batch_and_agree(threads, chunks):
     net = random_net(threads)
     chunk = engine.CHUNK_TILES * TILE * 64
     n = int(chunks * chunk)
@@ -50,12 +52,32 @@ def test_threads_split_the_batch_and_agree(threads, chunks):
     eng = Engine(plan(net), threads=threads)
     eng.lib = spy = Spy(eng.lib)
     np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
-    # runs of at least CHUNK_TILES tiles, about RUNS_PER_THREAD a thread
-    run = max(chunk, -(-n // (TILE * 64 * engine.RUNS_PER_THREAD * threads)) * TILE * 64)
-    runs = 1 if threads == 1 else -(-n // run)
-    assert len(spy.calls) == runs and sum(c[1] for c in spy.calls) == n
-    assert sum(c[1] != run for c in spy.calls) <= (threads == 1 or n % run != 0)  # whole runs but the last
-    assert len({c[0] for c in spy.calls}) == min(threads, runs)  # every thread took a turn
+    # a call a thread, each over the whole batch; a thread for each CHUNK_TILES tiles at most
+    parts = max(1, min(threads, -(-n // chunk)))
+    assert len(spy.calls) == parts and all(c[1] == n and c[2] == (parts > 1) for c in spy.calls)
+    assert len({c[0] for c in spy.calls}) == parts
+
+
+@pytest.mark.parametrize("records", [True, False])
+def test_a_call_runs_only_the_tiles_no_other_thread_took(records):
+    """The shared counter hands each tile out once: a call that finds tiles 0 and 1 taken leaves
+    their rows alone and computes the rest, also through gatec_logic.c's loops (no gate records:
+    a program the library does not plan itself)."""
+    net = random_net(4)
+    program = plan(net) if records else dataclasses.replace(plan(net), source=None)
+    eng = Engine(program, threads=1)
+    tile = int(eng.lib.gatec_tile_words()) * 64
+    n = 5 * tile + 17
+    bits = np.random.default_rng(4).integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
+    scores = np.full((n, net.k), -7, np.int32)
+    shared = np.array([2], np.uint32)
+    counting = eng.counting()
+    assert bool(counting.gate_records) == (records or not eng.lib.gatec_host_ternary())  # NULL: gatec_logic.c's
+    eng.lib.gatec_host_run(ctypes.byref(eng.host_program()[1]), ctypes.byref(counting), bits.ctypes.data, n,
+                           eng._scratch(eng.scratch_words).ctypes.data, scores.ctypes.data, shared.ctypes.data)
+    assert (scores[:2 * tile] == -7).all()
+    np.testing.assert_array_equal(scores[2 * tile:], net.evaluate(bits)[2 * tile:])
+    assert shared[0] == 6 + 1  # the tiles 2..5 it took, and its last ask
 
 
 def test_default_threads_are_the_cores_this_process_may_use():

@@ -48,7 +48,7 @@ typedef struct {
 uint32_t gatec_tile_words(void);
 uint32_t gatec_host_ternary(void);
 void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
-                    gatec_word *scratch, int32_t *scores);
+                    gatec_word *scratch, int32_t *scores, uint32_t *shared);
 
 /* Words per slot, so that the caller sizes scratch and tiles as this build does. */
 uint32_t gatec_tile_words(void) { return GATEC_TILE; }
@@ -494,36 +494,61 @@ static void to_floats(int32_t *scores, uint32_t n, float tau) {
     }
 }
 
+/* The next tile a run takes: from *shared, a counter that threads running one batch share (each
+ * tile goes to the thread that asks first, so a core slowed by other work takes fewer), else
+ * the one after `mine`. */
+static uint32_t take_tile(uint32_t *shared, uint32_t mine) {
+#ifdef __GNUC__
+    if (shared) return __atomic_fetch_add(shared, 1u, __ATOMIC_RELAXED);
+#endif
+    return mine + 1;
+}
+
 /* gatec_run_counting with the host's packing, gate loops and counting; without gate records,
- * gatec_run_counting itself. */
+ * gatec_run_counting itself, a tile at a time. The tiles come from take_tile: with `shared`
+ * (NULL: all of them, in order) each thread calls this on the whole batch, and a tile's rows
+ * are folded while the tile the thread took before it runs. */
 void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
-                    gatec_word *scratch, int32_t *scores) {
+                    gatec_word *scratch, int32_t *scores, uint32_t *shared) {
     const gatec_counting *cp = &hc->counting;
-    uint32_t start, first = p->n_groups, g, gates = 0, n_in = p->n_inputs;
+    uint32_t tile, next, first = p->n_groups, g, gates = 0, n_in = p->n_inputs;
+    uint32_t n_tiles = (uint32_t)(((uint64_t)n + GATEC_TILE_SAMPLES - 1) / GATEC_TILE_SAMPLES);
     host_pipe f;
+#if HOST_FOLD_STEPS
+    uint32_t folded_ahead = 0;
+#endif
     if (!hc->gate_records) {
-        gatec_run_counting(p, cp, bits, n, scratch, scores);
-        if (hc->tau > 0) to_floats(scores, n * p->k, hc->tau);
+        for (tile = take_tile(shared, ~0u); tile < n_tiles; tile = take_tile(shared, tile)) {  /* ~0u + 1: tile 0 */
+            uint32_t start = tile * GATEC_TILE_SAMPLES, rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
+            gatec_run_counting(p, cp, bits + (uint64_t)start * n_in, rows, scratch, scores + (uint64_t)start * p->k);
+            if (hc->tau > 0) to_floats(scores + (uint64_t)start * p->k, rows * p->k, hc->tau);
+        }
         return;
     }
     while (first > 0 && cp->group_class[first - 1] >= 0) first--;
     for (g = 0; g < p->n_groups; g++) gates += p->group_count[g];
     f.p = p, f.act = scratch;
     f.every = HOST_FOLD_STEPS ? (gates / HOST_FOLD_STEPS ? gates / HOST_FOLD_STEPS : 1) : 0xFFFFFFFFu;
+    tile = take_tile(shared, ~0u);
 #if HOST_FOLD_STEPS
-    if (n) host_pack_tile(p, bits, n < GATEC_TILE_SAMPLES ? n : GATEC_TILE_SAMPLES, scratch);
+    if (tile < n_tiles)
+        host_pack_tile(p, bits + (uint64_t)tile * GATEC_TILE_SAMPLES * n_in,
+                       n - tile * GATEC_TILE_SAMPLES < GATEC_TILE_SAMPLES ? n - tile * GATEC_TILE_SAMPLES : GATEC_TILE_SAMPLES,
+                       scratch);
 #endif
-    for (start = 0; start < n; start += GATEC_TILE_SAMPLES) {
-        uint32_t rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES, next = start + rows;
+    for (; tile < n_tiles; tile = next) {
+        uint32_t start = tile * GATEC_TILE_SAMPLES, rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
         const host_record *R;
-        f.rows = next < n ? bits + (uint64_t)next * n_in : NULL;
-        f.n_rows = next < n ? (n - next < GATEC_TILE_SAMPLES ? n - next : GATEC_TILE_SAMPLES) : 0;
+        next = take_tile(shared, tile);
+        f.rows = next < n_tiles ? bits + (uint64_t)next * GATEC_TILE_SAMPLES * n_in : NULL;
+        f.n_rows = next < n_tiles ? (n - next * GATEC_TILE_SAMPLES < GATEC_TILE_SAMPLES ? n - next * GATEC_TILE_SAMPLES
+                                                                                       : GATEC_TILE_SAMPLES) : 0;
         f.folded = 0, f.left = f.every;
-        /* prefetches two fold steps ahead of the folding (HOST_FOLD_STEPS 0: from the next row on) */
+        /* prefetches HOST_LEAD fold steps ahead of the folding (HOST_FOLD_STEPS 0: from the next row on) */
         f.ahead = f.rows ? f.rows + (HOST_FOLD_STEPS ? HOST_LEAD * 8u * n_in : 0) : bits;
         f.ahead_step = f.rows && gates ? (uint32_t)((uint64_t)GATEC_TILE_SAMPLES * n_in / gates) : 0;
 #if HOST_FOLD_STEPS
-        if (start) host_unfold(p, scratch);  /* this tile, folded while the last one ran */
+        if (folded_ahead) host_unfold(p, scratch);  /* this tile, folded while the last one ran */
 #else
         host_pack_tile(p, bits + (uint64_t)start * n_in, rows, scratch);
 #endif
@@ -532,6 +557,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
         if (hc->tau > 0) to_floats(scores + (uint64_t)start * p->k, rows * p->k, hc->tau);
 #if HOST_FOLD_STEPS
         while (f.rows && f.folded < HOST_FOLD_STEPS) pipe_fold(&f);
+        folded_ahead = f.rows != NULL;
 #endif
     }
 }
