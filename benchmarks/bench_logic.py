@@ -31,8 +31,9 @@ the table says so in one line and the rest runs as before.
 
     python benchmarks/bench_logic.py [--quick] [--float-form] [--engine-only] [--no-torchlogix]
 
-Prints a table and writes benchmarks/results/logic.json (--engine-only: gatec's engine and PyTorch
-alone, best and median of --repeats timed runs taken row by row in turn, written to
+Each row is timed --repeats times (30), the rows taken in turn, so that other jobs' load on these
+shared cores falls on every row alike; its median and best are reported. Prints a table and writes
+benchmarks/results/logic.json (--engine-only: gatec's engine and PyTorch alone, written to
 logic_engine.json).
 """
 from __future__ import annotations
@@ -56,7 +57,6 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
 import gatec  # noqa: E402
-from gatec.bench import timeit  # noqa: E402
 from gatec.nn.logic import GroupSum, LogicLayer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -68,20 +68,18 @@ TORCHLOGIX_ROW = "torchlogix compiled circuit"
 TORCHLOGIX_SIDE = Path(__file__).parent / "torchlogix_side.py"
 
 FIRST_RESULT = """
-import time, sys
-start = time.perf_counter()
+import sys
 import numpy as np, gatec
 art = gatec.compile(sys.argv[1], "cpu", sys.argv[2], input_shapes=[[1, int(sys.argv[3])]], verify=False)
 art.run(np.ones((1, int(sys.argv[3])), np.uint8))
-print(time.perf_counter() - start, "torch" in sys.modules)
+print("torch" in sys.modules)
 """
 
 OPEN_RESULT = """
-import time, sys
-start = time.perf_counter()
+import sys
 import numpy as np, gatec
 gatec.Artifact.open(sys.argv[1]).run(np.ones((1, int(sys.argv[2])), np.uint8))
-print(time.perf_counter() - start, "torch" in sys.modules)
+print("torch" in sys.modules)
 """
 
 
@@ -119,22 +117,30 @@ def network(n_in: int, width: int, depth: int, classes: int) -> torch.nn.Module:
     return torch.nn.Sequential(*layers, GroupSum(classes, 1.0)).eval()
 
 
-def first_result_seconds(model_file: Path, work: Path, n_in: int) -> tuple[float, bool]:
-    """Model file to first result in a fresh process (after one run that builds the engine's cache),
-    and whether torch was imported."""
-    for name in ("warm", "first"):
-        proc = subprocess.run([sys.executable, "-c", FIRST_RESULT, str(model_file), str(work / name), str(n_in)],
+def first_result_seconds(model_file: Path, work: Path, n_in: int, runs: int = 3) -> tuple[float, bool]:
+    """Model file to first result in a fresh process, timed from outside it (interpreter start to
+    exit) after one run that builds the engine's cache: the median of `runs`, and whether torch
+    was imported."""
+    walls, out = [], []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", FIRST_RESULT, str(model_file), str(work / f"first-{model_file.suffix[1:]}{i}"), str(n_in)],
                               capture_output=True, text=True, check=True)
-    seconds, torch_imported = proc.stdout.split()
-    return float(seconds), torch_imported == "True"
+        walls.append(time.perf_counter() - t0)
+        out.append(proc.stdout.strip())
+    return float(np.median(walls[1:])), any(o == "True" for o in out[1:])
 
 
 def open_result_seconds(artifact: Path, n_in: int, runs: int = 5) -> tuple[float, bool]:
-    """A compiled artifact opened and run on one sample in a fresh process: median seconds, and
-    whether torch was imported."""
-    out = [subprocess.run([sys.executable, "-c", OPEN_RESULT, str(artifact), str(n_in)], capture_output=True, text=True,
-                          check=True).stdout.split() for _ in range(runs)]
-    return float(np.median([float(o[0]) for o in out])), any(o[1] == "True" for o in out)
+    """A compiled artifact opened and run on one sample in a fresh process, timed from outside it:
+    median seconds, and whether torch was imported."""
+    walls, out = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out.append(subprocess.run([sys.executable, "-c", OPEN_RESULT, str(artifact), str(n_in)], capture_output=True,
+                                  text=True, check=True).stdout.strip())
+        walls.append(time.perf_counter() - t0)
+    return float(np.median(walls)), any(o == "True" for o in out)
 
 
 def python312() -> str | None:
@@ -243,7 +249,7 @@ def main() -> None:
     ap.add_argument("--torch-samples", type=int, default=8192)
     ap.add_argument("--float-form", action="store_true", help="also time ONNX Runtime on the float form")
     ap.add_argument("--engine-only", action="store_true", help="time gatec's engine alone (a quick check)")
-    ap.add_argument("--repeats", type=int, default=30, help="timed runs with --engine-only")
+    ap.add_argument("--repeats", type=int, default=30, help="timed runs of each row, taken in turn")
     ap.add_argument("--no-torchlogix", action="store_true", help="skip the torchlogix row (and its venv setup)")
     args = ap.parse_args()
     n_in, width, depth, classes, n = (784, 8000, 6, 10, 65536) if not args.quick else (784, 1000, 3, 10, 4096)
@@ -292,28 +298,21 @@ def main() -> None:
     print(f"  {rows[0]['engine']:<28} {rows[0]['samples_per_s'] / 1e6:8.4f} M samples/s  (on {m} samples)", flush=True)
     reference = None
     times = {name: [] for name in engines}
-    if args.engine_only:  # round robin, so that other jobs' load falls on every row alike
-        for _ in range(args.repeats):
-            for name, run in engines.items():
-                t0 = time.perf_counter()
-                run(bits)
-                times[name].append(time.perf_counter() - t0)
-    for name, run in engines.items():
-        out = run(bits)
+    outputs = {name: run(bits) for name, run in engines.items()}  # also the first (warm-up) run of each
+    for _ in range(args.repeats):  # round robin, so that other jobs' load falls on every row alike
+        for name, run in engines.items():
+            t0 = time.perf_counter()
+            run(bits)
+            times[name].append(time.perf_counter() - t0)
+    for name, out in outputs.items():
         exact = bool(np.array_equal(out[:m], expected)) and (reference is None or np.array_equal(out, reference))
         reference = out if reference is None else reference
-        if args.engine_only:
-            runs = times[name]
-            seconds = float(np.median(runs))
-            rows.append({"engine": name, "samples": n, "seconds": seconds, "samples_per_s": n / seconds,
-                         "best_samples_per_s": n / min(runs), "bit_exact": exact})
-            print(f"  {name:<28} {n / seconds / 1e6:8.3f} M samples/s median, {n / min(runs) / 1e6:.3f} best of "
-                  f"{args.repeats}  bit-exact: {exact}", flush=True)
-            continue
-        seconds = timeit(lambda: run(bits), min_time=2.0 if not args.quick else 0.3, min_reps=3)
-        rows.append({"engine": name, "samples": n, "seconds": seconds, "samples_per_s": n / seconds, "bit_exact": exact,
-                     "compile_s": compile_s.get(name)})
-        print(f"  {name:<28} {n / seconds / 1e6:8.3f} M samples/s  bit-exact: {exact}", flush=True)
+        runs = times[name]
+        seconds = float(np.median(runs))
+        rows.append({"engine": name, "samples": n, "seconds": seconds, "samples_per_s": n / seconds,
+                     "best_samples_per_s": n / min(runs), "bit_exact": exact, "compile_s": compile_s.get(name)})
+        print(f"  {name:<28} {n / seconds / 1e6:8.3f} M samples/s median, {n / min(runs) / 1e6:.3f} best of "
+              f"{args.repeats}  bit-exact: {exact}", flush=True)
     torchlogix = "not run (--no-torchlogix)" if args.no_torchlogix else "not run (--engine-only)"
     if not (args.no_torchlogix or args.engine_only):
         tlx, why = torchlogix_side(model, bits, work, args.quick)
@@ -352,9 +351,11 @@ def main() -> None:
         built = "" if r.get("compile_s") is None else f"{r['compile_s']:.1f}"
         print(f"{r['engine']:<28} {r['samples_per_s']:>14,.0f} {r['vs_pytorch']:>10.1f}x "
               f"{r['vs_engine_one_thread']:>19.2f}x {built:>10} {str(r['bit_exact']):>10}")
-    print(f"model file to first result (fresh process, cpu target, -O1): {first:.2f} s from the .pt (torch imported: "
+    print(f"model file to first result (fresh process, interpreter start to exit, median of 3; cpu target, -O1): "
+          f"{first:.2f} s from the .pt (torch imported: "
           f"{first_torch}), {first_onnx:.2f} s from the same network's .onnx")
-    print(f"compiled artifact to first result (fresh process: open + run, median of 5): {opened:.2f} s, "
+    print(f"compiled artifact to first result (fresh process, interpreter start to exit, open + run, median of 5): "
+          f"{opened:.2f} s, "
           f"torch imported: {torch_imported}")
     if isinstance(torchlogix, str):
         print(f"torchlogix: {torchlogix}")
