@@ -22,11 +22,10 @@ from .ir.netlist import Program, plan, plan_ternary
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slot size: gatec_tile_words())
-TILE = 8  # the most 64-bit words a slot has (4 on AVX2): scratch is sized for it; threads split at 512 samples
-
+TILE = 8  # the most 64-bit words a slot has (4 on AVX2): scratch is sized for it
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
          "-DGATEC_WORD_BITS=64"]
-CHUNK_TILES = 8  # tiles a thread: a batch of fewer runs on fewer threads (a tile is ~0.05 ms of work)
+CHUNK_TILES = 8  # the fewest tiles (of TILE words) worth a thread: a smaller batch runs on fewer threads
 _lock = threading.Lock()
 _lib = None
 

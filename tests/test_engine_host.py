@@ -73,8 +73,9 @@ def test_a_call_runs_only_the_tiles_no_other_thread_took(records):
     shared = np.array([2], np.uint32)
     counting = eng.counting()
     assert bool(counting.gate_records) == (records or not eng.lib.gatec_host_ternary())  # NULL: gatec_logic.c's
+    scratch = eng._scratch(eng.scratch_words)
     eng.lib.gatec_host_run(ctypes.byref(eng.host_program()[1]), ctypes.byref(counting), bits.ctypes.data, n,
-                           eng._scratch(eng.scratch_words).ctypes.data, scores.ctypes.data, shared.ctypes.data)
+                           scratch.ctypes.data, scores.ctypes.data, shared.ctypes.data)
     assert (scores[:2 * tile] == -7).all()
     np.testing.assert_array_equal(scores[2 * tile:], net.evaluate(bits)[2 * tile:])
     assert shared[0] == 6 + 1  # the tiles 2..5 it took, and its last ask

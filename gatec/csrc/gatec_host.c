@@ -495,13 +495,10 @@ static void to_floats(int32_t *scores, uint32_t n, float tau) {
 }
 
 /* The next tile a run takes: from *shared, a counter that threads running one batch share (each
- * tile goes to the thread that asks first, so a core slowed by other work takes fewer), else
- * the one after `mine`. */
+ * tile goes to the thread that asks first, so a core slowed by other work takes fewer; GNU C's
+ * atomics, which gcc and clang have), else the one after `mine`. */
 static uint32_t take_tile(uint32_t *shared, uint32_t mine) {
-#ifdef __GNUC__
-    if (shared) return __atomic_fetch_add(shared, 1u, __ATOMIC_RELAXED);
-#endif
-    return mine + 1;
+    return shared ? __atomic_fetch_add(shared, 1u, __ATOMIC_RELAXED) : mine + 1;
 }
 
 /* gatec_run_counting with the host's packing, gate loops and counting; without gate records,
