@@ -124,7 +124,8 @@ def first_result_seconds(model_file: Path, work: Path, n_in: int, runs: int = 3)
     walls, out = [], []
     for i in range(runs + 1):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", FIRST_RESULT, str(model_file), str(work / f"first-{model_file.suffix[1:]}{i}"), str(n_in)],
+        out_dir = work / f"first-{model_file.suffix[1:]}{i}"
+        proc = subprocess.run([sys.executable, "-c", FIRST_RESULT, str(model_file), str(out_dir), str(n_in)],
                               capture_output=True, text=True, check=True)
         walls.append(time.perf_counter() - t0)
         out.append(proc.stdout.strip())

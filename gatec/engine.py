@@ -95,13 +95,17 @@ def prefetch_locality(cpuinfo: str) -> int:
     return 3 if "AuthenticAMD" in cpuinfo else 2
 
 
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo, or "" where the OS has none."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def build_flags() -> list[str]:
     """FLAGS and this host's choices: what the engine library is built with."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    return FLAGS + [f"-DGATEC_PREFETCH_LOCALITY={prefetch_locality(cpuinfo)}"]
+    return FLAGS + [f"-DGATEC_PREFETCH_LOCALITY={prefetch_locality(read_cpuinfo())}"]
 
 
 def cache_dir() -> Path:
@@ -119,9 +123,8 @@ def cpu_identity(cc: str) -> bytes:
             return proc.stdout.encode()
     except (OSError, subprocess.SubprocessError):
         pass
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
+    lines = read_cpuinfo().splitlines()
+    if not lines:
         import platform
         return platform.processor().encode()
     wanted = ("model name", "flags", "Features", "CPU part")  # x86, and arm's names for the same facts

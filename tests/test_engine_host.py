@@ -1,11 +1,11 @@
 """gatec's host engine: threads (sharing a batch's tiles), the cpu target's `threads` option
 reaching it, and a compiled artifact that opens and runs without torch."""
+import ctypes
+import dataclasses
 import os
 import subprocess
 import sys
 import threading
-import ctypes
-import dataclasses
 import time
 
 import numpy as np

@@ -501,6 +501,12 @@ static uint32_t take_tile(uint32_t *shared, uint32_t mine) {
     return shared ? __atomic_fetch_add(shared, 1u, __ATOMIC_RELAXED) : mine + 1;
 }
 
+/* Rows of tile `tile` of a batch of n (all but the last are whole). */
+static uint32_t tile_rows(uint32_t n, uint32_t tile) {
+    uint32_t start = tile * GATEC_TILE_SAMPLES;
+    return n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
+}
+
 /* gatec_run_counting with the host's packing, gate loops and counting; without gate records,
  * gatec_run_counting itself, a tile at a time. The tiles come from take_tile: with `shared`
  * (NULL: all of them, in order) each thread calls this on the whole batch, and a tile's rows
@@ -516,7 +522,7 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
 #endif
     if (!hc->gate_records) {
         for (tile = take_tile(shared, ~0u); tile < n_tiles; tile = take_tile(shared, tile)) {  /* ~0u + 1: tile 0 */
-            uint32_t start = tile * GATEC_TILE_SAMPLES, rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
+            uint32_t start = tile * GATEC_TILE_SAMPLES, rows = tile_rows(n, tile);
             gatec_run_counting(p, cp, bits + (uint64_t)start * n_in, rows, scratch, scores + (uint64_t)start * p->k);
             if (hc->tau > 0) to_floats(scores + (uint64_t)start * p->k, rows * p->k, hc->tau);
         }
@@ -529,17 +535,14 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
     tile = take_tile(shared, ~0u);
 #if HOST_FOLD_STEPS
     if (tile < n_tiles)
-        host_pack_tile(p, bits + (uint64_t)tile * GATEC_TILE_SAMPLES * n_in,
-                       n - tile * GATEC_TILE_SAMPLES < GATEC_TILE_SAMPLES ? n - tile * GATEC_TILE_SAMPLES : GATEC_TILE_SAMPLES,
-                       scratch);
+        host_pack_tile(p, bits + (uint64_t)tile * GATEC_TILE_SAMPLES * n_in, tile_rows(n, tile), scratch);
 #endif
     for (; tile < n_tiles; tile = next) {
-        uint32_t start = tile * GATEC_TILE_SAMPLES, rows = n - start < GATEC_TILE_SAMPLES ? n - start : GATEC_TILE_SAMPLES;
+        uint32_t start = tile * GATEC_TILE_SAMPLES, rows = tile_rows(n, tile);
         const host_record *R;
         next = take_tile(shared, tile);
         f.rows = next < n_tiles ? bits + (uint64_t)next * GATEC_TILE_SAMPLES * n_in : NULL;
-        f.n_rows = next < n_tiles ? (n - next * GATEC_TILE_SAMPLES < GATEC_TILE_SAMPLES ? n - next * GATEC_TILE_SAMPLES
-                                                                                       : GATEC_TILE_SAMPLES) : 0;
+        f.n_rows = next < n_tiles ? tile_rows(n, next) : 0;
         f.folded = 0, f.left = f.every;
         /* prefetches HOST_LEAD fold steps ahead of the folding (HOST_FOLD_STEPS 0: from the next row on) */
         f.ahead = f.rows ? f.rows + (HOST_FOLD_STEPS ? HOST_LEAD * 8u * n_in : 0) : bits;
