@@ -22,7 +22,7 @@ from .ir.netlist import Program, plan, plan_ternary
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slot size: gatec_tile_words())
-TILE = 8  # the most 64-bit words a slot has (4 on AVX2): scratch is sized for it
+TILE = 8  # the most 64-bit words a slot has (gatec_tile_words()): scratch is sized for it
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
          "-DGATEC_WORD_BITS=64"]
 CHUNK_TILES = 8  # the fewest tiles (of TILE words) worth a thread: a smaller batch runs on fewer threads
@@ -43,19 +43,16 @@ class CCounting(ctypes.Structure):
                [("tau", ctypes.c_float)]  # > 0: the scores come as float32 count / tau
 
 
-def host_counting(p: Program, tile_words: int, tau: float = 0.0) -> CCounting:
-    """The host's counting struct for a library whose slot is `tile_words` words (the struct keeps
-    its arrays). Each executed gate's record: for plan_ternary's programs its a, b, c and out
-    slots as uint16 (the library shifts them: slots of 64 bytes); else its a, b and out slots as
-    uint32 byte offsets into a tile's scratch."""
-    if p.c_slot is not None:
-        records = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.c_slot, p.out_slot], 1), np.uint16)
-    else:
-        records = np.ascontiguousarray(np.stack([p.a_slot, p.b_slot, p.out_slot], 1).astype(np.uint64)
-                                       * (8 * tile_words), np.uint32)
-    arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones, records)
-    counting = CCounting(*(arr.ctypes.data for arr in arrays), tau)
-    counting.arrays = arrays
+def host_counting(p: Program, tau: float = 0.0) -> CCounting:
+    """The host's counting struct (it keeps its arrays). Each executed gate's record, the slots it
+    reads and writes as uint16 (gatec_host.c scales them): a, b, c and out for plan_ternary's
+    programs, else a, b and out. A program of more than 65,536 slots has no records (NULL:
+    gatec_logic.c's loops run it)."""
+    slots = [p.a_slot, p.b_slot] + ([p.c_slot] if p.c_slot is not None else []) + [p.out_slot]
+    records = np.ascontiguousarray(np.stack(slots, 1), np.uint16) if p.n_slots <= 1 << 16 else None
+    arrays = (p.group_class, p.rest_start, p.rest_slot, p.class_ones)
+    counting = CCounting(*(arr.ctypes.data for arr in arrays), None if records is None else records.ctypes.data, tau)
+    counting.arrays = arrays, records
     return counting
 
 
@@ -175,7 +172,7 @@ class Engine:
         self.threads = threads if threads > 0 else default_threads()
         self.lib = library()
         self._programs: dict[bool, tuple[Program, CProgram]] = {}  # by ternary (see host_program)
-        self._countings: dict[tuple, CCounting] = {}  # by the library's slot words, ternary and tau (see counting)
+        self._countings: dict[tuple, CCounting] = {}  # by the library's kind, the program's and tau (see counting)
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
         self._pool = None  # worker threads, started on the first batch that several threads share
 
@@ -203,17 +200,17 @@ class Engine:
         return scratch_words(self.host_program()[0])
 
     def counting(self, scores: bool = False) -> CCounting:
-        """The counting struct for the library in use (its gate offsets depend on its slot size);
-        scores: the C side divides by tau (as float32, the division run() did in numpy: one
-        correctly rounded float32 quotient either way) instead of leaving counts. NULL gate
-        offsets where the program is not the library's kind (gatec_logic.c's loops run it)."""
+        """The counting struct for the library in use; scores: the C side divides by tau (as
+        float32, the division run() did in numpy: one correctly rounded float32 quotient either
+        way) instead of leaving counts. NULL gate records where the program is not the library's
+        kind (gatec_logic.c's loops run it)."""
         p = self.host_program()[0]
-        ternary, tile = p.c_slot is not None, int(self.lib.gatec_tile_words())
+        library_ternary, ternary = bool(self.lib.gatec_host_ternary()), p.c_slot is not None
         tau = float(np.float32(self.program.tau)) if scores else 0.0
-        key = (tile, ternary, tau)
+        key = (library_ternary, ternary, tau)
         if key not in self._countings:
-            counting = host_counting(p, tile, tau)
-            if bool(self.lib.gatec_host_ternary()) != ternary:
+            counting = host_counting(p, tau)
+            if library_ternary != ternary:
                 counting.gate_records = None
             self._countings[key] = counting
         return self._countings[key]

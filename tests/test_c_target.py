@@ -124,7 +124,7 @@ def test_engine_portable_paths_without_avx512(network, tmp_path):
     so = tmp_path / "portable.so"
     subprocess.run(["gcc", *engine.build_flags(), "-mno-avx512f", "-Wno-psabi", str(engine.SOURCE), "-o", str(so)], check=True)
     lib = ctypes.CDLL(str(so))
-    assert lib.gatec_tile_words() == 4  # one 256-bit vector a slot (the AVX2 path)
+    assert lib.gatec_tile_words() == 8  # a slot is a pair of 256-bit registers (the AVX2 path)
     rng = np.random.default_rng(5)
     wide = Netlist.from_layers(6, [(rng.integers(0, 6, 33000), rng.integers(0, 6, 33000), rng.integers(0, 16, 33000))])
     for net in (network[1], random_dag(rng, 130, 300, 3), wide):  # wide: counts past 2^15 (16-bit lanes)
@@ -132,8 +132,8 @@ def test_engine_portable_paths_without_avx512(network, tmp_path):
         prog = engine.CProgram(p.n_inputs, p.n_slots, len(p.group_op), len(p.output_slot), p.k,
                                *(a.ctypes.data for a in (p.group_op, p.group_count, p.a_slot, p.b_slot, p.out_slot,
                                                          p.output_slot)))
-        counting = engine.host_counting(p, 4)  # gate offsets for 4-word slots
-        for n in (5, 4 * 64 + 1, TILE * 64 + 3, 3 * 4 * 64 + 7):  # the last: tiles packed while others run
+        counting = engine.host_counting(p)
+        for n in (5, 4 * 64 + 1, TILE * 64 + 3, 3 * TILE * 64 + 7):  # the last: tiles packed while others run
             bits = rng.integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
             scratch = np.zeros(Engine(p).scratch_words, np.uint64)
             scores = np.empty((n, p.k), np.int32)

@@ -81,6 +81,19 @@ def test_a_call_runs_only_the_tiles_no_other_thread_took(records):
     assert shared[0] == 6 + 1  # the tiles 2..5 it took, and its last ask
 
 
+def test_a_program_past_uint16_slots_runs_without_records():
+    """Gate records hold uint16 slots: a program of more slots than that has none, and
+    gatec_logic.c's loops run it, with the netlist's counts."""
+    rng = np.random.default_rng(11)
+    n, n_in = 120000, 400  # one layer, every gate an output (few alike on 400 inputs, a third wires): a slot each
+    net = Netlist.from_layers(n_in, [(rng.integers(0, n_in, n), rng.integers(0, n_in, n),
+                                      rng.integers(0, 16, n).astype(np.uint8))], 1, 1.0)
+    eng = Engine(plan(net), threads=1)
+    assert eng.host_program()[0].n_slots > 1 << 16 and not eng.counting().gate_records
+    bits = rng.integers(0, 2, (3 * TILE * 64 + 5, n_in)).astype(np.uint8)
+    np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
+
+
 def test_default_threads_are_the_cores_this_process_may_use():
     net = random_net(0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

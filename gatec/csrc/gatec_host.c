@@ -2,19 +2,14 @@
  * vector path is the CPU's own). gatec_logic.c itself is also the C firmware's source, whose
  * artifacts are pinned byte for byte, so host-only choices live here.
  *
- * A slot is one vector register with AVX-512 (8 words) and with AVX2 (4 words); other hosts keep
- * 8 words (measured best on AVX-512, not tuned elsewhere). With AVX2 a 512-bit slot is a pair of
- * registers and the counters' carry-save state (20 slots) spills; 4 words measured 1.2x faster
- * on the AVX2 path than 8, and the AVX2 packing and counting below another 1.25x
- * (benchmarks/bench_logic.py's network on an AVX-512 host built with -mno-avx512f). The path is
- * the compiler's choice for -march=native, which the engine's cache key names, so no run-time
- * dispatch is needed. */
+ * A slot is 8 words (512 samples, one 64-byte cache line): one vector register with AVX-512, a
+ * pair with AVX2. The gates' operands come from L2 at random, a line at a time, so a slot that
+ * fills its line halves the lines a sample costs: on an AVX2-only AMD EPYC (Zen 3) 8 words ran
+ * 1.06-1.17x faster than 4 (one register), once the counting folds each half of the words in a
+ * pass of its own (below). The path is the compiler's choice for -march=native, which the
+ * engine's cache key names, so no run-time dispatch is needed. */
 #ifndef GATEC_TILE
-#if defined(__AVX2__) && !defined(__AVX512F__)
-#define GATEC_TILE 4
-#else
 #define GATEC_TILE 8
-#endif
 #endif
 #include "gatec_logic.c"
 
@@ -27,18 +22,13 @@
 #endif
 
 /* gatec_counting and, for the host's gate loops, each executed gate's operand and result slots
- * (the result's unused for class-counted gates), computed once per model by gatec.engine: with
- * HOST_TERNARY four slot numbers a gate (a, b, c, result) as uint16, a slot 64 bytes (one
- * shift): 8 bytes a gate instead of 16; else three byte offsets into a
- * tile's scratch (slot * GATEC_TILE * 8) as uint32, so that a gate is three index loads, two
- * vector loads, its op and a store. NULL: the loops of gatec_logic.c, which scale slot numbers. */
-#ifdef HOST_TERNARY
+ * (the result's unused for class-counted gates) as uint16 slot numbers, computed once per model
+ * by gatec.engine: with HOST_TERNARY four a gate (a, b, c, result), else three (a, b, result).
+ * A slot is one shift from its offset, and half the bytes of uint32 offsets streamed through
+ * the cache beside the slots (1.11x on the AVX2 path on a Zen 3 EPYC). NULL: the loops of
+ * gatec_logic.c (programs of more than 65,536 slots). */
 typedef uint16_t host_record;
-#define HOST_BYTES(r) ((uint32_t)(r) << 6)
-#else
-typedef uint32_t host_record;
-#define HOST_BYTES(r) (r)
-#endif
+#define HOST_BYTES(r) ((uint32_t)(r) * (GATEC_TILE * 8))
 typedef struct {
     gatec_counting counting;
     const host_record *gate_records;
@@ -53,8 +43,9 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
 /* Words per slot, so that the caller sizes scratch and tiles as this build does. */
 uint32_t gatec_tile_words(void) { return GATEC_TILE; }
 
-#if defined(__AVX2__) && GATEC_TILE == 4 && !(defined(__AVX512BW__) && defined(__AVX512VBMI__))
+#if defined(__AVX2__) && !defined(__AVX512F__) && GATEC_TILE == 8 && GATEC_WORD_BITS == 64
 #include <immintrin.h>
+#define HOST_HALVES 1 /* a slot is two registers: the counting takes a half at a time (host_add_words) */
 /* AVX2 packing: per 8 rows, 32 features a vector fold into bytes (byte f: bit r = row r's
  * feature f); then 8 x 8 blocks of those bytes are transposed with SSE2 unpacks so that a
  * feature's bytes of one word line up (byte b of word w: rows 64w + 8b .. 64w + 8b + 7).
@@ -297,7 +288,78 @@ static void host_pack_tile(const gatec_program *p, const uint8_t *rows, uint32_t
     } while (0)
 
 /* Fold v[0..n), n a multiple of 16, into the counter: counter_add16 with its state in registers
- * for the whole run instead of a call per 16 words. */
+ * for the whole run instead of a call per 16 words. With HOST_HALVES the state of a whole slot
+ * (8 registers) and its temporaries would spill: each half of the words is folded in a pass of
+ * its own (half_t, 4 words), and every access to a half is one 256-bit load or store, so that
+ * a half is never read from two narrower stores still in flight (a stall each). */
+#ifdef HOST_HALVES
+typedef gatec_word half_t __attribute__((vector_size(32)));
+static inline half_t half_at(const void *slot, uint32_t h) { return (half_t)_mm256_loadu_si256((const __m256i *)slot + h); }
+static inline void set_half(void *slot, uint32_t h, half_t v) { _mm256_storeu_si256((__m256i *)slot + h, (__m256i)v); }
+#define HALF_CSA(high, low, a, b, c)                             \
+    do {                                                         \
+        half_t a_ = (a), b_ = (b), c_ = (c), u_ = a_ ^ b_;       \
+        high = (a_ & b_) | (u_ & c_);                            \
+        low = u_ ^ c_;                                           \
+    } while (0)
+
+/* counter_add on half h of the planes. */
+static void half_add(counter *k, uint32_t h, uint32_t plane, half_t carry) {
+    uint32_t q;
+    for (q = plane; q < k->n_planes; q++) {
+        half_t c = half_at(k->planes + q * W, h);
+        set_half(k->planes + q * W, h, c ^ carry);
+        carry = c & carry;
+    }
+}
+
+static void host_add_words(counter *k, const slot_t *v, uint32_t n) {
+    uint32_t h, i;
+    for (h = 0; h < 2; h++) {
+        half_t ones = half_at(&k->ones, h), twos = half_at(&k->twos, h), fours = half_at(&k->fours, h);
+        half_t eights = half_at(&k->eights, h), twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
+        const slot_t *w = v;
+        for (i = 0; i < n; i += 16, w += 16) {
+            HALF_CSA(twos_a, ones, ones, half_at(w + 0, h), half_at(w + 1, h));
+            HALF_CSA(twos_b, ones, ones, half_at(w + 2, h), half_at(w + 3, h));
+            HALF_CSA(fours_a, twos, twos, twos_a, twos_b);
+            HALF_CSA(twos_a, ones, ones, half_at(w + 4, h), half_at(w + 5, h));
+            HALF_CSA(twos_b, ones, ones, half_at(w + 6, h), half_at(w + 7, h));
+            HALF_CSA(fours_b, twos, twos, twos_a, twos_b);
+            HALF_CSA(eights_a, fours, fours, fours_a, fours_b);
+            HALF_CSA(twos_a, ones, ones, half_at(w + 8, h), half_at(w + 9, h));
+            HALF_CSA(twos_b, ones, ones, half_at(w + 10, h), half_at(w + 11, h));
+            HALF_CSA(fours_a, twos, twos, twos_a, twos_b);
+            HALF_CSA(twos_a, ones, ones, half_at(w + 12, h), half_at(w + 13, h));
+            HALF_CSA(twos_b, ones, ones, half_at(w + 14, h), half_at(w + 15, h));
+            HALF_CSA(fours_b, twos, twos, twos_a, twos_b);
+            HALF_CSA(eights_b, fours, fours, fours_a, fours_b);
+            HALF_CSA(sixteens, eights, eights, eights_a, eights_b);
+            half_add(k, h, 4, sixteens);
+        }
+        set_half(&k->ones, h, ones), set_half(&k->twos, h, twos), set_half(&k->fours, h, fours);
+        set_half(&k->eights, h, eights);
+    }
+}
+
+/* counter_finish, a half at a time. */
+static void host_counter_finish(counter *k, const slot_t *v, uint32_t n) {
+    uint32_t h, i;
+    for (h = 0; h < 2; h++) {
+        for (i = 0; i < n; i++) half_add(k, h, 0, half_at(v + i, h));
+        half_add(k, h, 0, half_at(&k->ones, h));
+        half_add(k, h, 1, half_at(&k->twos, h));
+        half_add(k, h, 2, half_at(&k->fours, h));
+        half_add(k, h, 3, half_at(&k->eights, h));
+    }
+}
+
+/* A slot into the words to count, a half at a time. */
+static inline void copy_slot(slot_t *to, const gatec_word *from) {
+    set_half(to, 0, half_at(from, 0));
+    set_half(to, 1, half_at(from, 1));
+}
+#else
 static void host_add_words(counter *k, const slot_t *v, uint32_t n) {
     slot_t ones = k->ones, twos = k->twos, fours = k->fours, eights = k->eights;
     slot_t twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
@@ -322,6 +384,10 @@ static void host_add_words(counter *k, const slot_t *v, uint32_t n) {
     }
     k->ones = ones, k->twos = twos, k->fours = fours, k->eights = eights;
 }
+
+#define host_counter_finish counter_finish
+static inline void copy_slot(slot_t *to, const gatec_word *from) { *to = load(from); }
+#endif
 
 /* Words a class's gates go to before they are counted: 16 KB, in L1. */
 #define HOST_COUNT_BUF 256
@@ -467,11 +533,11 @@ static void host_count_tile(const gatec_program *p, const gatec_counting *cp, co
         fill = 0;
         for (; gi < p->n_groups && cp->group_class[gi] == (int32_t)c; gi++) HOST_GROUP(HOST_COUNT_LOOP);
         for (r = cp->rest_start[c]; r < cp->rest_start[c + 1]; r++) {
-            v[fill++] = load(act + (uint64_t)cp->rest_slot[r] * W);
+            copy_slot(v + fill++, act + (uint64_t)cp->rest_slot[r] * W);
             if (fill == HOST_COUNT_BUF) host_add_words(&k, v, fill), fill = 0;
         }
         host_add_words(&k, v, fill & ~15u);
-        counter_finish(&k, v + (fill & ~15u), fill & 15u);
+        host_counter_finish(&k, v + (fill & ~15u), fill & 15u);
 #ifdef HOST_TABLE_SCORES
         if (n_planes < 16)
             table_class(&k, n_rows, score_table(p, act) + (uint64_t)c * 512);
