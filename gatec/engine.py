@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GatecError
-from .ir.netlist import Program, plan, plan_ternary
+from .ir.netlist import Netlist, Program, plan, plan_ternary
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slot size: gatec_tile_words())
@@ -165,16 +165,27 @@ def library() -> ctypes.CDLL:
 
 
 class Engine:
-    """Runs a Program on unpacked bits (N, n_inputs) -> class scores (N, k) float32."""
+    """Runs a Netlist, or a Program (plan's), on unpacked bits (N, n_inputs) -> class scores (N, k)
+    float32. Given a netlist it plans only the program the library runs (host_program)."""
 
-    def __init__(self, program: Program, threads: int = 0):
-        self.program = program
+    def __init__(self, program: Program | Netlist, threads: int = 0):
+        self.netlist = program if isinstance(program, Netlist) else program.source
+        self._program = None if isinstance(program, Netlist) else program
+        shape = self.netlist if isinstance(program, Netlist) else program
+        self.n_inputs, self.k, self.tau = shape.n_inputs, shape.k, shape.tau
         self.threads = threads if threads > 0 else default_threads()
         self.lib = library()
         self._programs: dict[bool, tuple[Program, CProgram]] = {}  # by ternary (see host_program)
         self._countings: dict[tuple, CCounting] = {}  # by the library's kind, the program's and tau (see counting)
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
         self._pool = None  # worker threads, started on the first batch that several threads share
+
+    @property
+    def program(self) -> Program:
+        """The program given, or plan's of the netlist given."""
+        if self._program is None:
+            self._program = plan(self.netlist)
+        return self._program
 
     def host_program(self) -> tuple[Program, CProgram]:
         """The program the library in use runs, planned again from the netlist it records (if it
@@ -183,7 +194,7 @@ class Engine:
         are three-input (AVX-512) when its slots fit the library's uint16 records, else plan's.
         Without a netlist, the program given (a ternary library then runs it with
         gatec_logic.c's loops)."""
-        source = self.program.source
+        source = self.netlist
         ternary = bool(self.lib.gatec_host_ternary()) and source is not None
         if ternary not in self._programs:
             p = self.program if source is None else (plan_ternary if ternary else plan)(source, reuse="gate")
@@ -206,7 +217,7 @@ class Engine:
         kind (gatec_logic.c's loops run it)."""
         p = self.host_program()[0]
         library_ternary, ternary = bool(self.lib.gatec_host_ternary()), p.c_slot is not None
-        tau = float(np.float32(self.program.tau)) if scores else 0.0
+        tau = float(np.float32(self.tau)) if scores else 0.0
         key = (library_ternary, ternary, tau)
         if key not in self._countings:
             counting = host_counting(p, tau)
@@ -217,8 +228,8 @@ class Engine:
 
     def _bits(self, bits: np.ndarray) -> np.ndarray:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
-        if bits.ndim != 2 or bits.shape[1] != self.program.n_inputs:
-            raise GatecError(f"the logic engine expects bits of shape (N, {self.program.n_inputs}), "
+        if bits.ndim != 2 or bits.shape[1] != self.n_inputs:
+            raise GatecError(f"the logic engine expects bits of shape (N, {self.n_inputs}), "
                              f"got {list(bits.shape)}")
         return bits
 
@@ -269,7 +280,7 @@ class Engine:
 
     def counts(self, bits: np.ndarray) -> np.ndarray:
         bits = self._bits(bits)
-        scores = np.empty((len(bits), self.program.k), np.int32)
+        scores = np.empty((len(bits), self.k), np.int32)
         self._fill(bits, scores)
         return scores
 
@@ -278,11 +289,11 @@ class Engine:
         as the float64 one rounded to float32 would: both are the correctly rounded quotient); by
         the C side as each tile's counts are done, while they are in the cache (tau > 0)."""
         bits = self._bits(bits)
-        scores = np.empty((len(bits), self.program.k), np.float32)
+        scores = np.empty((len(bits), self.k), np.float32)
         counts = scores.view(np.int32)
-        if np.float32(self.program.tau) > 0:
+        if np.float32(self.tau) > 0:
             self._fill(bits, counts, divide=True)
         else:
             self._fill(bits, counts)
-            np.divide(counts, np.float32(self.program.tau), out=scores, dtype=np.float32)
+            np.divide(counts, np.float32(self.tau), out=scores, dtype=np.float32)
         return scores

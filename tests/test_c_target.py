@@ -117,6 +117,21 @@ def test_engine_on_unlayered_netlists(seed):
     np.testing.assert_array_equal(Engine(program).counts(bits), net.evaluate(bits))
 
 
+def test_fold_follows_wire_chains_and_merges_the_same_gate_at_another_depth():
+    from gatec.ir.netlist import OP_ID, fold
+    A, B, AND, XOR, OR = (OP_ID[k] for k in ("A", "B", "AND", "XOR", "OR"))
+    # node 2 = a AND b; 3, 4: wires of it; 5: node 2 again; 6 = 4 XOR a, a layer deeper than
+    # 7 = 2 XOR a, the same gate; 8: a wire of input b (level 0); 9 = 8 OR a
+    net = Netlist(2, np.array([0, 2, 3, 0, 4, 2, 0, 8]), np.array([1, 2, 3, 1, 0, 0, 1, 0]),
+                  np.array([AND, A, A, AND, XOR, XOR, B, OR], np.uint8), np.array([6, 7, 9]), 1)
+    folded = fold(net)
+    assert folded.a.tolist() == [0, 2, 2, 0, 2, 2, 0, 1]
+    assert folded.outputs.tolist() == [6, 6, 9]
+    assert np.flatnonzero(folded.live).tolist() == [0, 4, 7]
+    bits = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.uint8)
+    np.testing.assert_array_equal(Engine(plan(net)).counts(bits), net.evaluate(bits))
+
+
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="-mno-avx512f is an x86-64 flag")
 def test_engine_portable_paths_without_avx512(network, tmp_path):
     """The host engine's portable packing and count paths (built with AVX-512 off) are bit-exact too."""

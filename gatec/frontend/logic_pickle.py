@@ -20,7 +20,7 @@ import onnx
 from onnx import helper
 
 from ..ir import IR, LOGIC_DOMAIN, OPSET, TensorSpec, value_info_specs
-from ..ir.logic import Layer
+from ..ir.logic import Layer, logic_layer_node
 
 # the exporter's file header: trace_to_ir writes these through torch.onnx.export
 IR_VERSION = 8
@@ -167,9 +167,7 @@ def logic_ir(path: Path, input_shapes, batch_axis: int, info: dict) -> IR | None
             if layer is None or d.get("in_dim") != width or len(layer) == 0 or layer.in_a.min(initial=0) < 0 \
                     or max(layer.in_a.max(), layer.in_b.max()) >= width or layer.in_b.min() < 0:
                 return None
-            in_a, in_b, ops = layer.attrs()
-            nodes.append(helper.make_node("LogicLayer", [src], [out], name=f"/{name}/LogicLayer",
-                                          domain=LOGIC_DOMAIN, in_a=in_a, in_b=in_b, ops=ops))
+            nodes.append(logic_layer_node(src, out, layer, f"/{name}/LogicLayer"))
             width = len(layer)
         op = m.kind.rsplit(".", 1)[1]
         dim = f"{op}output_dim_0" if last else f"{op}{out}_dim_0"

@@ -136,8 +136,16 @@ def attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+def ints_attr(node: onnx.NodeProto, name: str) -> np.ndarray:
+    """An INTS attribute as an int64 array, read from the protobuf's buffer (no Python list)."""
+    for a in node.attribute:
+        if a.name == name:
+            return np.array(a.ints, np.int64) if a.type == onnx.AttributeProto.INTS else np.asarray(attr(node, name))
+    return np.asarray(attr(node, name))  # missing: attr names it
+
+
 def layer_of(node: onnx.NodeProto) -> Layer:
-    return Layer(attr(node, "in_a"), attr(node, "in_b"), attr(node, "ops"))
+    return Layer(ints_attr(node, "in_a"), ints_attr(node, "in_b"), ints_attr(node, "ops"))
 
 
 def group_sum_of(node: onnx.NodeProto) -> tuple[int, float]:
@@ -148,8 +156,12 @@ def group_sum_of(node: onnx.NodeProto) -> tuple[int, float]:
 
 
 def logic_layer_node(x: str, y: str, layer: Layer, name: str) -> onnx.NodeProto:
-    return onnx.helper.make_node("LogicLayer", [x], [y], name=name, domain=LOGIC_DOMAIN,
-                                 in_a=layer.in_a.tolist(), in_b=layer.in_b.tolist(), ops=layer.ops.tolist())
+    node = onnx.helper.make_node("LogicLayer", [x], [y], name=name, domain=LOGIC_DOMAIN)
+    for key, values in (("in_a", layer.in_a), ("in_b", layer.in_b), ("ops", layer.ops)):
+        a = node.attribute.add()  # as make_node's attributes, without its per-element type checks
+        a.name, a.type = key, onnx.AttributeProto.INTS
+        a.ints[:] = values.tolist()
+    return node
 
 
 def group_sum_node(x: str, y: str, k: int, tau: float, name: str) -> onnx.NodeProto:

@@ -93,52 +93,66 @@ def fold(net: Netlist) -> Folded:
     Identical gates come from layering: an output GroupSum counts twice is one gate in the
     netlist, but the last layer holds a gate for each position."""
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
-    source = list(range(n_nodes))
-    a_in, b_in, ops = net.a.tolist(), net.b.tolist(), net.op.tolist()
-    reads_a, reads_b = READS_A[net.op].tolist(), READS_B[net.op].tolist()
-    seen: dict[tuple, int] = {}
-    for g, o in enumerate(ops):
-        x, y = (source[a_in[g]] if reads_a[g] else -1), (source[b_in[g]] if reads_b[g] else -1)
-        if o == WIRE_A or o == WIRE_B:
-            source[n_in + g] = x if o == WIRE_A else y
-        else:
-            source[n_in + g] = seen.setdefault((o, x, y), n_in + g)
-    source = np.asarray(source, np.int64)
+    source = np.arange(n_nodes)
+    op = net.op
+    wire = (op == WIRE_A) | (op == WIRE_B)
+    # By levels where a wire is as deep as the node it passes on: gates with the same op on the
+    # same (resolved) nodes share a level, so the first of them in gate order is the first in its
+    # level; a wire reads its own level (chains of wires are followed until they settle)
+    for gates in by_level(n_in, net.a, net.b, op, free=wire):
+        g, w = gates[~wire[gates]], gates[wire[gates]]
+        x = np.where(READS_A[op[g]], source[net.a[g]], -1) + 1
+        y = np.where(READS_B[op[g]], source[net.b[g]], -1) + 1
+        _, first, which = np.unique((op[g].astype(np.int64) * (n_nodes + 1) + x) * (n_nodes + 1) + y,
+                                    return_index=True, return_inverse=True)
+        source[n_in + g] = n_in + g[first[which]]
+        passed = np.where(op[w] == WIRE_A, net.a[w], net.b[w])
+        while len(w) and not np.array_equal(source[n_in + w], source[passed]):
+            source[n_in + w] = source[passed]
     a, b, outputs = source[net.a], source[net.b], source[net.outputs]
     computed = source[n_in:] == np.arange(n_in, n_nodes)
     live = live_nodes(n_in, a, b, net.op, outputs, computed)
     return Folded(a, b, outputs, live[n_in:] & computed)
 
 
-def gate_levels(n_inputs: int, a, b, op, live=None) -> np.ndarray:
+def gate_levels(n_inputs: int, a, b, op, live=None, free=None) -> np.ndarray:
     """Per node (inputs, then gates): 0 for the inputs and for the gates not `live` (all are, when
     None), else 1 + the deepest level of the nodes its op reads (an operand the truth table ignores
-    does not count)."""
+    does not count); a gate marked `free` (per gate, bool) is as deep as what it reads."""
     a, b, op = np.asarray(a), np.asarray(b), np.asarray(op)
     gates = np.arange(len(op)) if live is None else np.flatnonzero(live)
-    level = np.zeros(n_inputs + len(op), np.int64)
-    ga, gb, ra, rb = a[gates], b[gates], READS_A[op[gates]].astype(bool), READS_B[op[gates]].astype(bool)
+    n_nodes = n_inputs + len(op)
+    step = np.ones(len(gates), np.int32) if free is None else 1 - np.asarray(free, np.int32)[gates]
+    level = np.zeros(n_nodes + 1, np.int32)  # the last, always 0: what an operand the op ignores reads
+    ra, rb = READS_A[op[gates]].astype(bool), READS_B[op[gates]].astype(bool)
+    ia, ib = np.where(ra, a[gates], n_nodes), np.where(rb, b[gates], n_nodes)
+    at = slice(n_inputs, n_nodes) if live is None else n_inputs + gates
     # relaxed all at once, one sweep per level: from 0 the levels only grow and are exact after
     # depth + 1 sweeps (a gate reads earlier nodes); a network deeper than the sweeps allow is
     # walked gate by gate instead
     for _ in range(MAX_SWEEPS):
-        new = 1 + np.maximum(np.where(ra, level[ga], 0), np.where(rb, level[gb], 0))
-        if np.array_equal(new, level[n_inputs + gates]):
-            return level
-        level[n_inputs + gates] = new
+        new = np.maximum(level[ia], level[ib])
+        new += step
+        if np.array_equal(new, level[at]):
+            return level[:n_nodes].astype(np.int64)
+        level[at] = new
+    step = np.ones(len(op), np.int64) if free is None else 1 - np.asarray(free, np.int64)
     out = [0] * (n_inputs + len(op))
-    al, bl, ral, rbl = a.tolist(), b.tolist(), READS_A[op].tolist(), READS_B[op].tolist()
+    al, bl, ral, rbl, sl = a.tolist(), b.tolist(), READS_A[op].tolist(), READS_B[op].tolist(), step.tolist()
     for g in gates.tolist():
-        out[n_inputs + g] = 1 + max(out[al[g]] if ral[g] else 0, out[bl[g]] if rbl[g] else 0)
+        out[n_inputs + g] = sl[g] + max(out[al[g]] if ral[g] else 0, out[bl[g]] if rbl[g] else 0)
     return np.asarray(out, dtype=np.int64)
 
 
-def by_level(n_inputs: int, a, b, op, live=None) -> list[np.ndarray]:
-    """The (live) gates grouped by level (gate_levels), in order: a level reads only earlier ones,
-    so each is one vectorized step."""
-    gate_level = gate_levels(n_inputs, a, b, op, live)[n_inputs:]
+def by_level(n_inputs: int, a, b, op, live=None, free=None) -> list[np.ndarray]:
+    """The (live) gates grouped by level (gate_levels), in order: a level reads only earlier ones
+    (and, for `free` gates, their own), so each is one vectorized step; gate order within a level."""
+    gate_level = gate_levels(n_inputs, a, b, op, live, free)[n_inputs:]
+    if live is not None:
+        gate_level = np.where(live, gate_level, -1)
+    low = 0 if (gate_level == 0).any() else 1  # level 0: free gates that read the inputs
     order = np.argsort(gate_level, kind="stable")
-    bounds = np.searchsorted(gate_level[order], np.arange(1, int(gate_level.max(initial=0)) + 2))
+    bounds = np.searchsorted(gate_level[order], np.arange(low, int(gate_level.max(initial=0)) + 2))
     return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
 
 
@@ -220,8 +234,19 @@ PERMS = list(itertools.permutations(range(3)))
 # Each table's least form under reordering its operands, and the order that gives it: the 80
 # forms are the engine's switch cases (gatec_host.c: HOST_TERNARY_OPS), fewer cases to build and
 # more gates per group than 256 tables
-CANONICAL_PERM = np.array([min(range(6), key=lambda k: permuted_table(imm, PERMS[k])) for imm in range(256)])
-CANONICAL = np.array([permuted_table(imm, PERMS[k]) for imm, k in enumerate(CANONICAL_PERM)], np.uint8)
+def _permuted_tables() -> np.ndarray:
+    """permuted_table(imm, PERMS[k]) for every k and imm, (6, 256), in a few array operations."""
+    bits = (np.arange(8)[:, None] >> np.array([2, 1, 0])) & 1  # row i's operand values
+    old = np.zeros((len(PERMS), 8, 3), np.int64)
+    for k, perm in enumerate(PERMS):
+        old[k][:, list(perm)] = bits  # operand perm[j] of the original is operand j of the result
+    index = old @ np.array([4, 2, 1])  # (6, 8): the original row each result row reads
+    return (((np.arange(256)[None, :, None] >> index[:, None, :]) & 1) << np.arange(8)).sum(2)
+
+
+PERMUTED = _permuted_tables()
+CANONICAL_PERM = PERMUTED.argmin(0)  # the first order giving the least form, as min() picks
+CANONICAL = PERMUTED[CANONICAL_PERM, np.arange(256)].astype(np.uint8)
 
 
 def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool = True,

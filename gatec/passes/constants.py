@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.netlist import Netlist
+from ..ir.netlist import Netlist, by_level
 from . import register
 from .logic_common import CONSTANT, FIX_A, FIX_B, READS_A, READS_B, SAME_INPUT, TABLES, canonical_inputs, run_logic_pass
 
@@ -15,21 +15,19 @@ def fold_constants(net: Netlist) -> tuple[Netlist, dict]:
     n_in = net.n_inputs
     value = np.full(n_in + net.n_gates, -1, np.int64)  # -1: not constant
     op = net.op.astype(np.int64)
-    folded = 0
-    for g in range(net.n_gates):
-        o = old = int(op[g])
-        if net.a[g] == net.b[g] and READS_A[o] and READS_B[o]:
-            o = int(SAME_INPUT[o])
-        if READS_A[o] and value[net.a[g]] >= 0:
-            o = int(FIX_A[value[net.a[g]], o])
-        if READS_B[o] and value[net.b[g]] >= 0:
-            o = int(FIX_B[value[net.b[g]], o])
-        folded += o != old
-        op[g] = o
-        if CONSTANT[o]:
-            value[n_in + g] = TABLES[o, 0]
+    # level by level: a gate reads only earlier levels, whose constants are known by then
+    for gates in by_level(n_in, net.a, net.b, net.op):
+        o, a, b = op[gates], net.a[gates], net.b[gates]
+        o = np.where((a == b) & READS_A[o] & READS_B[o], SAME_INPUT[o], o)
+        va = value[a]
+        o = np.where(READS_A[o] & (va >= 0), FIX_A[np.maximum(va, 0), o], o)
+        vb = value[b]
+        o = np.where(READS_B[o] & (vb >= 0), FIX_B[np.maximum(vb, 0), o], o)
+        op[gates] = o
+        value[n_in + gates] = np.where(CONSTANT[o], TABLES[o, 0], -1)
+    folded = int((op != net.op).sum())
     out = canonical_inputs(Netlist(n_in, net.a, net.b, op.astype(np.uint8), net.outputs, net.k, net.tau))
-    return out, {"gates_folded": int(folded), "constants": int(CONSTANT[op].sum())}
+    return out, {"gates_folded": folded, "constants": int(CONSTANT[op].sum())}
 
 
 @register("constants", "constant propagation: fold constant gates (ops 0, 15) into the gates that read them", kind="logic")

@@ -16,7 +16,7 @@ from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
 from ..ir.logic import OP_ID, READS_A, READS_B, Layer, layer_of, logic_layer_node
 from ..ir.logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-from ..ir.netlist import Netlist, gate_levels, live_nodes
+from ..ir.netlist import Netlist, by_level, gate_levels, live_nodes
 
 # ---------------------------------------------------------------- truth tables
 
@@ -197,12 +197,11 @@ def relayer(net: Netlist) -> tuple[list[Layer], int]:
     depth = max(1, int(asap[net.outputs].max(initial=0)))
     alap = np.full(n_in + net.n_gates, depth, np.int64)
     alap[:n_in] = 0
-    for g in np.flatnonzero(live)[::-1]:
-        if CONSTANT[net.op[g]]:
-            continue
-        for d in {int(net.a[g]), int(net.b[g])}:
-            if d >= n_in:
-                alap[d] = min(alap[d], alap[n_in + g] - 1)
+    for gates in reversed(by_level(n_in, net.a, net.b, net.op, live)):  # a gate's readers are at later levels
+        gates = gates[~CONSTANT[net.op[gates]]]
+        latest = alap[n_in + gates] - 1
+        for d in (net.a[gates], net.b[gates]):
+            np.minimum.at(alap, d[d >= n_in], latest[d >= n_in])
     level = asap if layered_size(net, live, asap, depth) <= layered_size(net, live, alap, depth) else alap
     return _layers_at(net, live, level, depth)
 
@@ -235,63 +234,50 @@ def layered_size(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) 
 
 
 def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> tuple[list[Layer], int]:
-    n_in = net.n_inputs
-    const = np.zeros(n_in + net.n_gates, bool)
+    """The layers of the live gates at `level` (1..depth): layer lv computes the gates of level lv,
+    then carries (pass-through wires) the values later layers read, then copies the constants it
+    reads (constants are made where they are read); the last layer's rows are the outputs."""
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    const = np.zeros(n_nodes, bool)
     const[n_in:] = CONSTANT[net.op]
-    level = level.copy()
-    level[const] = 0  # constants are made where they are read, as copies
-    need: dict[int, int] = {}  # node -> the last layer whose output must hold it
-    const_reads: dict[int, set] = {}  # constant node -> the layers whose output must hold it
-    for g in np.flatnonzero(live):
-        if const[n_in + g]:
-            continue
-        for d in {int(net.a[g]), int(net.b[g])}:
-            at = int(level[n_in + g]) - 1
-            if const[d]:
-                const_reads.setdefault(d, set()).add(at)
-            else:
-                need[d] = max(need.get(d, 0), at)
-    for o in net.outputs.tolist():
-        if const[o]:
-            const_reads.setdefault(o, set()).add(depth)
-        elif level[o] < depth:
-            need[o] = max(need.get(o, 0), depth - 1)  # carried to the layer before last; the last copies it
-    by_level: dict[int, list[int]] = {}
-    for g in np.flatnonzero(live):
-        node = n_in + int(g)
-        if not const[node] and level[node] < depth:
-            by_level.setdefault(int(level[node]), []).append(node)
-    carried: dict[int, list[int]] = {}
-    for node, last in need.items():
-        for lv in range(int(level[node]) + 1, last + 1):
-            carried.setdefault(lv, []).append(node)
-    for node, lvs in const_reads.items():
-        for lv in lvs:
-            carried.setdefault(lv, []).append(node)
+    level = np.where(const, 0, level)
+    gates = np.flatnonzero(live & ~CONSTANT[net.op])
+    gate_level = level[n_in + gates]
+    a, b = net.a[gates], net.b[gates]
+    other = b != a
+    read, at = np.concatenate([a, b[other]]), np.concatenate([gate_level, gate_level[other]]) - 1
+    need = np.full(n_nodes, -1, np.int64)  # node -> the last layer whose output must hold it
+    np.maximum.at(need, read[~const[read]], at[~const[read]])
+    outputs = net.outputs
+    carried_out = outputs[~const[outputs] & (level[outputs] < depth)]  # to the layer before last; the last copies it
+    np.maximum.at(need, carried_out, depth - 1)
+    held = np.flatnonzero(need > level)
+    const_reads = np.unique(read[const[read]] * (depth + 1) + at[const[read]])  # (node, layer), by node
 
-    row = {i: i for i in range(n_in)}  # node -> row in the previous layer's output
+    gate_a, gate_b, gate_op = (np.r_[x, 0] for x in (net.a, net.b, net.op))
+    row = np.full(n_nodes, -1, np.int64)  # node -> row in the previous layer's output
+    row[:n_in] = np.arange(n_in)
     layers, wires = [], 0
     for lv in range(1, depth + 1):
-        a, b, op, new_row = [], [], [], {}
         if lv < depth:
-            rows = [(node, False) for node in by_level.get(lv, [])] + [(node, True) for node in carried.get(lv, [])]
+            computed = n_in + gates[gate_level == lv]
+            carried = held[(level[held] < lv) & (need[held] >= lv)]
+            consts = const_reads[const_reads % (depth + 1) == lv] // (depth + 1)
+            nodes = np.concatenate([computed, carried, consts])
+            kind = np.repeat([0, 1, 2], [len(computed), len(carried), len(consts)])  # gate, wire, constant
         else:
-            rows = []
-            for o in net.outputs.tolist():
-                rows.append((o, not (level[o] == depth and not const[o])))
-        for node, copy in rows:
-            if const[node]:
-                a.append(0), b.append(0), op.append(int(net.op[node - n_in]))
-            elif copy:  # a pass-through wire from the previous layer
-                a.append(row[node]), b.append(row[node]), op.append(PASS_THROUGH)
-                wires += 1
-            else:
-                g = node - n_in
-                a.append(row[int(net.a[g])]), b.append(row[int(net.b[g])])
-                op.append(int(net.op[g]))
-            new_row.setdefault(node, len(op) - 1)
-        layers.append(Layer(a, b, op))
-        row = new_row
+            nodes = outputs
+            kind = np.where(const[nodes], 2, np.where(level[nodes] == depth, 0, 1))
+        g = np.maximum(nodes - n_in, 0)  # (an index into gate_* for every row, gates or not)
+        in_a = np.where(kind == 0, row[gate_a[g]], np.where(kind == 1, row[nodes], 0))
+        in_b = np.where(kind == 0, row[gate_b[g]], np.where(kind == 1, row[nodes], 0))
+        if (in_a < 0).any() or (in_b < 0).any():
+            raise AssertionError("relayer: a row reads a value the previous layer does not hold")
+        layers.append(Layer(in_a, in_b, np.where(kind == 1, PASS_THROUGH, gate_op[g])))
+        wires += int((kind == 1).sum())
+        row[:] = -1
+        unique, first = np.unique(nodes, return_index=True)  # a node's first row (outputs may repeat)
+        row[unique] = first
     return layers, wires
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.netlist import Netlist
+from ..ir.netlist import Netlist, by_level
 from . import register
 from .logic_common import FLIP_A, FLIP_B, READS_A, READS_B, canonical_inputs, run_logic_pass
 
@@ -32,31 +32,31 @@ def collapse_wires(net: Netlist) -> tuple[Netlist, dict]:
     inverted = np.zeros(n_nodes, bool)  # ...and whether it is that node's complement
     a, b, op = net.a.copy(), net.b.copy(), net.op.astype(np.int64)
     absorbed = 0
-    for g in range(net.n_gates):
-        o = int(op[g])
-        if READS_A[o]:
-            x = a[g]
-            a[g] = source[x]
-            if inverted[x]:
-                o, absorbed = int(FLIP_A[o]), absorbed + 1
-        if READS_B[o]:
-            y = b[g]
-            b[g] = source[y]
-            if inverted[y]:
-                o, absorbed = int(FLIP_B[o]), absorbed + 1
-        op[g] = o
-        node = n_in + g
-        if o in (A, NOT_A):
-            source[node], inverted[node] = a[g], o == NOT_A
-        elif o in (B, NOT_B):
-            source[node], inverted[node] = b[g], o == NOT_B
+    # level by level: the nodes a gate reads are resolved (earlier levels) by the time it is
+    for gates in by_level(n_in, net.a, net.b, net.op):
+        o, x, y = op[gates], a[gates], b[gates]
+        ra = READS_A[o]
+        a[gates] = np.where(ra, source[x], x)
+        flip = ra & inverted[x]
+        o = np.where(flip, FLIP_A[o], o)
+        absorbed += int(flip.sum())
+        rb = READS_B[o]
+        b[gates] = np.where(rb, source[y], y)
+        flip = rb & inverted[y]
+        o = np.where(flip, FLIP_B[o], o)
+        absorbed += int(flip.sum())
+        op[gates] = o
+        node = n_in + gates
+        wire_a, wire_b = (o == A) | (o == NOT_A), (o == B) | (o == NOT_B)
+        source[node[wire_a]], inverted[node[wire_a]] = a[gates][wire_a], o[wire_a] == NOT_A
+        source[node[wire_b]], inverted[node[wire_b]] = b[gates][wire_b], o[wire_b] == NOT_B
     # an inverted output keeps its own gate (now an inverter reading the source directly), unless
     # that source gate feeds nothing else: then the source itself is complemented (op -> 15 - op)
     outputs = np.where(inverted[net.outputs], net.outputs, source[net.outputs])
     fanout = reader_counts(Netlist(n_in, a, b, op.astype(np.uint8), outputs, net.k, net.tau))
-    for i, o in enumerate(outputs.tolist()):
-        s = int(source[o])
-        if inverted[o] and s >= n_in and fanout[s] == 1 and fanout[o] == np.count_nonzero(outputs == o):
+    inverters = outputs[inverted[outputs] & (source[outputs] >= n_in)]
+    for o, s in zip(inverters.tolist(), source[inverters].tolist()):
+        if fanout[s] == 1 and fanout[o] == np.count_nonzero(outputs == o):
             op[s - n_in] = 15 - op[s - n_in]
             outputs[outputs == o] = s
             fanout[s] = fanout[o]

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from ...errors import GatecError
 from ...ir.fixed_point import refuse_fixed_point
-from ...ir.runtime import ort_session, run_session
 from ...ir import IR, LOGIC_DOMAIN, LOGIC_OP_TYPES, QONNX_DOMAINS
 from .. import Option, Plan, Target, Tolerance, non_negative_int
 
@@ -79,9 +77,8 @@ class EngineRunner:
 
     def __init__(self, folder: Path, threads: int = 0):
         from ...engine import Engine
-        from ...ir.netlist import plan
         from ..logic_input import read_netlist
-        self.engine = Engine(plan(read_netlist(folder)), threads)  # 0: every core this process may use
+        self.engine = Engine(read_netlist(folder), threads)  # 0: every core this process may use
         self.encoder = Encoder(folder, threads)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -98,6 +95,7 @@ class Runner:
     optimize=False runs each op as the graph says (gatec.ir.runtime.ort_session)."""
 
     def __init__(self, model, threads: int = 0, optimize: bool = True):
+        from ...ir.runtime import ort_session
         self.session = ort_session(model, threads, failure="ONNX Runtime cannot load the compiled model",
                                    optimize=optimize)
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -105,6 +103,7 @@ class Runner:
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         arrays = [a if t is None or a.dtype == t else a.astype(t) for a, t in zip(arrays, self.input_dtypes)]
+        from ...ir.runtime import run_session
         return run_session(self.session, dict(zip(self.input_names, arrays)), "the compiled model fails in ONNX Runtime")
 
 
@@ -123,7 +122,8 @@ class CpuTarget(Target):
     )
 
     def describe(self) -> str:
-        return f"ONNX Runtime {ort.__version__} on the CPU (logic networks bit-packed, 64 samples per word)"
+        from importlib.metadata import version  # not onnxruntime itself: a logic artifact runs without it
+        return f"ONNX Runtime {version('onnxruntime')} on the CPU (logic networks bit-packed, 64 samples per word)"
 
     def plan(self, ir: IR, options: dict, data=None) -> Plan:
         refuse_fixed_point(ir.model, self.name)
