@@ -231,9 +231,8 @@ def permuted_table(imm: int, perm) -> int:
 
 
 PERMS = list(itertools.permutations(range(3)))
-# Each table's least form under reordering its operands, and the order that gives it: the 80
-# forms are the engine's switch cases (gatec_host.c: HOST_TERNARY_OPS), fewer cases to build and
-# more gates per group than 256 tables
+
+
 def _permuted_tables() -> np.ndarray:
     """permuted_table(imm, PERMS[k]) for every k and imm, (6, 256), in a few array operations."""
     bits = (np.arange(8)[:, None] >> np.array([2, 1, 0])) & 1  # row i's operand values
@@ -244,6 +243,9 @@ def _permuted_tables() -> np.ndarray:
     return (((np.arange(256)[None, :, None] >> index[:, None, :]) & 1) << np.arange(8)).sum(2)
 
 
+# Each table's least form under reordering its operands, and the order that gives it: the 80
+# forms are the engine's switch cases (gatec_host.c: HOST_TERNARY_OPS), fewer cases to build and
+# more gates per group than 256 tables
 PERMUTED = _permuted_tables()
 CANONICAL_PERM = PERMUTED.argmin(0)  # the first order giving the least form, as min() picks
 CANONICAL = PERMUTED[CANONICAL_PERM, np.arange(256)].astype(np.uint8)
