@@ -236,7 +236,9 @@ def layered_size(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) 
 def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> tuple[list[Layer], int]:
     """The layers of the live gates at `level` (1..depth): layer lv computes the gates of level lv,
     then carries (pass-through wires) the values later layers read, then copies the constants it
-    reads (constants are made where they are read); the last layer's rows are the outputs."""
+    reads (constants are made where they are read); the last layer's rows are the outputs. Carried
+    values and constants come in the order they are first read (gate by gate, then the outputs),
+    as gatec has always laid them out, so that a network compiles to the same bytes."""
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
     const = np.zeros(n_nodes, bool)
     const[n_in:] = CONSTANT[net.op]
@@ -245,14 +247,25 @@ def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) ->
     gate_level = level[n_in + gates]
     a, b = net.a[gates], net.b[gates]
     other = b != a
-    read, at = np.concatenate([a, b[other]]), np.concatenate([gate_level, gate_level[other]]) - 1
-    need = np.full(n_nodes, -1, np.int64)  # node -> the last layer whose output must hold it
-    np.maximum.at(need, read[~const[read]], at[~const[read]])
+    b_first = other & set_order_swaps(a, b)
+    first, second = np.where(b_first, b, a), np.where(b_first, a, b)
+    read = np.concatenate([first, second[other]])
+    at = np.concatenate([gate_level, gate_level[other]]) - 1  # the layer whose output a gate reads
+    seen = np.concatenate([2 * np.arange(len(gates)), 2 * np.flatnonzero(other) + 1])  # the order reads come in
     outputs = net.outputs
     carried_out = outputs[~const[outputs] & (level[outputs] < depth)]  # to the layer before last; the last copies it
+    need = np.full(n_nodes, -1, np.int64)  # node -> the last layer whose output must hold it
+    np.maximum.at(need, read[~const[read]], at[~const[read]])
     np.maximum.at(need, carried_out, depth - 1)
+    first_read = np.full(n_nodes, np.iinfo(np.int64).max)
+    np.minimum.at(first_read, read, seen)
+    np.minimum.at(first_read, carried_out, 2 * len(gates) + np.flatnonzero(~const[outputs] & (level[outputs] < depth)))
     held = np.flatnonzero(need > level)
-    const_reads = np.unique(read[const[read]] * (depth + 1) + at[const[read]])  # (node, layer), by node
+    held = held[np.argsort(first_read[held], kind="stable")]
+    const_read = np.unique(read[const[read]] * (depth + 1) + at[const[read]])  # (node, layer) pairs
+    const_node, const_layer = const_read // (depth + 1), const_read % (depth + 1)
+    by_first = np.argsort(first_read[const_node], kind="stable")
+    const_node, const_layer = const_node[by_first], const_layer[by_first]
 
     gate_a, gate_b, gate_op = (np.r_[x, 0] for x in (net.a, net.b, net.op))
     row = np.full(n_nodes, -1, np.int64)  # node -> row in the previous layer's output
@@ -262,7 +275,7 @@ def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) ->
         if lv < depth:
             computed = n_in + gates[gate_level == lv]
             carried = held[(level[held] < lv) & (need[held] >= lv)]
-            consts = const_reads[const_reads % (depth + 1) == lv] // (depth + 1)
+            consts = const_node[const_layer == lv]
             nodes = np.concatenate([computed, carried, consts])
             kind = np.repeat([0, 1, 2], [len(computed), len(carried), len(consts)])  # gate, wire, constant
         else:
@@ -276,9 +289,24 @@ def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) ->
         layers.append(Layer(in_a, in_b, np.where(kind == 1, PASS_THROUGH, gate_op[g])))
         wires += int((kind == 1).sum())
         row[:] = -1
-        unique, first = np.unique(nodes, return_index=True)  # a node's first row (outputs may repeat)
-        row[unique] = first
+        unique, first_row = np.unique(nodes, return_index=True)  # a node's first row (outputs may repeat)
+        row[unique] = first_row
     return layers, wires
+
+
+def set_order_swaps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per pair (x != y, non-negative): does Python's set {x, y} iterate y first? The layering
+    gatec has always done read a gate's operands in that order, so the order is kept to keep the
+    bytes: CPython puts x at slot x & 7 of the set's 8 slots and probes for y from y & 7 (on a
+    clash: perturb = y >> 5, slot = 5 slot + 1 + perturb, each mod 8); a set iterates by slot."""
+    home = x & 7
+    slot, perturb = y & 7, y.copy()
+    clash = slot == home
+    while clash.any():
+        perturb = np.where(clash, perturb >> 5, perturb)
+        slot = np.where(clash, (5 * slot + 1 + perturb) & 7, slot)
+        clash = slot == home
+    return slot < home
 
 
 # ---------------------------------------------------------------- running a logic pass
