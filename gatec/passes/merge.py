@@ -42,8 +42,9 @@ def merge_gates(net: Netlist) -> tuple[Netlist, dict]:
         rep[n_in + gates[repeat]] = n_in + first_gate[which[repeat]]
         merged += int(repeat.sum())
         # a first gate whose complement (15 - op on the same inputs) came before it in the level
-        at = np.minimum(np.searchsorted(keys, ((15 - o) * n_nodes + x) * n_nodes + y), len(keys) - 1)
-        complement = (~repeat & ~constant & ~counted[n_in + gates] & (keys[at] == ((15 - o) * n_nodes + x) * n_nodes + y)
+        complement_key = ((15 - o) * n_nodes + x) * n_nodes + y
+        at = np.minimum(np.searchsorted(keys, complement_key), len(keys) - 1)
+        complement = (~repeat & ~constant & ~counted[n_in + gates] & (keys[at] == complement_key)
                       & (first[at] < np.arange(len(gates))))
         g = gates[complement]
         a[g] = b[g] = n_in + first_gate[at[complement]]
