@@ -169,10 +169,10 @@ class Engine:
     float32. Given a netlist it plans only the program the library runs (host_program)."""
 
     def __init__(self, program: Program | Netlist, threads: int = 0):
-        self.netlist = program if isinstance(program, Netlist) else program.source
-        self._program = None if isinstance(program, Netlist) else program
-        shape = self.netlist if isinstance(program, Netlist) else program
-        self.n_inputs, self.k, self.tau = shape.n_inputs, shape.k, shape.tau
+        given_netlist = isinstance(program, Netlist)
+        self.netlist = program if given_netlist else program.source
+        self._program = None if given_netlist else program
+        self.n_inputs, self.k, self.tau = program.n_inputs, program.k, program.tau  # a Netlist's or a Program's
         self.threads = threads if threads > 0 else default_threads()
         self.lib = library()
         self._programs: dict[bool, tuple[Program, CProgram]] = {}  # by ternary (see host_program)

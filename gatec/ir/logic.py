@@ -138,10 +138,10 @@ def attr(node: onnx.NodeProto, name: str, default=None):
 
 def ints_attr(node: onnx.NodeProto, name: str) -> np.ndarray:
     """An INTS attribute as an int64 array, read from the protobuf's buffer (no Python list)."""
-    for a in node.attribute:
-        if a.name == name:
-            return np.array(a.ints, np.int64) if a.type == onnx.AttributeProto.INTS else np.asarray(attr(node, name))
-    return np.asarray(attr(node, name))  # missing: attr names it
+    found = next((a for a in node.attribute if a.name == name), None)
+    if found is not None and found.type == onnx.AttributeProto.INTS:
+        return np.array(found.ints, np.int64)
+    return np.asarray(attr(node, name))  # another type, or missing (attr names it)
 
 
 def layer_of(node: onnx.NodeProto) -> Layer:

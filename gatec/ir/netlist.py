@@ -147,7 +147,11 @@ def gate_levels(n_inputs: int, a, b, op, live=None, free=None) -> np.ndarray:
 def by_level(n_inputs: int, a, b, op, live=None, free=None) -> list[np.ndarray]:
     """The (live) gates grouped by level (gate_levels), in order: a level reads only earlier ones
     (and, for `free` gates, their own), so each is one vectorized step; gate order within a level."""
-    gate_level = gate_levels(n_inputs, a, b, op, live, free)[n_inputs:]
+    return level_groups(gate_levels(n_inputs, a, b, op, live, free)[n_inputs:], live)
+
+
+def level_groups(gate_level: np.ndarray, live=None) -> list[np.ndarray]:
+    """by_level's groups from the gates' levels (gate_levels' past the inputs)."""
     if live is not None:
         gate_level = np.where(live, gate_level, -1)
     low = 0 if (gate_level == 0).any() else 1  # level 0: free gates that read the inputs
@@ -271,7 +275,7 @@ def plan_ternary(net: Netlist, min_group: int = MIN_FUSED_GROUP, canonical: bool
     single = live & (fan[node] == 1) & ~np.isin(op, CONSTANT_OPS)  # per gate: may be absorbed
     absorbs = np.zeros(net.n_gates, np.int64)  # per gate: 0 nothing, 1 its a, 2 its b
     level = gate_levels(n_in, a, b, op, live)
-    for gates in by_level(n_in, a, b, op, live):
+    for gates in level_groups(level[n_in:], live):
         # an operand that absorbed nothing itself (decided at its earlier level) can be absorbed
         can = lambda x, r: r[gates] & (x[gates] >= n_in) & single[np.maximum(x[gates] - n_in, 0)] \
             & (absorbs[np.maximum(x[gates] - n_in, 0)] == 0)  # noqa: E731

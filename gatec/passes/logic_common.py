@@ -9,6 +9,8 @@ read more than one layer later is carried by pass-through wires (op 3), counted 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 
@@ -16,7 +18,7 @@ from ..errors import GatecError
 from ..ir import IR, LOGIC_DOMAIN
 from ..ir.logic import OP_ID, READS_A, READS_B, Layer, layer_of, logic_layer_node
 from ..ir.logic import TRUTH as TABLES  # op -> f(0,0), f(0,1), f(1,0), f(1,1)
-from ..ir.netlist import Netlist, by_level, gate_levels, live_nodes
+from ..ir.netlist import Netlist, gate_levels, level_groups, live_nodes
 
 # ---------------------------------------------------------------- truth tables
 
@@ -197,7 +199,7 @@ def relayer(net: Netlist) -> tuple[list[Layer], int]:
     depth = max(1, int(asap[net.outputs].max(initial=0)))
     alap = np.full(n_in + net.n_gates, depth, np.int64)
     alap[:n_in] = 0
-    for gates in reversed(by_level(n_in, net.a, net.b, net.op, live)):  # a gate's readers are at later levels
+    for gates in reversed(level_groups(asap[n_in:], live)):  # a gate's readers are at later levels
         gates = gates[~CONSTANT[net.op[gates]]]
         latest = alap[n_in + gates] - 1
         for d in (net.a[gates], net.b[gates]):
@@ -206,39 +208,22 @@ def relayer(net: Netlist) -> tuple[list[Layer], int]:
     return _layers_at(net, live, level, depth)
 
 
-def layered_size(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> int:
-    """The gates _layers_at(net, live, level, depth) lays out, counted without building them (a
-    few array operations instead of a walk over every gate): each live gate below the last layer,
-    a pass-through for every layer a value is carried across, a copy of a constant per layer that
-    reads it, and the last layer's outputs."""
-    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
-    const = np.zeros(n_nodes, bool)
-    const[n_in:] = CONSTANT[net.op]
-    level = np.where(const, 0, level)
-    gates = np.flatnonzero(live & ~CONSTANT[net.op])
-    at = level[n_in + gates] - 1  # the layer whose output a gate reads
-    a, b = net.a[gates], net.b[gates]
-    other = b != a
-    read, when = np.concatenate([a, b[other]]), np.concatenate([at, at[other]])
-    outputs = net.outputs
-    carried_out = outputs[~const[outputs] & (level[outputs] < depth)]  # carried to the layer before last
-    need = np.full(n_nodes, -1, np.int64)
-    np.maximum.at(need, read[~const[read]], when[~const[read]])
-    np.maximum.at(need, carried_out, depth - 1)
-    held = need >= 0
-    # a constant is copied into each layer 1 .. depth-1 that reads it; the last layer's rows are the outputs
-    copied = const[read] & (when >= 1) & (when < depth)
-    const_reads = np.unique(read[copied] * (depth + 1) + when[copied])
-    return int((level[n_in + gates] < depth).sum() + np.maximum(need[held] - level[held], 0).sum()
-               + len(const_reads) + len(outputs))
+@dataclass
+class LayerReads:
+    """What laying out the live gates at `level` reads (layer_reads): constants are level 0 (made
+    where they are read), each computed gate reads the layer before its own, an output below the
+    last layer is carried to the layer before last."""
+    const: np.ndarray  # per node: a constant gate
+    level: np.ndarray  # per node, constants at 0
+    gates: np.ndarray  # the live gates that are not constants, in order
+    read: np.ndarray  # the nodes they read, gate by gate, a gate's two operands in its set order
+    at: np.ndarray  # per read, the layer whose output holds it
+    order: np.ndarray  # per read, its place in the order reads come in
+    carried_out: np.ndarray  # per output: carried to the layer before last
+    need: np.ndarray  # per node: the last layer whose output must hold it, or -1
 
 
-def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> tuple[list[Layer], int]:
-    """The layers of the live gates at `level` (1..depth): layer lv computes the gates of level lv,
-    then carries (pass-through wires) the values later layers read, then copies the constants it
-    reads (constants are made where they are read); the last layer's rows are the outputs. Carried
-    values and constants come in the order they are first read (gate by gate, then the outputs),
-    as gatec has always laid them out, so that a network compiles to the same bytes."""
+def layer_reads(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> LayerReads:
     n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
     const = np.zeros(n_nodes, bool)
     const[n_in:] = CONSTANT[net.op]
@@ -248,18 +233,44 @@ def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) ->
     a, b = net.a[gates], net.b[gates]
     other = b != a
     b_first = other & set_order_swaps(a, b)
-    first, second = np.where(b_first, b, a), np.where(b_first, a, b)
-    read = np.concatenate([first, second[other]])
-    at = np.concatenate([gate_level, gate_level[other]]) - 1  # the layer whose output a gate reads
-    seen = np.concatenate([2 * np.arange(len(gates)), 2 * np.flatnonzero(other) + 1])  # the order reads come in
+    read = np.concatenate([np.where(b_first, b, a), np.where(b_first, a, b)[other]])
+    at = np.concatenate([gate_level, gate_level[other]]) - 1
+    order = np.concatenate([2 * np.arange(len(gates)), 2 * np.flatnonzero(other) + 1])
     outputs = net.outputs
-    carried_out = outputs[~const[outputs] & (level[outputs] < depth)]  # to the layer before last; the last copies it
-    need = np.full(n_nodes, -1, np.int64)  # node -> the last layer whose output must hold it
+    carried_out = ~const[outputs] & (level[outputs] < depth)
+    need = np.full(n_nodes, -1, np.int64)
     np.maximum.at(need, read[~const[read]], at[~const[read]])
-    np.maximum.at(need, carried_out, depth - 1)
+    np.maximum.at(need, outputs[carried_out], depth - 1)
+    return LayerReads(const, level, gates, read, at, order, carried_out, need)
+
+
+def layered_size(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> int:
+    """The gates _layers_at(net, live, level, depth) lays out, counted without building them (a
+    few array operations instead of a walk over every gate): each live gate below the last layer,
+    a pass-through for every layer a value is carried across, a copy of a constant per layer that
+    reads it, and the last layer's outputs."""
+    r = layer_reads(net, live, level, depth)
+    held = r.need >= 0
+    # a constant is copied into each layer 1 .. depth-1 that reads it; the last layer's rows are the outputs
+    copied = r.const[r.read] & (r.at >= 1) & (r.at < depth)
+    const_reads = np.unique(r.read[copied] * (depth + 1) + r.at[copied])
+    return int((r.level[net.n_inputs + r.gates] < depth).sum() + np.maximum(r.need[held] - r.level[held], 0).sum()
+               + len(const_reads) + len(net.outputs))
+
+
+def _layers_at(net: Netlist, live: np.ndarray, level: np.ndarray, depth: int) -> tuple[list[Layer], int]:
+    """The layers of the live gates at `level` (1..depth): layer lv computes the gates of level lv,
+    then carries (pass-through wires) the values later layers read, then copies the constants it
+    reads (constants are made where they are read); the last layer's rows are the outputs. Carried
+    values and constants come in the order they are first read (gate by gate, then the outputs),
+    as gatec has always laid them out, so that a network compiles to the same bytes."""
+    n_in, n_nodes = net.n_inputs, net.n_inputs + net.n_gates
+    r = layer_reads(net, live, level, depth)
+    const, level, gates, read, at, need, outputs = r.const, r.level, r.gates, r.read, r.at, r.need, net.outputs
+    gate_level = level[n_in + gates]
     first_read = np.full(n_nodes, np.iinfo(np.int64).max)
-    np.minimum.at(first_read, read, seen)
-    np.minimum.at(first_read, carried_out, 2 * len(gates) + np.flatnonzero(~const[outputs] & (level[outputs] < depth)))
+    np.minimum.at(first_read, read, r.order)
+    np.minimum.at(first_read, outputs[r.carried_out], 2 * len(gates) + np.flatnonzero(r.carried_out))
     held = np.flatnonzero(need > level)
     held = held[np.argsort(first_read[held], kind="stable")]
     const_read = np.unique(read[const[read]] * (depth + 1) + at[const[read]])  # (node, layer) pairs

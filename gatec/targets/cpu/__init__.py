@@ -95,7 +95,8 @@ class Runner:
     optimize=False runs each op as the graph says (gatec.ir.runtime.ort_session)."""
 
     def __init__(self, model, threads: int = 0, optimize: bool = True):
-        from ...ir.runtime import ort_session
+        from ...ir.runtime import ort_session, run_session
+        self._run_session = run_session
         self.session = ort_session(model, threads, failure="ONNX Runtime cannot load the compiled model",
                                    optimize=optimize)
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -103,8 +104,7 @@ class Runner:
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         arrays = [a if t is None or a.dtype == t else a.astype(t) for a, t in zip(arrays, self.input_dtypes)]
-        from ...ir.runtime import run_session
-        return run_session(self.session, dict(zip(self.input_names, arrays)), "the compiled model fails in ONNX Runtime")
+        return self._run_session(self.session, dict(zip(self.input_names, arrays)), "the compiled model fails in ONNX Runtime")
 
 
 class CpuTarget(Target):
