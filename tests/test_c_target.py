@@ -224,13 +224,18 @@ def test_engine_cache_names_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(engine, "_lib", None)
 
 
-def test_engine_prefetch_level_by_vendor(network, tmp_path):
-    """The next tile's rows go to L1 on AMD CPUs and to L2 elsewhere (a speed choice only): the
-    engine built with this host's level and one built with the other give the netlist's counts,
-    the last tiles packed while others run."""
+def test_engine_prefetch_level_by_cpu(network, tmp_path):
+    """The next tile's rows go to L1 on AMD CPUs with an L1d of 48 KB or more and to L2 elsewhere (a
+    speed choice only): the engine built with this host's level and one built with the other give
+    the netlist's counts, the last tiles packed while others run."""
     from gatec import engine
-    assert engine.prefetch_locality("vendor_id\t: AuthenticAMD\n") == 3
-    assert engine.prefetch_locality("vendor_id\t: GenuineIntel\n") == 2
+    assert engine.prefetch_locality("vendor_id\t: AuthenticAMD\n", 48 << 10) == 3
+    assert engine.prefetch_locality("vendor_id\t: AuthenticAMD\n", 32 << 10) == 2
+    assert engine.prefetch_locality("vendor_id\t: AuthenticAMD\n", 0) == 2
+    assert engine.prefetch_locality("vendor_id\t: GenuineIntel\n", 48 << 10) == 2
+    getconf = subprocess.run(["getconf", "LEVEL1_DCACHE_SIZE"], capture_output=True, text=True, check=False)
+    if getconf.returncode == 0 and getconf.stdout.strip().isdigit() and int(getconf.stdout) > 0:
+        assert engine.l1d_bytes() == int(getconf.stdout)  # glibc reads it from the CPU (cpuid), sysfs from the kernel
     rng = np.random.default_rng(7)
     bits = rng.integers(0, 2, (5 * TILE * 64 + 9, network[1].n_inputs)).astype(np.uint8)
     flags = engine.build_flags()
