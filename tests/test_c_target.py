@@ -3,6 +3,7 @@ against the reference at every word size and at tile boundaries."""
 import ctypes
 import os
 import platform
+import re
 import subprocess
 
 import numpy as np
@@ -284,6 +285,20 @@ def test_unrolled_firmware_is_bit_exact_and_builds_clean(network, tmp_path, word
     library = subprocess.run(["nm", str(art.path / "libmodel.a")], capture_output=True, text=True).stdout
     defined = {line.split()[-1] for line in library.splitlines() if " T " in line}
     assert {line.split()[-1] for line in library.splitlines() if " U " in line} - defined <= {"memset", "memcpy"}
+
+
+def test_unrolled_firmware_reuses_a_slot_after_its_last_reader(network, tmp_path):
+    """The straight-line gates free a slot as soon as the last gate reading it has run, the tables
+    only after its last reader's level: the unrolled firmware's scratch is the smaller, and both
+    give the netlist's counts."""
+    path, net = network
+    slots = {}
+    for form in ("table", "unrolled"):
+        art = gatec.compile(path, "c", tmp_path / form, options={"word_bits": 64, "c_form": form}, samples=150)
+        assert art.manifest["verification"]["ok"] and art.manifest["verification"]["max_abs_err"] == 0
+        found = re.search(r"static gatec_word scratch\[GATEC_SCRATCH_WORDS\((\d+)u", (art.path / "model.c").read_text())
+        slots[form] = int(found.group(1))
+    assert slots["unrolled"] < slots["table"], slots
 
 
 def test_unrolled_firmware_packed_entry_point(network, tmp_path):
