@@ -5,14 +5,13 @@ arrays (gatec.netlist.plan), so the first result comes as soon as the model is l
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
-import itertools
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from .ir.netlist import Netlist, Program, plan, plan_ternary
 CSRC = Path(__file__).parent / "csrc"
 SOURCE = CSRC / "gatec_host.c"  # gatec_logic.c with the host's choices (its slot size: gatec_tile_words())
 TILE = 8  # the most 64-bit words a slot has (gatec_tile_words()): scratch is sized for it
-FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
+FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-DGATEC_FAST_PACK", "-DGATEC_VECTOR",
          "-DGATEC_WORD_BITS=64"]
 CHUNK_TILES = 8  # the fewest tiles (of TILE words) worth a thread: a smaller batch runs on fewer threads
 _lock = threading.Lock()
@@ -71,18 +70,35 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def pin_worker(turns, threads: int) -> None:
-    """Keep each engine worker on a core of its own, the i-th worker on the i-th core this process
-    may use, when the workers are as many as those cores (the calling thread is left as it is):
-    unpinned, the scheduler moves them and two threads measured 1.74x one thread instead of
-    1.85x (benchmarks/bench_logic.py's network). Fewer workers than cores are not pinned, so
-    that two processes asking for a few threads each do not share the first cores."""
+def worker_core(index: int, caller_cpu: int, cores: list[int]) -> int:
+    """The core the index-th engine worker runs on: the cores after the caller's (caller_cpu; -1:
+    unknown) in turn, so that with a worker for each core but the caller's none shares its core."""
+    start = cores.index(caller_cpu) if caller_cpu in cores else -1
+    return cores[(start + 1 + index) % len(cores)]
+
+
+def worker_cores(workers: int, caller_cpu: int, cores: list[int]) -> list[int]:
+    """Each worker's core (worker_core) when the caller and the workers are as many as the cores
+    this process may use: unpinned, the scheduler moves them, and a worker on the caller's core
+    measured 1.1x one thread. Fewer threads than cores are not pinned (-1), so that two processes
+    asking for a few threads each do not share the first cores."""
+    if workers + 1 < len(cores):
+        return [-1] * workers
+    return [worker_core(i, caller_cpu, cores) for i in range(workers)]
+
+
+@functools.cache
+def _sched_getcpu():
     try:
-        cores = sorted(os.sched_getaffinity(0))
-        if threads >= len(cores):
-            os.sched_setaffinity(0, {cores[next(turns) % len(cores)]})  # 0: this thread (Linux)
-    except (AttributeError, OSError):  # no affinity on this OS: the scheduler decides
-        pass
+        return ctypes.CDLL(None).sched_getcpu  # glibc's and musl's
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def current_cpu() -> int:
+    """The core the calling thread runs on, -1 where the C library does not say."""
+    getcpu = _sched_getcpu()
+    return int(getcpu()) if getcpu is not None else -1
 
 
 def prefetch_locality(cpuinfo: str, l1d_bytes: int) -> int:
@@ -172,6 +188,15 @@ def library() -> ctypes.CDLL:
         lib.gatec_host_run.argtypes = [ctypes.POINTER(CProgram), ctypes.POINTER(CCounting), ctypes.c_void_p,
                                        ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         lib.gatec_host_run.restype = None
+        lib.gatec_host_pool_new.argtypes = [ctypes.c_uint32, ctypes.c_uint32]
+        lib.gatec_host_pool_new.restype = ctypes.c_void_p
+        lib.gatec_host_pool_workers.argtypes = [ctypes.c_void_p]
+        lib.gatec_host_pool_workers.restype = ctypes.c_uint32
+        lib.gatec_host_pool_run.argtypes = [ctypes.c_void_p, *lib.gatec_host_run.argtypes[:6], ctypes.c_void_p,
+                                            ctypes.c_uint32]
+        lib.gatec_host_pool_run.restype = ctypes.c_uint32
+        lib.gatec_host_pool_free.argtypes = [ctypes.c_void_p]
+        lib.gatec_host_pool_free.restype = None
         lib.gatec_tile_words.restype = ctypes.c_uint32
         lib.gatec_host_ternary.restype = ctypes.c_uint32
         _lib = lib
@@ -192,7 +217,11 @@ class Engine:
         self._programs: dict[bool, tuple[Program, CProgram]] = {}  # by ternary (see host_program)
         self._countings: dict[tuple, CCounting] = {}  # by the library's kind, the program's and tau (see counting)
         self._spare: list[np.ndarray] = []  # scratch buffers kept between calls: fresh pages cost page faults
-        self._pool = None  # worker threads, started on the first batch that several threads share
+        self._pool = None  # gatec_host.c's worker threads, started on the first batch that several threads share
+        self._pool_owner = (0, None)  # the process and library that started them (a forked child starts its own)
+        self._pool_lock = threading.Lock()  # one batch at a time a pool
+        self._worker_cores: dict[int, np.ndarray] = {}  # by the caller's core
+        self.joined = 0  # the workers that joined the last batch run with several threads
 
     @property
     def program(self) -> Program:
@@ -261,36 +290,69 @@ class Engine:
 
     def _fill(self, bits: np.ndarray, scores: np.ndarray, divide: bool = False) -> None:
         """Class counts of `bits` (checked by _bits) into `scores`, an int32 (N, k) array. With
-        several threads each runs the whole batch through one call, and the calls take its tiles
-        from a counter they share (gatec_host.c's take_tile): a tile goes to the thread that asks
-        first, so a core slowed by other work (or a slower core) takes fewer, where equal shares
-        would wait for it, and each thread still folds its next tile's rows while the one before
-        runs. On a 2-core AMD EPYC VM whose cores ran 10.6M and 12.6M samples/s alone: two
-        threads 1.62x one thread against 1.48x for halves and 1.58x for eighths taken in turn,
-        side by side (40 rounds; the caller taking a share, or unpinned workers, 1.1x). Each thread
-        has its own scratch and writes its own tiles' rows of scores; ctypes drops the GIL during
-        each call. The calls go to the pool's workers, each kept on a core (pin_worker); the
-        calling thread waits."""
+        several threads the calling thread and gatec_host.c's pool of workers each run the whole
+        batch through gatec_host_run, and take its tiles from a counter they share (take_tile): a
+        tile goes to the thread that asks first, so a core slowed by other work (or a slower
+        core) takes fewer, where equal shares would wait for it, and each thread still folds its
+        next tile's rows while the one before runs. The caller starts on the tiles at once and
+        returns when the workers that joined are done; on a 2-core AMD EPYC (Zen 4) VM this ran
+        1.06x faster than a Python thread pool's workers with the caller waiting on their futures
+        (65,536 samples; 1.20x on 8,192), side by side (gatec_host.c says why). Each thread has its own
+        scratch and writes its own tiles' rows of scores; ctypes drops the GIL during the call.
+        The workers are kept on cores of their own (worker_cores)."""
         n = bits.shape[0]
         if n == 0:
             return
         parts = max(1, min(self.threads, -(-n // (TILE * 64 * CHUNK_TILES))))
-        shared = np.zeros(1, np.uint32) if parts > 1 else None
         counting = ctypes.byref(self.counting(divide))
         program, words = ctypes.byref(self.host_program()[1]), self.scratch_words
-
-        def work():
-            scratch = self._scratch(words)
-            self.lib.gatec_host_run(program, counting, bits.ctypes.data, n, scratch.ctypes.data, scores.ctypes.data,
-                                    None if shared is None else shared.ctypes.data)
+        scratch = self._scratch(words)
+        try:
+            if parts == 1:
+                self.lib.gatec_host_run(program, counting, bits.ctypes.data, n, scratch.ctypes.data,
+                                        scores.ctypes.data, None)
+                return
+            with self._pool_lock:
+                pool = self._worker_pool(words)
+                cores = self._cores_for(current_cpu())
+                self.joined = self.lib.gatec_host_pool_run(pool, program, counting, bits.ctypes.data, n,
+                                                           scratch.ctypes.data, scores.ctypes.data,
+                                                           cores.ctypes.data, parts - 1)
+        finally:
             self._spare.append(scratch)
-        if parts == 1:
-            return work()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gatec-engine",
-                                            initializer=pin_worker, initargs=(itertools.count(), self.threads))
-        for f in [self._pool.submit(work) for _ in range(parts)]:
-            f.result()
+
+    def _worker_pool(self, words: int) -> int:
+        """This engine's pool of threads - 1 workers, started on first use in this process and
+        library (a forked child's copy of its parent's is left alone: its threads are the parent's)."""
+        if self._pool_owner != (os.getpid(), self.lib) or not self._pool:
+            self._free_pool()
+            self._pool = self.lib.gatec_host_pool_new(self.threads - 1, words)
+            if not self._pool:
+                raise MemoryError("the logic engine's worker threads")
+            self._pool_owner = (os.getpid(), self.lib)
+        return self._pool
+
+    def _cores_for(self, caller_cpu: int) -> np.ndarray:
+        if caller_cpu not in self._worker_cores:
+            try:
+                cores = sorted(os.sched_getaffinity(0))
+            except (AttributeError, OSError):  # no affinity on this OS: the scheduler decides
+                cores = []
+            pinned = worker_cores(self.threads - 1, caller_cpu, cores) if cores else [-1] * (self.threads - 1)
+            self._worker_cores[caller_cpu] = np.array(pinned, np.int32)
+        return self._worker_cores[caller_cpu]
+
+    def _free_pool(self) -> None:
+        pid, lib = self._pool_owner
+        if self._pool and pid == os.getpid():
+            lib.gatec_host_pool_free(self._pool)  # its workers end
+        self._pool, self._pool_owner = None, (0, None)
+
+    def __del__(self):
+        try:
+            self._free_pool()
+        except Exception:  # at interpreter exit the modules may be gone: the threads end with the process
+            pass
 
     def counts(self, bits: np.ndarray) -> np.ndarray:
         bits = self._bits(bits)

@@ -34,7 +34,9 @@ def test_cpu_dependent_tests_pass_on_an_avx2_only_x86(tmp_path):
     cc.write_text(f"#!/bin/sh\nexec {qemu} -cpu Haswell {os.path.realpath(gcc)} \"$@\"\n")
     cc.chmod(0o755)
     # the guest runs on one core (below): one OpenMP thread for torch there, none spinning beside it
-    env = {**os.environ, "CC": str(cc), "GATEC_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    # (GATEC_EMULATED: tests that fork a process running threads skip, as qemu-user can hang there)
+    env = {**os.environ, "CC": str(cc), "GATEC_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "GATEC_EMULATED": "qemu-user"}
     probe = subprocess.run([qemu, "-cpu", "Haswell", python, "-c",
                             "import numpy._core._multiarray_umath as m; f = m.__cpu_features__; "
                             "print(f['AVX2'], f['AVX512F'], f['AVX512_ICL'])"],

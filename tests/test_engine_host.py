@@ -5,8 +5,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -27,8 +25,8 @@ def random_net(seed, n_in=40, widths=(120, 90, 60), k=3):
 
 
 class Spy:
-    """The engine library, recording each call's thread and sample count; each call lingers, so
-    that every thread gets a turn."""
+    """The engine library, recording each call of a batch: gatec_host_run's (one thread) and
+    gatec_host_pool_run's (the caller and its pool's workers)."""
 
     def __init__(self, lib):
         self.lib, self.calls = lib, []
@@ -37,9 +35,12 @@ class Spy:
         return getattr(self.lib, name)
 
     def gatec_host_run(self, prog, counting, bits, n, scratch, scores, shared):
-        self.calls.append((threading.get_ident(), n, shared is not None))
+        self.calls.append(("run", n, shared))
         self.lib.gatec_host_run(prog, counting, bits, n, scratch, scores, shared)
-        time.sleep(0.05)
+
+    def gatec_host_pool_run(self, pool, prog, counting, bits, n, scratch, scores, cores, workers):
+        self.calls.append(("pool", n, workers))
+        return self.lib.gatec_host_pool_run(pool, prog, counting, bits, n, scratch, scores, cores, workers)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -52,10 +53,75 @@ def test_threads_share_the_batch_and_agree(threads, chunks):
     eng = Engine(plan(net), threads=threads)
     eng.lib = spy = Spy(eng.lib)
     np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
-    # a call a thread, each over the whole batch; a thread for each CHUNK_TILES tiles at most
+    # one thread: a call over the batch; else the caller and at most a worker for each further
+    # CHUNK_TILES tiles, each over the whole batch
     parts = max(1, min(threads, -(-n // chunk)))
-    assert len(spy.calls) == parts and all(c[1] == n and c[2] == (parts > 1) for c in spy.calls)
-    assert len({c[0] for c in spy.calls}) == parts
+    assert spy.calls == ([("run", n, None)] if parts == 1 else [("pool", n, parts - 1)])
+    assert eng.joined <= parts - 1
+
+
+def test_workers_join_a_batch_and_take_tiles():
+    """Over a few batches of 16 tiles a 2-thread engine's worker joins some (gatec_host_pool_run
+    counts it), and every batch's counts are the netlist's."""
+    net = random_net(7, widths=(2000, 1500, 900))
+    bits = np.random.default_rng(7).integers(0, 2, (2 * engine.CHUNK_TILES * TILE * 64, net.n_inputs)).astype(np.uint8)
+    expected = net.evaluate(bits)
+    eng = Engine(plan(net), threads=2)
+    joined = []
+    for _ in range(20):
+        np.testing.assert_array_equal(eng.counts(bits), expected)
+        joined.append(eng.joined)
+    assert set(joined) <= {0, 1}
+    if len(os.sched_getaffinity(0)) > 1:  # on one core the worker may never get a turn in time
+        assert max(joined) == 1
+
+
+def test_a_pool_without_workers_leaves_every_tile_to_the_caller():
+    net = random_net(8)
+    eng = Engine(plan(net), threads=1)
+    lib = eng.lib
+    pool = lib.gatec_host_pool_new(0, eng.scratch_words)
+    try:
+        assert lib.gatec_host_pool_workers(pool) == 0
+        n = 3 * TILE * 64 + 9
+        bits = np.random.default_rng(8).integers(0, 2, (n, net.n_inputs)).astype(np.uint8)
+        scores = np.full((n, net.k), -7, np.int32)
+        scratch = eng._scratch(eng.scratch_words)
+        joined = lib.gatec_host_pool_run(pool, ctypes.byref(eng.host_program()[1]), ctypes.byref(eng.counting()),
+                                         bits.ctypes.data, n, scratch.ctypes.data, scores.ctypes.data, None, 4)
+        assert joined == 0
+        np.testing.assert_array_equal(scores, net.evaluate(bits))
+    finally:
+        lib.gatec_host_pool_free(pool)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or "GATEC_EMULATED" in os.environ,
+                    reason="no fork on this OS, or under qemu-user, whose own locks can hang a child forked from threads")
+def test_a_forked_child_starts_its_own_workers():
+    """A child forked after the parent's workers started has none of their threads: its engine
+    starts a pool of its own, and its counts are the netlist's (a copy of the parent's pool
+    would leave the caller alone at best, or wait on a lock held at the fork)."""
+    net = random_net(9)
+    bits = np.random.default_rng(9).integers(0, 2, (2 * engine.CHUNK_TILES * TILE * 64, net.n_inputs)).astype(np.uint8)
+    eng = Engine(plan(net), threads=2)
+    expected = net.evaluate(bits)
+    np.testing.assert_array_equal(eng.counts(bits), expected)
+    parent_pool = eng._pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether its counts agree and its pool is a new one, then leave
+        ok = False
+        try:
+            ok = bool(np.array_equal(eng.counts(bits), expected)) and eng._pool != parent_pool
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"1"
+    np.testing.assert_array_equal(eng.counts(bits), expected)  # the parent's pool still runs
 
 
 @pytest.mark.parametrize("records", [True, False])
@@ -158,30 +224,47 @@ def test_run_divides_as_numpy_does(tau):
         np.testing.assert_array_equal(out.view(np.int32), np.divide(counts, np.float32(tau), dtype=np.float32).view(np.int32))
 
 
-def test_workers_get_a_core_each_when_they_use_every_core():
+def engine_threads() -> set[int]:
+    """The ids of this process's threads that gatec_host.c's pools started (named gatec-engine)."""
+    tids = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            if open(f"/proc/self/task/{task}/comm").read().strip() == "gatec-engine":
+                tids.add(int(task))
+        except OSError:
+            pass
+    return tids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc to see the worker threads")
+def test_workers_get_a_core_each_but_the_callers_when_the_threads_use_every_core():
     cores = sorted(os.sched_getaffinity(0))
+    before = engine_threads()
     net = random_net(5)
-    bits = np.random.default_rng(5).integers(0, 2, (3 * engine.CHUNK_TILES * TILE * 64, net.n_inputs)).astype(np.uint8)
+    bits = np.random.default_rng(5).integers(0, 2, (len(cores) * engine.CHUNK_TILES * TILE * 64,
+                                                    net.n_inputs)).astype(np.uint8)
     eng = Engine(plan(net), threads=len(cores))
-    np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
-    if len(cores) > 1:
-        pinned = [os.sched_getaffinity(t.native_id) for t in eng._pool._threads]
-        assert pinned and all(len(p) == 1 for p in pinned)  # each worker on one core of the mask, its own
-        assert len({next(iter(p)) for p in pinned}) == len(pinned) and set().union(*pinned) <= set(cores)
+    for _ in range(10):  # a worker is kept on its core once it joins a batch
+        np.testing.assert_array_equal(eng.counts(bits), net.evaluate(bits))
+    workers = engine_threads() - before
+    assert len(workers) == len(cores) - 1
+    pinned = [os.sched_getaffinity(t) for t in workers]
+    if len(cores) > 1 and eng.joined:
+        on_one = [p for p in pinned if len(p) == 1]
+        assert on_one and len({next(iter(p)) for p in on_one}) == len(on_one) and set().union(*on_one) <= set(cores)
     assert sorted(os.sched_getaffinity(0)) == cores  # the calling thread keeps its affinity
+    del eng
+    assert engine_threads() - before == set()  # the pool's threads end with its engine
 
 
-def test_fewer_workers_than_cores_are_left_to_the_scheduler(monkeypatch):
-    calls = []
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: calls.append(mask))
-    import itertools
-    turns = itertools.count()
-    engine.pin_worker(turns, 2)
-    assert calls == []
-    engine.pin_worker(turns, 4)
-    engine.pin_worker(turns, 4)
-    assert calls == [{0}, {1}]
+def test_worker_cores_follow_the_callers_core():
+    assert [engine.worker_core(i, 2, [0, 1, 2, 3]) for i in range(3)] == [3, 0, 1]
+    assert engine.worker_cores(3, 2, [0, 1, 2, 3]) == [3, 0, 1]
+    assert engine.worker_cores(1, 0, [0, 1]) == [1] and engine.worker_cores(1, 1, [0, 1]) == [0]
+    assert engine.worker_cores(3, 5, [1, 5]) == [1, 5, 1]  # more threads than cores
+    assert engine.worker_cores(2, -1, [0, 1, 2]) == [0, 1]  # the caller's core unknown
+    assert engine.worker_cores(1, 0, [0, 1, 2, 3]) == [-1]  # fewer threads than cores: left to the scheduler
+    assert engine.current_cpu() in os.sched_getaffinity(0)
 
 
 @pytest.mark.parametrize("k", [1, 3, 10, 16, 17, 40])

@@ -11,7 +11,11 @@
 #ifndef GATEC_TILE
 #define GATEC_TILE 8
 #endif
+#define _GNU_SOURCE /* the worker pool's threads (pthreads, Linux's affinity): host code, not firmware */
 #include "gatec_logic.c"
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
 
 /* With AVX-512 the gates are vpternlogq (HOST_TERNARY): the program is
  * gatec.netlist.plan_ternary's, each group's op a truth table over three operands, the
@@ -39,6 +43,13 @@ uint32_t gatec_tile_words(void);
 uint32_t gatec_host_ternary(void);
 void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const uint8_t *bits, uint32_t n,
                     gatec_word *scratch, int32_t *scores, uint32_t *shared);
+typedef struct host_pool host_pool;
+host_pool *gatec_host_pool_new(uint32_t n_workers, uint32_t scratch_words);
+uint32_t gatec_host_pool_workers(const host_pool *pool);
+uint32_t gatec_host_pool_run(host_pool *pool, const gatec_program *p, const gatec_host_counting *hc,
+                             const uint8_t *bits, uint32_t n, gatec_word *scratch, int32_t *scores,
+                             const int32_t *cores, uint32_t workers);
+void gatec_host_pool_free(host_pool *pool);
 
 /* Words per slot, so that the caller sizes scratch and tiles as this build does. */
 uint32_t gatec_tile_words(void) { return GATEC_TILE; }
@@ -652,6 +663,152 @@ void gatec_host_run(const gatec_program *p, const gatec_host_counting *hc, const
         folded_ahead = f.rows != NULL;
 #endif
     }
+}
+
+/* A pool of worker threads for one batch at a time: gatec_host_pool_run posts the batch, runs
+ * its own share of the tiles (gatec_host_run on the shared counter) and returns once the workers
+ * that joined have left it. The workers are C threads, so a batch never waits on Python's GIL or
+ * its thread pool: with those, each call's start and end cost a thread woken on the other core
+ * (75 us median on a 2-core KVM VM) and the GIL's hand-over, 150-250 us of a 4 ms batch. A
+ * worker joins only while the caller still runs its share, so a late one (asleep, its core
+ * busy) never touches a batch that has returned; with no worker at all (none started, or a
+ * forked child's copy of a pool) the caller runs every tile itself. */
+typedef struct {
+    host_pool *pool;
+    gatec_word *scratch;
+    pthread_t thread;
+    uint32_t index;
+    int core; /* the core it is kept on, -1: none */
+} host_worker;
+
+typedef struct {
+    const gatec_program *p;
+    const gatec_host_counting *hc;
+    const uint8_t *bits;
+    int32_t *scores;
+    const int32_t *cores; /* each worker's core (-1: leave it), or NULL */
+    uint32_t n, workers;  /* workers: the most that join */
+} host_batch;
+
+struct host_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t posted;
+    host_batch batch;
+    uint64_t generation; /* batches posted */
+    uint32_t open, quit, joined;
+    uint32_t next_tile, active; /* the batch's take_tile counter, and the workers inside it */
+    uint32_t n_workers;
+    host_worker *workers;
+};
+
+static void host_keep_on_core(host_worker *w, int core) {
+#ifdef __linux__
+    if (core >= 0 && core != w->core && core < CPU_SETSIZE) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(core, &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0) w->core = core;
+    }
+#else
+    (void)w, (void)core;
+#endif
+}
+
+static void *host_worker_main(void *arg) {
+    host_worker *w = arg;
+    host_pool *pool = w->pool;
+    uint64_t seen = 0;
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "gatec-engine"); /* what ps, top and /proc/<pid>/task/<tid>/comm show */
+#endif
+    for (;;) {
+        host_batch b;
+        pthread_mutex_lock(&pool->lock);
+        while (!pool->quit && !(pool->open && pool->generation != seen && pool->joined < pool->batch.workers))
+            pthread_cond_wait(&pool->posted, &pool->lock);
+        if (pool->quit) {
+            pthread_mutex_unlock(&pool->lock);
+            return NULL;
+        }
+        seen = pool->generation, b = pool->batch, pool->joined++;
+        __atomic_fetch_add(&pool->active, 1u, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&pool->lock);
+        host_keep_on_core(w, b.cores ? b.cores[w->index] : -1);
+        gatec_host_run(b.p, b.hc, b.bits, b.n, w->scratch, b.scores, &pool->next_tile);
+        __atomic_fetch_sub(&pool->active, 1u, __ATOMIC_RELEASE); /* its tiles' scores are written */
+    }
+}
+
+/* A pool of n_workers threads, each with scratch of scratch_words words (64-byte aligned); NULL
+ * if out of memory. Fewer start where the OS refuses a thread (gatec_host_pool_workers). */
+host_pool *gatec_host_pool_new(uint32_t n_workers, uint32_t scratch_words) {
+    host_pool *pool = calloc(1, sizeof *pool);
+    uint32_t i;
+    if (!pool || !(pool->workers = calloc(n_workers ? n_workers : 1, sizeof *pool->workers))) {
+        free(pool);
+        return NULL;
+    }
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->posted, NULL);
+    for (i = 0; i < n_workers; i++) {
+        host_worker *w = &pool->workers[pool->n_workers];
+        void *scratch = NULL;
+        if (posix_memalign(&scratch, 64, (size_t)scratch_words * sizeof(gatec_word)) != 0) break;
+        w->pool = pool, w->scratch = scratch, w->index = pool->n_workers, w->core = -1;
+        if (pthread_create(&w->thread, NULL, host_worker_main, w) != 0) {
+            free(scratch);
+            break;
+        }
+        pool->n_workers++;
+    }
+    return pool;
+}
+
+uint32_t gatec_host_pool_workers(const host_pool *pool) { return pool->n_workers; }
+
+/* Runs a batch as gatec_host_run does, on the calling thread and at most `workers` of the pool's;
+ * cores[i]: the core worker i is kept on (-1 or NULL: left where it is). Returns how many workers
+ * joined. One batch at a time a pool (the caller's lock). */
+uint32_t gatec_host_pool_run(host_pool *pool, const gatec_program *p, const gatec_host_counting *hc,
+                             const uint8_t *bits, uint32_t n, gatec_word *scratch, int32_t *scores,
+                             const int32_t *cores, uint32_t workers) {
+    uint32_t joined, spins = 0;
+    pthread_mutex_lock(&pool->lock);
+    pool->batch.p = p, pool->batch.hc = hc, pool->batch.bits = bits, pool->batch.n = n;
+    pool->batch.scores = scores, pool->batch.cores = cores, pool->batch.workers = workers;
+    pool->next_tile = 0, pool->joined = 0, pool->open = 1, pool->generation++;
+    pthread_mutex_unlock(&pool->lock);
+    if (workers) pthread_cond_broadcast(&pool->posted);
+    gatec_host_run(p, hc, bits, n, scratch, scores, &pool->next_tile);
+    pthread_mutex_lock(&pool->lock);
+    pool->open = 0, joined = pool->joined; /* no worker joins from here */
+    pthread_mutex_unlock(&pool->lock);
+    /* The tiles left are the ones the workers inside took: they end within a tile's time or two
+     * (tens of microseconds), so the caller spins, and yields its core after 2^14 looks. */
+    while (__atomic_load_n(&pool->active, __ATOMIC_ACQUIRE)) {
+        if (++spins > 1u << 14) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else __builtin_ia32_pause();
+#endif
+    }
+    return joined;
+}
+
+void gatec_host_pool_free(host_pool *pool) {
+    uint32_t i;
+    if (!pool) return;
+    pthread_mutex_lock(&pool->lock);
+    pool->quit = 1;
+    pthread_mutex_unlock(&pool->lock);
+    pthread_cond_broadcast(&pool->posted);
+    for (i = 0; i < pool->n_workers; i++) {
+        pthread_join(pool->workers[i].thread, NULL);
+        free(pool->workers[i].scratch);
+    }
+    pthread_cond_destroy(&pool->posted);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool->workers);
+    free(pool);
 }
 
 /* 1: the gate loops run plan_ternary's programs (HOST_TERNARY), 0: plan's. */
