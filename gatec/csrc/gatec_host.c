@@ -718,9 +718,6 @@ static void *host_worker_main(void *arg) {
     host_worker *w = arg;
     host_pool *pool = w->pool;
     uint64_t seen = 0;
-#ifdef __linux__
-    pthread_setname_np(pthread_self(), "gatec-engine"); /* what ps, top and /proc/<pid>/task/<tid>/comm show */
-#endif
     for (;;) {
         host_batch b;
         pthread_mutex_lock(&pool->lock);
@@ -759,6 +756,11 @@ host_pool *gatec_host_pool_new(uint32_t n_workers, uint32_t scratch_words) {
             free(scratch);
             break;
         }
+#ifdef __linux__
+        /* what ps, top and /proc/<pid>/task/<tid>/comm show; named here, not by the thread itself,
+         * so that the name is there when this returns, before the thread has first run */
+        pthread_setname_np(w->thread, "gatec-engine");
+#endif
         pool->n_workers++;
     }
     return pool;
