@@ -36,8 +36,8 @@ shared cores falls on every row alike; its median and best are reported. The two
 time gatec's engine on STREAM batches back to back a run (one thread, and all cores), as a user
 streaming batches runs it: in the rows taken in turn, a worker's core has idled through the
 other rows before each batch, and on a VM an idle core came back slower (2-thread batches 19.5M
-samples/s back to back, 15.5M after 20 ms of idle, 14.4M after 400 ms, on a Zen 4 EPYC VM). Prints a table and writes
-benchmarks/results/logic.json (--engine-only: gatec's engine and PyTorch alone, written to
+samples/s back to back, 15.5M after 20 ms of idle, 14.4M after 400 ms, on a Zen 4 EPYC VM).
+Prints a table and writes benchmarks/results/logic.json (--engine-only: gatec's engine and PyTorch alone, written to
 logic_engine.json).
 """
 from __future__ import annotations
@@ -283,21 +283,20 @@ def main() -> None:
         builds = dict(list(builds.items())[:2])
     if args.float_form:
         builds["ONNX Runtime float form"] = ("cpu", {"threads": 1, "engine": "onnxruntime", "logic_form": "float"})
-    engines, compile_s = {}, {}
+    engines, compile_s, artifacts = {}, {}, {}
     for i, (name, (target, options)) in enumerate(builds.items()):
         t0 = time.perf_counter()
         art = gatec.compile(None, target, work / f"a{i}", source=source, verify=False, options=options)
         compile_s[name] = time.perf_counter() - t0
-        engines[name] = (lambda a: lambda x: a.run(x)[0])(art)
-    batches = {name: 1 for name in engines}  # a row's batches a timed run
-    for name, threads in (("engine streaming, 1 thread", 1), (f"engine streaming, {cores} threads", cores)):
-        art = gatec.Artifact.open(work / ("a0" if threads == 1 else "a1"))
+        engines[name], artifacts[name] = (lambda a: lambda x: a.run(x)[0])(art), art
+    one_thread, all_cores = artifacts["gatec engine (cpu target)"], artifacts[f"gatec engine, {cores} threads"]
+    batches = {}  # a row's batches a timed run, where more than one
+    for name, art in (("engine streaming, 1 thread", one_thread), (f"engine streaming, {cores} threads", all_cores)):
         engines[name] = (lambda a: lambda x: [a.run(x) for _ in range(STREAM)][-1][0])(art)
         batches[name] = STREAM
     if "avx512f" in host["vector_extensions"] and "avx2" in host["vector_extensions"]:
-        eng = avx2_path_engine(gatec.Artifact.open(work / "a0").runner.engine.program)
+        eng = avx2_path_engine(one_thread.runner.engine.program)
         engines["gatec engine, AVX2 path"] = lambda x, e=eng: e.run(x)
-        batches["gatec engine, AVX2 path"] = 1
 
     m = min(n, args.torch_samples)
     x_torch = torch.from_numpy(bits[:m].astype(np.float32))
@@ -319,9 +318,9 @@ def main() -> None:
     for name, out in outputs.items():
         exact = bool(np.array_equal(out[:m], expected)) and (reference is None or np.array_equal(out, reference))
         reference = out if reference is None else reference
-        runs, samples = times[name], n * batches[name]
+        runs, samples = times[name], n * batches.get(name, 1)
         seconds = float(np.median(runs))
-        rows.append({"engine": name, "samples": samples, "batches": batches[name], "seconds": seconds,
+        rows.append({"engine": name, "samples": samples, "batches": batches.get(name, 1), "seconds": seconds,
                      "samples_per_s": samples / seconds, "best_samples_per_s": samples / min(runs), "bit_exact": exact,
                      "compile_s": compile_s.get(name)})
         print(f"  {name:<28} {samples / seconds / 1e6:8.3f} M samples/s median, {samples / min(runs) / 1e6:.3f} best "
@@ -382,11 +381,11 @@ def main() -> None:
               f"{torchlogix.get('simplify_s', 0):.1f} s); gatec's engine {eng['compile_s']:.1f} s; gatec's engine "
               f"runs {torchlogix['engine_speedup']:.1f}x its samples/s; outputs equal the engine's: "
               f"{torchlogix['outputs_equal_engine']}")
-    per_batch = {r["engine"]: r["samples_per_s"] for r in rows}
+    rate = {r["engine"]: r["samples_per_s"] for r in rows}
     scaling = None
     if cores > 1:
-        scaling = {"per_batch": per_batch[f"gatec engine, {cores} threads"] / per_batch["gatec engine (cpu target)"],
-                   "streaming": per_batch[f"engine streaming, {cores} threads"] / per_batch["engine streaming, 1 thread"]}
+        scaling = {"per_batch": rate[f"gatec engine, {cores} threads"] / rate["gatec engine (cpu target)"],
+                   "streaming": rate[f"engine streaming, {cores} threads"] / rate["engine streaming, 1 thread"]}
         print(f"{cores} threads / 1 thread: {scaling['per_batch']:.2f}x a batch at a time, the rows in turn; "
               f"{scaling['streaming']:.2f}x streaming ({STREAM} batches back to back)")
     print(DIFFLOGIC)

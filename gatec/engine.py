@@ -81,8 +81,9 @@ def worker_cores(workers: int, caller_cpu: int, cores: list[int]) -> list[int]:
     """Each worker's core (worker_core) when the caller and the workers are as many as the cores
     this process may use: unpinned, the scheduler moves them, and a worker on the caller's core
     measured 1.1x one thread. Fewer threads than cores are not pinned (-1), so that two processes
-    asking for a few threads each do not share the first cores."""
-    if workers + 1 < len(cores):
+    asking for a few threads each do not share the first cores; nor are any where the OS gives
+    no cores (no affinity)."""
+    if not cores or workers + 1 < len(cores):
         return [-1] * workers
     return [worker_core(i, caller_cpu, cores) for i in range(workers)]
 
@@ -338,8 +339,7 @@ class Engine:
                 cores = sorted(os.sched_getaffinity(0))
             except (AttributeError, OSError):  # no affinity on this OS: the scheduler decides
                 cores = []
-            pinned = worker_cores(self.threads - 1, caller_cpu, cores) if cores else [-1] * (self.threads - 1)
-            self._worker_cores[caller_cpu] = np.array(pinned, np.int32)
+            self._worker_cores[caller_cpu] = np.array(worker_cores(self.threads - 1, caller_cpu, cores), np.int32)
         return self._worker_cores[caller_cpu]
 
     def _free_pool(self) -> None:
